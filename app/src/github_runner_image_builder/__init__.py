@@ -1,0 +1,1 @@
+"""Build GitHub self-hosted runner images on OpenStack."""
