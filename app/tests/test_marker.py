@@ -31,3 +31,9 @@ def test_kernel_prefix_on_same_line_still_matches() -> None:
 def test_bad_step_name_rejected() -> None:
     with pytest.raises(ValueError, match="invalid step"):
         marker.failure_line("n", "bad step; rm -rf /")
+
+
+def test_find_nonce_in_user_data() -> None:
+    script = "#!/bin/bash\nset -eu\nreadonly GRIB_NONCE=0a1b2c\necho hi\n"
+    assert marker.find_nonce(script) == "0a1b2c"
+    assert marker.find_nonce("#!/bin/bash\necho GRIB_NONCE=zz\n") is None

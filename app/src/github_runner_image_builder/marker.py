@@ -15,6 +15,9 @@ import re
 import secrets
 
 MARKER_WORD = "GRIB-BUILD-RESULT"
+# The user-data script assigns the nonce to this shell variable on a line of its own
+# (`GRIB_NONCE=<hex>`), so a stand-in hypervisor can find it without running the script.
+NONCE_VARIABLE = "GRIB_NONCE"
 _STEP = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -29,6 +32,12 @@ class Marker:
 def new_nonce() -> str:
     """Return a fresh nonce for one builder server."""
     return secrets.token_hex(8)
+
+
+def find_nonce(user_data: str) -> str | None:
+    """Return the nonce a rendered user-data script carries, or None."""
+    match = re.search(rf"^\s*(?:readonly\s+)?{NONCE_VARIABLE}=([0-9a-f]+)\s*$", user_data, re.M)
+    return match.group(1) if match else None
 
 
 def success_line(nonce: str) -> str:
