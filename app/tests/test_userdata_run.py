@@ -40,6 +40,9 @@ if [[ $name == "${STUB_FAIL_CMD:-}" && " $* " == *"${STUB_FAIL_ARG:-}"* ]]; then
     echo "stub: $name fails as the test asked" >&2
     exit 42
 fi
+if [[ $name == "${STUB_TERM_CMD:-}" ]]; then
+    kill -TERM "$PPID"  # as systemd would stop cloud-final: signal the script mid-step
+fi
 inside() { [[ $1 == "$STUB_ROOT"/* ]]; }
 case $name in
     install)
@@ -183,6 +186,7 @@ def run(
     options: userdata.UserDataOptions,
     *,
     fail: tuple[str, str] | None = None,
+    term: str | None = None,
     release: str | None = None,
     user_script_status: int = 0,
 ) -> Run:
@@ -226,6 +230,8 @@ def run(
     }
     if fail:
         env["STUB_FAIL_CMD"], env["STUB_FAIL_ARG"] = fail
+    if term:
+        env["STUB_TERM_CMD"] = term
     result = subprocess.run(
         ["/bin/bash", str(script)],
         env=env,
@@ -412,6 +418,14 @@ def test_a_failing_user_script_fails_the_script_step(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert result.console == marker.failure_line(NONCE, "script") + "\n"
     assert not result.ran("cloud-init")
+
+
+def test_sigterm_mid_step_still_reports_that_step_and_powers_off(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options(), term="usermod")
+    assert result.returncode == 143
+    assert result.console == marker.failure_line(NONCE, "users") + "\n"
+    assert result.steps_begun()[-1] == "users"
+    assert result.calls[-1].argv == ["systemctl", "poweroff"]
 
 
 def test_poweroff_falls_back_to_a_forced_one(tmp_path: Path) -> None:
