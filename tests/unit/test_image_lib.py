@@ -359,3 +359,17 @@ def test_deferred_image_changed_keeps_its_data() -> None:
     with ctx(ctx.on.update_status(), state) as mgr:
         mgr.run()
         assert [image.id for image in mgr.charm.seen] == ["img-1"]
+
+
+def test_from_published_needs_an_image() -> None:
+    with pytest.raises(ValueError, match="at least one image"):
+        ProviderImages.from_published([])
+
+
+def test_requirer_reads_what_the_provider_charm_wrote() -> None:
+    """The provider's output databag, as Juju would hand it over, is the requirer's input."""
+    relation = testing.Relation("image", remote_units_data={0: CREDS})
+    state, _ = provider_run(relation)
+    seen, current, _ = requirer_run({0: dict(unit_data(state, relation))})
+    assert current == ProviderImages.from_published(IMAGES)
+    assert seen == [current]
