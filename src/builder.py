@@ -47,7 +47,7 @@ BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this
 SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a secret
 BUILD_TIMEOUT = 2 * 60 * 60  # seconds the CLI may take; it cleans up after itself on timeout
 KILL_GRACE = 15 * 60  # the runner kills a CLI that overran its own timeout by this much
-LOOKUP_TIMEOUT = 60
+LOOKUP_TIMEOUT = 120  # seconds per latest-build-id call, in the runner
 PROXY_VARIABLES = {
     "JUJU_CHARM_HTTP_PROXY": ("http_proxy", "HTTP_PROXY"),
     "JUJU_CHARM_HTTPS_PROXY": ("https_proxy", "HTTPS_PROXY"),
@@ -168,6 +168,7 @@ class BuildResult(pydantic.BaseModel):
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
     error: str = ""  # the build as a whole failed (crash, timeout, no JSON)
+    kind: str = "build"  # "lookup": every image existed already, no build ran
 
 
 class RunRecord(pydantic.BaseModel):
@@ -175,15 +176,32 @@ class RunRecord(pydantic.BaseModel):
 
     run_id: str
     started_at: datetime.datetime
+    clouds: list[str] = []  # the clouds this build uploads to
+
+
+@dataclasses.dataclass(frozen=True)
+class Lookup(pydantic.BaseModel):
+    """An image that may already exist in a cloud (the runner asks `latest-build-id`)."""
+
+    cloud: str
+    base: str
+    arch: str
+    name: str
 
 
 @dataclasses.dataclass(frozen=True)
 class BuildRequest:
-    """A build the charm decided to run: the CLI's arguments and its secret environment."""
+    """A build the charm decided to run: the CLI's arguments and its secret environment.
+
+    With lookups, the runner first asks the CLI for those existing images and skips the build
+    when every one exists (a new requirer cloud that already has images).
+    """
 
     args: tuple[str, ...]
     secret_env: Mapping[str, str] = dataclasses.field(repr=False)
     fingerprint: str
+    clouds: tuple[str, ...] = ()
+    lookups: tuple[Lookup, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +239,7 @@ class BuildCommandInput:
     protect: Sequence[str]
     script_secrets: Mapping[str, str] = dataclasses.field(repr=False)
     fingerprint: str
+    lookups: Sequence[Lookup] = ()
 
 
 def build_request(spec: BuildCommandInput) -> BuildRequest:
@@ -254,7 +273,13 @@ def build_request(spec: BuildCommandInput) -> BuildRequest:
         if value:
             args += [flag, value]
     secret_env = {f"{SECRET_ENV_PREFIX}{k}": v for k, v in spec.script_secrets.items()}
-    return BuildRequest(args=tuple(args), secret_env=secret_env, fingerprint=spec.fingerprint)
+    return BuildRequest(
+        args=tuple(args),
+        secret_env=secret_env,
+        fingerprint=spec.fingerprint,
+        clouds=tuple(spec.upload_clouds),
+        lookups=tuple(spec.lookups),
+    )
 
 
 def proxy_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -446,7 +471,9 @@ class Builder:
                 self.paths.queued.touch(mode=0o600)
                 current = self._read(self.paths.current, RunRecord)
                 return StartOutcome(started=False, run_id=current.run_id if current else "")
-            run = RunRecord(run_id=uuid.uuid4().hex, started_at=_utcnow())
+            run = RunRecord(
+                run_id=uuid.uuid4().hex, started_at=_utcnow(), clouds=list(request.clouds)
+            )
             # A build starting now uses the newest state, which is all a queued request asks.
             self.paths.queued.unlink(missing_ok=True)
             _write_atomic(self.paths.current, run.model_dump_json())
@@ -475,6 +502,10 @@ class Builder:
             str(BUILD_TIMEOUT + KILL_GRACE),
             "--secret-prefix",
             SECRET_ENV_PREFIX,
+            "--lookups",
+            json.dumps([lookup.model_dump() for lookup in request.lookups]),
+            "--lookup-timeout",
+            str(LOOKUP_TIMEOUT),
             "--",
             str(self.paths.cli),
             *request.args,
@@ -541,27 +572,6 @@ class Builder:
         """Return the config digest of the last started build ('' before the first)."""
         path = self.paths.fingerprint
         return path.read_text().strip() if path.exists() else ""
-
-    def latest_build_id(self, cloud: str, name: str) -> str | None:
-        """Return the newest active image of that name in a cloud, None if none or unknown."""
-        try:
-            done = subprocess.run(
-                [str(self.paths.cli), "--os-cloud", cloud, "latest-build-id", name],
-                env=self._env(),
-                capture_output=True,
-                text=True,
-                timeout=LOOKUP_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            logger.warning("cannot look up image %s in cloud %s: %s", name, cloud, error)
-            return None
-        if done.returncode != 0:
-            logger.warning(
-                "looking up image %s in cloud %s failed: exit %s", name, cloud, done.returncode
-            )
-            return None
-        return done.stdout.strip() or None
 
     # --- catalogue -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ per hook from the state in `collect-status`.
 
 import logging
 import os
+from collections.abc import Sequence
 
 import ops
 
@@ -117,7 +118,9 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         self.images.publish(kept, config.bases, config.arch)
         return config
 
-    def _start_build(self, config: state.BuildConfig, reason: str) -> builder.StartOutcome | None:
+    def _start_build(
+        self, config: state.BuildConfig, reason: str, lookups: Sequence[builder.Lookup] = ()
+    ) -> builder.StartOutcome | None:
         """Start (or queue) a build for every requirer cloud; None when there is none."""
         clouds = self.images.clouds()
         if not clouds:
@@ -142,6 +145,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 protect=sorted(protect),
                 script_secrets={k: v.get_secret_value() for k, v in config.script_secrets.items()},
                 fingerprint=config.fingerprint(),
+                lookups=lookups,
             )
         )
         outcome = self.builder.start(request)
@@ -177,8 +181,30 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             if result.error:
                 logger.error("build %s failed: %s", result.run_id, result.error)
         build = self.builder.state()
-        if build.queued and not build.running:
+        if build.running:
+            return
+        if build.queued:
             self._start_build(config, "queued rebuild")
+        elif result is not None:
+            # A cloud that joined while this job ran was not served by it: look it up now.
+            served = set(build.current.clouds) if build.current else set()
+            self._serve_new_clouds(config, [c for c in self.images.clouds() if c not in served])
+
+    def _serve_new_clouds(self, config: state.BuildConfig, clouds: Sequence[str]) -> None:
+        """Start a job for clouds lacking images: it looks them up, and builds only if needed."""
+        catalogue = self.builder.load_catalogue()
+        lookups = [
+            builder.Lookup(
+                cloud=cloud,
+                base=base,
+                arch=config.arch,
+                name=image.image_name(self.app.name, base, config.arch),
+            )
+            for cloud in clouds
+            for base in image.missing(catalogue, cloud, config.bases, config.arch)
+        ]
+        if lookups:
+            self._start_build(config, f"no image yet in {', '.join(clouds)}", lookups)
 
     # --- event handlers --------------------------------------------------------------------
 
@@ -232,19 +258,18 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         if creds is None:
             logger.info("relation %s: waiting for all six credential keys", event.relation.id)
             return
-        catalogue = self.builder.load_catalogue()
-        cloud = creds.cloud_id
-        lacking = image.missing(catalogue, cloud, config.bases, config.arch)
-        # Images built earlier for this cloud (e.g. before a redeploy) are published at once.
-        for base in lacking:
-            name = image.image_name(self.app.name, base, config.arch)
-            if found := self.builder.latest_build_id(cloud, name):
-                catalogue.setdefault(cloud, {})[image.key(base, config.arch)] = found
-        if image.missing(catalogue, cloud, config.bases, config.arch) != lacking:
-            self.builder.save_catalogue(catalogue)
-        self.images.publish(catalogue, config.bases, config.arch)
-        if image.missing(catalogue, cloud, config.bases, config.arch):
-            self._start_build(config, f"cloud {cloud} has no image yet")
+        if self.builder.is_running():
+            # Not queued: the running job's end handler serves clouds it did not include.
+            logger.info(
+                "relation %s: cloud %s served after the running build",
+                event.relation.id,
+                creds.cloud_id,
+            )
+            return
+        # Images built earlier for this cloud (e.g. before a redeploy) may exist: the detached
+        # job looks them up first (the CLI's start alone exceeds a hook's time budget) and
+        # builds only when one is missing.
+        self._serve_new_clouds(config, [creds.cloud_id])
 
     def _on_image_relation_gone(self, _: ops.RelationEvent) -> None:
         # The relation's requirer (or its last unit) left: clouds.yaml and the data follow.
@@ -277,6 +302,11 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
 def summary(result: builder.BuildResult) -> str:
     """Return the one-line status of a finished build."""
     when = result.finished_at.strftime("%H:%M")
+    if result.kind == "lookup":
+        found = len(result.images)
+        return (
+            f"Found {found} existing image{'' if found == 1 else 's'} {when} UTC; no build needed"
+        )
     if result.error:
         return f"Last build {when} UTC failed: {result.error}"
     images = len(result.images)
