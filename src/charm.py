@@ -15,7 +15,7 @@ import ops
 import builder
 import image
 import state
-from _image_lib_tmp import CloudCredentials
+from charms.github_runner_image_builder.v0.image import CloudCredentials
 
 logger = logging.getLogger(__name__)
 

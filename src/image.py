@@ -10,8 +10,12 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import ops
 
-from _image_lib_tmp import CloudCredentials, ImageProvider, PublishedImage
 from builder import BuiltImage
+from charms.github_runner_image_builder.v0.image import (
+    CloudCredentials,
+    ImageProvider,
+    PublishedImage,
+)
 
 logger = logging.getLogger(__name__)
 

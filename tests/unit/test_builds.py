@@ -67,7 +67,7 @@ def test_build_started_then_finished_publishes(ctx: Ctx, machine: Machine) -> No
     assert _published(out, relation) == {
         "id": "img-runners_runner-noble-1",
         "tags": "x64,noble",
-        "images": json.dumps([{"id": "img-runners_runner-noble-1", "tags": "x64,noble"}]),
+        "images": '[{"id":"img-runners_runner-noble-1","tags":"x64,noble"}]',
     }
     assert isinstance(out.unit_status, testing.ActiveStatus)
     assert out.unit_status.message.startswith("Last build ")

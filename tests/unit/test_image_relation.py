@@ -37,9 +37,7 @@ def test_existing_images_are_published_without_a_build(ctx: Ctx, machine: Machin
     assert _published(out, relation) == {
         "id": "old-jammy",
         "tags": "x64,jammy",
-        "images": json.dumps(
-            [{"id": "old-jammy", "tags": "x64,jammy"}, {"id": "old-noble", "tags": "x64,noble"}]
-        ),
+        "images": '[{"id":"old-jammy","tags":"x64,jammy"},{"id":"old-noble","tags":"x64,noble"}]',
     }
     assert machine.build_calls() == []
     assert isinstance(out.unit_status, testing.ActiveStatus)

@@ -66,3 +66,21 @@ def test_secrets_stay_out_of_every_log(
             assert secret not in " ".join(argv)
     # The script secret did reach the CLI, through its environment.
     assert machine.build_calls()[0]["secrets"] == {"IMAGE_BUILDER_SECRET_API_TOKEN": SCRIPT_SECRET}
+
+
+def test_invalid_requirer_credentials_are_ignored_without_logging_them(
+    ctx: Ctx, machine: Machine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = password_secret()
+    bad = {"auth_url": "not a url", "password": REQUIRER_PASSWORD, "username": "u"}
+    relation = testing.Relation("image", remote_units_data={0: bad})
+    state = testing.State(config=valid_config(password), secrets={password}, relations={relation})
+    out = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
+    assert out.unit_status == testing.WaitingStatus(
+        "waiting for OpenStack credentials from a requirer"
+    )
+    assert any("Ignoring credentials" in r.getMessage() for r in caplog.records)
+    for record in caplog.records:
+        assert REQUIRER_PASSWORD not in record.getMessage() + repr(record.args)
+    assert machine.cli_calls() == []
