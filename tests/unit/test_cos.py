@@ -3,6 +3,7 @@
 import fnmatch
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from cosl import LZMABase64
 from ops import testing
 
 import builder
+import cos
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     FAKE_JUJU_EXEC,
@@ -167,6 +169,19 @@ def test_dashboard_uid_is_the_same_on_every_unit(machine: Machine) -> None:
         (encoded,) = published(out, relation)["dashboards"]
         uids.append(json.loads(LZMABase64.decompress(encoded))["uid"])
     assert uids[0] == uids[1]
+
+
+def test_broken_dashboard_is_skipped_with_its_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "broken.json").write_text('{"title": ')
+    (tmp_path / "own-tag.json").write_text('{"title": "t", "tags": ["charm: custom"]}')
+
+    (encoded,) = cos.dashboards(tmp_path, APP)
+
+    dashboard = json.loads(LZMABase64.decompress(encoded))
+    assert dashboard["tags"] == ["charm: custom"]  # a charm tag of its own is kept
+    assert "dashboard broken.json is not valid JSON, not published" in caplog.text
 
 
 def test_upgrade_republishes_over_stale_data(ctx: Ctx, machine: Machine, no_venv: None) -> None:
