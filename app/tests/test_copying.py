@@ -71,7 +71,3 @@ def test_verify_copy(change: dict[str, object], message: str) -> None:
     with pytest.raises(copying.CopyError, match=message):
         copying.verify_copy(source, dataclasses.replace(source, **change))  # type: ignore[arg-type]
     copying.verify_copy(source, source)
-
-
-def test_memory_bound() -> None:
-    assert copying.memory_bound(3) == 3 * (copying.DEPTH + 2) * copying.CHUNK

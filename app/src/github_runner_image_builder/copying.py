@@ -1,8 +1,10 @@
 """Copy one image from the build cloud to several clouds at once, streaming.
 
-The source is read once; `fanout` feeds every target in bounded memory (see its docstring:
-targets x (depth + 2) x chunk). Each copy is checked against the checksum and size Glance
-reports for the source; a copy that fails or differs is deleted, never left behind.
+The source is read once; `fanout` feeds every target in bounded memory: at most
+(depth + 2) x chunk of image data (6 MiB with the defaults) however many targets, plus each
+HTTP connection's own small send buffer (see `fanout`). Each copy is checked against the
+checksum and size Glance reports for the source; a copy that fails or differs is deleted,
+never left behind.
 """
 
 import logging
@@ -21,9 +23,9 @@ class CopyError(Exception):
     """A copy did not arrive intact."""
 
 
-def memory_bound(targets: int, chunk: int = CHUNK, depth: int = DEPTH) -> int:
-    """Return the most bytes of image data a copy to `targets` clouds holds at once."""
-    return targets * (depth + 2) * chunk
+def memory_bound(chunk: int = CHUNK, depth: int = DEPTH) -> int:
+    """Return the most bytes of image data a copy holds at once, for any number of targets."""
+    return (depth + 2) * chunk
 
 
 def verify_copy(source: ImageInfo, copy: ImageInfo) -> None:

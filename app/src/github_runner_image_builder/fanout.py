@@ -1,13 +1,13 @@
 """Read a stream once and feed it to several consumers in parallel, in bounded memory.
 
 Each consumer runs in its own thread and reads from a `QueueReader`, a file-like object fed by
-a queue of at most `depth` chunks. The producer puts every chunk into every live queue, so the
-slowest consumer sets the pace and memory stays at most about
-    consumers x (depth + 2) x chunk size
-(the queued chunks, one being sent by each consumer, one being read), whatever the stream's
-length. A consumer that fails is dropped and its queue drained; the others go on. A producer
-that fails ends every consumer's stream with that error, so no upload completes from a
-truncated stream.
+a queue of at most `depth` chunks. The producer puts the same chunk object (not a copy) into
+every live queue, so the slowest consumer sets the pace and the producer is never more than
+`depth + 2` chunks ahead of it (`depth` queued, one in the consumer's hands, one being put).
+The image data held at once is therefore at most (depth + 2) x chunk size, whatever the
+stream's length and however many consumers share it. A consumer that fails is dropped and
+its queue drained; the others go on. A producer that fails ends every consumer's stream with
+that error, so no upload completes from a truncated stream.
 """
 
 import dataclasses
@@ -33,6 +33,7 @@ class QueueReader:
     def __init__(self, depth: int, size: int | None) -> None:
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
         self._buffer = b""
+        self._offset = 0  # read position in _buffer: slicing off the rest would copy it
         self._size = size
         self._ended = False
         self.failed = threading.Event()
@@ -45,17 +46,18 @@ class QueueReader:
 
     def read(self, n: int = -1) -> bytes:
         """Return up to `n` bytes (one queued chunk when n < 0); raise the producer's error."""
-        if not self._buffer and not self._ended:
+        if self._offset >= len(self._buffer) and not self._ended:
             item = self._queue.get()
             if isinstance(item, BaseException):
                 self._ended = True
                 raise SourceError(str(item)) from item
             if item == _END:
                 self._ended = True
-            self._buffer = item
-        if n is None or n < 0:
-            n = len(self._buffer)
-        data, self._buffer = self._buffer[:n], self._buffer[n:]
+            self._buffer, self._offset = item, 0
+        left = len(self._buffer) - self._offset
+        n = left if n is None or n < 0 else min(n, left)
+        data = self._buffer[self._offset : self._offset + n]
+        self._offset += n
         return data
 
     def put(self, item: bytes | BaseException) -> bool:

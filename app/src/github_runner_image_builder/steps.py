@@ -328,7 +328,7 @@ class CopyStep:
                 state.label,
                 "?" if source.size is None else f"{source.size / 2**20:.0f}",
                 ", ".join(others),
-                copying.memory_bound(len(others)) // 2**20,
+                copying.memory_bound() // 2**20,
             )
             results = copying.copy_image(build_cloud, source, others, properties=state.properties)
             for cloud_name, result in results.items():
