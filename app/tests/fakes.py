@@ -117,7 +117,6 @@ class FakeCloud(Cloud):
         self,
         name: str,
         data: object,
-        size: int | None,
         *,
         disk_format: str,
         container_format: str,

@@ -112,13 +112,13 @@ def test_upload_streams_without_duplicate_check() -> None:
     )
     data = object()
     info = Cloud("c", conn).upload_image(
-        "n", data, 42, disk_format="qcow2", container_format="bare", properties={"a": "b"}
+        "n", data, disk_format="qcow2", container_format="bare", properties={"a": "b"}
     )
     assert info.id == "i9"
     call = conn.image.create_image.call_args
     assert call.args == ("n",)
     assert call.kwargs["data"] is data
-    assert call.kwargs["size"] == 42
+    assert "size" not in call.kwargs
     assert call.kwargs["allow_duplicates"] is True
     assert call.kwargs["validate_checksum"] is False
     assert call.kwargs["a"] == "b"

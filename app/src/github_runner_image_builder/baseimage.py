@@ -43,7 +43,6 @@ def ensure_base_image(
         image = cloud.upload_image(
             name,
             data,
-            size,
             disk_format=fmt,
             container_format="bare",
             properties={

@@ -97,7 +97,6 @@ class Cloud:
         self,
         name: str,
         data: object,
-        size: int | None,
         *,
         disk_format: str,
         container_format: str,
@@ -105,12 +104,13 @@ class Cloud:
     ) -> ImageInfo:
         """Create an image and stream `data` (a file-like object) into it.
 
-        openstacksdk deletes the image record itself when the upload fails.
+        openstacksdk deletes the image record itself when the upload fails. The size reaches
+        Glance as the Content-Length when `data` has a length. `size=` is left out: not every
+        openstacksdk 4.x takes it, and where it does not, it would become an image property.
         """
         image = self.conn.image.create_image(
             name,
             data=data,
-            size=size,
             disk_format=disk_format,
             container_format=container_format,
             allow_duplicates=True,

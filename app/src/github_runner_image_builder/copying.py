@@ -66,7 +66,6 @@ def copy_image(
             copy = cloud.upload_image(
                 source.name,
                 reader,
-                source.size,
                 disk_format=source.disk_format or "qcow2",
                 container_format=source.container_format or "bare",
                 properties=properties,
