@@ -12,10 +12,9 @@ import hashlib
 import itertools
 from collections.abc import Iterator, Mapping
 
-from github_runner_image_builder import marker
+from github_runner_image_builder import marker, userdata
 from github_runner_image_builder.choice import Flavor, Network
 from github_runner_image_builder.cloud import Cloud, ImageInfo, ServerState
-from github_runner_image_builder.rendering import UserDataRequest
 from github_runner_image_builder.revisions import GroupRecord, ServerRecord
 
 _ids = itertools.count(1)
@@ -259,8 +258,8 @@ class FakeCloud(Cloud):
         return [GroupRecord(i, n) for i, n in self.groups.items()]
 
 
-def render(request: UserDataRequest) -> str:
-    """A stand-in for userdata.render_user_data: the nonce line and the options, as a script."""
+def render(request: userdata.UserDataOptions) -> str:
+    """A stand-in for userdata.render_user_data that shows what it was given."""
     lines = ["#!/bin/bash", f"GRIB_NONCE={request.nonce}", f"# {request.base.codename}"]
     lines += [f"# {request.arch.github} {request.runner_version} {request.proxy}"]
     secrets = request.script_secrets.items()

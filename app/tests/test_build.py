@@ -3,13 +3,13 @@
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import build, platforms, steps
+from github_runner_image_builder import build, marker, platforms, steps, userdata
 from github_runner_image_builder.cloud import Cloud
-from github_runner_image_builder.rendering import UserDataRequest
 from github_runner_image_builder.report import Report
 
 NOBLE, JAMMY = platforms.parse_base("noble"), platforms.parse_base("jammy")
@@ -43,12 +43,14 @@ def options(mirror: str, **changes: object) -> steps.BuildOptions:
     return steps.BuildOptions(**fields)  # type: ignore[arg-type]
 
 
-def run(opts: steps.BuildOptions, clouds: dict[str, FakeCloud]) -> Report:
+def run(
+    opts: steps.BuildOptions, clouds: dict[str, FakeCloud], renderer: steps.Renderer = render
+) -> Report:
     def open_cloud(name: str) -> Cloud:
         return clouds[name]
 
     clock = FakeClock()
-    return build.run_builds(opts, render, open_cloud, sleep=clock.sleep, clock=clock.now)
+    return build.run_builds(opts, renderer, open_cloud, sleep=clock.sleep, clock=clock.now)
 
 
 class FakeClock:
@@ -131,7 +133,7 @@ def test_secrets_reach_the_user_data_but_not_the_log(
     cloud = FakeCloud("build")
     seen: list[str] = []
 
-    def recording_render(request: UserDataRequest) -> str:
+    def recording_render(request: userdata.UserDataOptions) -> str:
         seen.append(request.script_secrets["TOKEN"])
         return render(request)
 
@@ -294,3 +296,27 @@ def test_prune_failure_is_reported_but_the_image_kept(mirror: str) -> None:
     report = run(options(mirror, keep_revisions=1), {"build": cloud})
     assert [(f.step, f.error) for f in report.failures] == [("prune", "glance down")]
     assert len(report.images) == 1 and report.images[0].id in cloud.image_info
+
+
+def test_the_real_user_data_carries_the_nonce_the_guest_reports(mirror: str) -> None:
+    cloud = FakeCloud("build")
+    booted: list[str] = []
+    create_server = cloud.create_server
+
+    def recording_create_server(name: str, **kwargs: Any) -> str:
+        booted.append(kwargs["user_data"])
+        return create_server(name, **kwargs)
+
+    cloud.create_server = recording_create_server  # type: ignore[method-assign]
+    opts = options(
+        mirror,
+        script_url="https://example.com/s.sh",
+        script_secrets={"TOKEN": "s3cr3t"},
+        proxy="proxy.example:3128",
+    )
+    report = run(opts, {"build": cloud}, userdata.render_user_data)
+    assert report.exit_code == 0, report.failures
+    [script] = booted
+    assert script.startswith("#!/bin/bash")
+    assert marker.find_nonce(script) is not None
+    assert "proxy.example:3128" in script

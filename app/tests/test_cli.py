@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import cli
+from github_runner_image_builder import cli, marker
 from github_runner_image_builder.cloud import Cloud
 
 
@@ -46,10 +46,12 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         (["--os-cloud", "c", "build", "--prefix=-x"], "prefix '-x' must be"),
         (["--os-cloud", "c", "build", "--upload-clouds", ","], "comma-separated list"),
         (["--os-cloud", "c", "build", "--cloud-images-url", "ftp://m"], "must be an http"),
-        (["user-data", "--runner-version", "latest"], "runner version 'latest' must look like"),
-        (["user-data", "--script-url", "file:///etc/passwd"], "must be an http(s):// URL"),
-        (["user-data", "--proxy", "proxy.example"], "proxy 'proxy.example' must be host:port"),
-        (["user-data", "--proxy", "a b:1"], "must be host:port"),
+        (["user-data", "--runner-version", "latest"], "invalid runner version 'latest'"),
+        (["user-data", "--script-url", "http://e.com/s"], "expected https://host/path"),
+        (["user-data", "--proxy", "ftp://p:1"], "scheme 'ftp' is not http or https"),
+        (["user-data", "--proxy", "a b:1"], "invalid proxy 'a b:1'"),
+        (["user-data", "--arch", "s390x"], "GitHub publishes Actions runner builds for x64"),
+        (["--os-cloud", "c", "build", "--arch", "x64,s390x"], "unsupported architecture 's390x'"),
         (["user-data", "--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -104,6 +106,25 @@ def test_user_data_needs_no_cloud_and_gets_secrets_from_env(
     assert out.startswith("#!/bin/bash\nGRIB_NONCE=")
     assert "# jammy\n# arm64 2.321.0 proxy.example:3128\n" in out
     assert "export TOKEN=<3 chars>\nexport B_2=<5 chars>\n" in out
+
+
+def test_user_data_renders_the_real_script(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["user-data", "--base", "noble", "--arch", "x64", "--proxy", "proxy.example:3128"]
+    argv += ["--runner-version", "2.321.0", "--script-url", "https://example.com/s.sh"]
+    assert cli.main(argv, env={"IMAGE_BUILDER_SECRET_TOKEN": "tok"}) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("#!/bin/bash")
+    assert marker.find_nonce(captured.out) is not None
+    assert "2.321.0" in captured.out
+    assert "tok" not in captured.err
+
+
+def test_reserved_secret_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--os-cloud", "c", "build", "--script-url", "https://example.com/s.sh"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv, env={"IMAGE_BUILDER_SECRET_PATH": "x"}, deps=deps_for({}))
+    assert exc.value.code == 2
+    assert "'PATH' is reserved" in capsys.readouterr().err
 
 
 def test_bad_secret_variable_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,9 +8,8 @@ from concurrent import futures
 from github_runner_image_builder import marker, platforms
 from github_runner_image_builder.cloud import Cloud
 from github_runner_image_builder.pipeline import Outcome, run_pipeline
-from github_runner_image_builder.rendering import Renderer
 from github_runner_image_builder.report import Failure, Report
-from github_runner_image_builder.steps import BuildOptions, BuildState, build_steps
+from github_runner_image_builder.steps import BuildOptions, BuildState, Renderer, build_steps
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,10 @@ import os
 import re
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
-from github_runner_image_builder import cloudimages, marker, platforms, rendering
+from github_runner_image_builder import cloudimages, marker, platforms, userdata
 from github_runner_image_builder.cloud import Cloud
 
 logger = logging.getLogger(__name__)
@@ -27,7 +26,6 @@ SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a
 DEFAULT_PREFIX = "github-runner-image-builder"
 CLOUD_COMMANDS = ("build", "latest-build-id", "init", "clean")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$")
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
 
@@ -105,32 +103,27 @@ def parse_duration(value: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+# The user-data module owns what a valid runner version, script URL and proxy are.
 def _runner_version(value: str) -> str:
-    version = value.strip().removeprefix("v")
-    if not _VERSION.match(version):
-        raise argparse.ArgumentTypeError(
-            f"runner version {value!r} must look like 2.321.0 (omit it for the latest)"
-        )
-    return version
+    try:
+        return userdata.normalize_runner_version(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _script_url(value: str) -> str:
-    parsed = urllib.parse.urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise argparse.ArgumentTypeError(f"script URL {value!r} must be an http(s):// URL")
+    try:
+        userdata.check_script_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     return value
 
 
 def _proxy(value: str) -> str:
-    parsed = urllib.parse.urlparse(value if "://" in value else f"http://{value}")
     try:
-        port = parsed.port
-    except ValueError:
-        port = None
-    if not parsed.hostname or any(c.isspace() for c in value) or ("://" not in value and not port):
-        raise argparse.ArgumentTypeError(
-            f"proxy {value!r} must be host:port or a URL such as http://host:port"
-        )
+        userdata.normalize_proxy(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     return value
 
 
@@ -183,7 +176,7 @@ def _add_user_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--script-url",
         type=_script_url,
-        help="http(s) URL of a script the builder runs last; its secrets come from "
+        help="https URL of a script the builder runs last, as root; its secrets come from "
         f"{SECRET_ENV_PREFIX}<KEY> environment variables, exported as <KEY>",
     )
     parser.add_argument(
@@ -307,9 +300,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_data_options(
+    args: argparse.Namespace,
+    base: platforms.Base,
+    arch: platforms.Arch,
+    secrets: Mapping[str, str],
+) -> userdata.UserDataOptions:
+    """Return the user-data options of one build; raise UsageError when they are unusable."""
+    try:
+        return userdata.UserDataOptions(
+            base=base,
+            arch=arch,
+            nonce=marker.new_nonce(),
+            runner_version=args.runner_version,
+            script_url=args.script_url,
+            script_secrets=secrets,
+            proxy=args.proxy,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
     from github_runner_image_builder import build, steps  # noqa: PLC0415 - only for build
 
+    secrets = script_secrets(env)
+    # Every build's user-data options are checked before any cloud is touched.
+    for base in args.base:
+        for arch in args.arch:
+            user_data_options(args, base, arch, secrets)
     options = steps.BuildOptions(
         cloud=args.os_cloud,
         bases=args.base,
@@ -322,7 +341,7 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
         network=args.network,
         runner_version=args.runner_version,
         script_url=args.script_url,
-        script_secrets=script_secrets(env),
+        script_secrets=secrets,
         proxy=args.proxy,
         timeout=args.timeout,
         cloud_images_url=args.cloud_images_url,
@@ -389,16 +408,12 @@ def _clean(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
 
 
 def _user_data(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
-    request = rendering.UserDataRequest(
-        base=args.base,
-        arch=args.arch,
-        nonce=marker.new_nonce(),
-        runner_version=args.runner_version,
-        script_url=args.script_url,
-        script_secrets=script_secrets(env),
-        proxy=args.proxy,
-    )
-    sys.stdout.write(deps.render(request))
+    options = user_data_options(args, args.base, args.arch, script_secrets(env))
+    try:
+        script = deps.render(options)
+    except ValueError as exc:  # e.g. longer than Nova accepts
+        raise UsageError(str(exc)) from exc
+    sys.stdout.write(script)
     return 0
 
 
@@ -407,7 +422,7 @@ class Deps:
     """What the commands use from outside: replaced by fakes in tests."""
 
     open_cloud: Callable[[str], Cloud] = Cloud
-    render: rendering.Renderer = rendering.render
+    render: Callable[[userdata.UserDataOptions], str] = userdata.render_user_data
     sleep: Callable[[float], None] = time.sleep
 
 

@@ -11,11 +11,18 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from github_runner_image_builder import backoff, baseimage, choice, copying, marker, platforms
+from github_runner_image_builder import (
+    backoff,
+    baseimage,
+    choice,
+    copying,
+    marker,
+    platforms,
+    userdata,
+)
 from github_runner_image_builder import revisions as rev
 from github_runner_image_builder.cloud import Cloud, ImageInfo
 from github_runner_image_builder.pipeline import Step
-from github_runner_image_builder.rendering import Renderer, UserDataRequest
 from github_runner_image_builder.report import Failure, ImageResult
 
 logger = logging.getLogger(__name__)
@@ -26,6 +33,10 @@ DELETE_TIMEOUT = 300.0
 
 class StepError(Exception):
     """A build step failed; the message says why."""
+
+
+# Renders the user-data script; userdata.render_user_data, or a stand-in in tests.
+Renderer = Callable[[userdata.UserDataOptions], str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +161,7 @@ class ServerStep:
         flavor = choice.choose_flavor(cloud.flavors(), self.options.flavor)
         network = choice.choose_network(cloud.networks(), self.options.network)
         user_data = self.render(
-            UserDataRequest(
+            userdata.UserDataOptions(
                 base=state.base,
                 arch=state.arch,
                 nonce=state.nonce,
