@@ -58,12 +58,16 @@ class FakeCloud(Cloud):
         self.polls_to_active = 2
         self.fail: dict[str, Exception] = {}
         self.fail_from: dict[str, int] = {}  # method → the call number from which it fails
+        self.busy: dict[str, int] = {}  # method → how many calls fail before one succeeds
         self.calls: list[str] = []
         self.corrupt_uploads = False
         self.clock = 0
 
     def _call(self, method: str) -> None:
         self.calls.append(method)
+        if self.busy.get(method, 0) > 0:
+            self.busy[method] -= 1
+            raise RuntimeError(f"{method}: resource busy")
         if method in self.fail and self.calls.count(method) >= self.fail_from.get(method, 1):
             raise self.fail[method]
 

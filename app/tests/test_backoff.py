@@ -51,3 +51,27 @@ def test_a_check_that_raises_stops_at_once() -> None:
     with pytest.raises(RuntimeError, match="ERROR state"):
         backoff.poll_until(check, 60, "x", sleep=t.sleep, clock=t.clock)
     assert t.slept == []
+
+
+def test_retry_until_the_action_succeeds() -> None:
+    t = FakeTime()
+    failures = iter([RuntimeError("409 in use"), RuntimeError("409 in use")])
+
+    def delete() -> None:
+        error = next(failures, None)
+        if error:
+            raise error
+
+    backoff.retry(delete, 60, sleep=t.sleep, clock=t.clock)
+    assert t.slept == [2, 4]
+
+
+def test_retry_raises_the_last_error_after_the_timeout() -> None:
+    t = FakeTime()
+    count = itertools.count(1)
+
+    def delete() -> None:
+        raise RuntimeError(f"409 in use #{next(count)}")
+
+    with pytest.raises(RuntimeError, match="409 in use #5"):
+        backoff.retry(delete, 20, sleep=t.sleep, clock=t.clock)

@@ -320,3 +320,12 @@ def test_the_real_user_data_carries_the_nonce_the_guest_reports(mirror: str) -> 
     assert script.startswith("#!/bin/bash")
     assert marker.find_nonce(script) is not None
     assert "proxy.example:3128" in script
+
+
+def test_a_security_group_neutron_still_holds_is_deleted_on_retry(mirror: str) -> None:
+    cloud = FakeCloud("build")
+    cloud.busy["delete_security_group"] = 2
+    report = run(options(mirror), {"build": cloud})
+    assert report.exit_code == 0, report.failures
+    assert cloud.calls.count("delete_security_group") == 3
+    assert leftovers(cloud) == NOTHING

@@ -253,3 +253,10 @@ def test_clean_deletes_leftovers_of_that_prefix(capsys: pytest.CaptureFixture[st
     assert doc["errors"] == []
     assert set(cloud.image_info) == {base, good, foreign}
     assert cloud.server_list == {} and cloud.groups == {}
+
+
+def test_unwritable_log_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "missing" / "x.log"
+    assert "--log-file" in usage_error(capsys, ["--log-file", str(bad), "user-data"])

@@ -90,16 +90,21 @@ def test_images_are_the_projects_own() -> None:
                 status="active",
                 created_at="2026-01-01T00:00:00Z",
                 properties={"grib_upstream_sha256": "abc"},
+                architecture="aarch64",
+                os_distro="ubuntu",
+                os_version=None,
             )
         ]
     )
     [image] = Cloud("c", conn).images("n")
     conn.image.images.assert_called_once_with(owner="project-1", name="n")
-    assert (image.id, image.status, image.properties["grib_upstream_sha256"]) == (
-        "i1",
-        "active",
-        "abc",
-    )
+    assert (image.id, image.status) == ("i1", "active")
+    # openstacksdk keeps some properties as attributes of their own: they are properties too.
+    assert image.properties == {
+        "grib_upstream_sha256": "abc",
+        "architecture": "aarch64",
+        "os_distro": "ubuntu",
+    }
 
 
 def test_upload_streams_without_duplicate_check() -> None:

@@ -53,3 +53,33 @@ def poll_until(
         if remaining <= 0:
             raise WaitTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         sleep(min(next(pauses), remaining))
+
+
+def retry(
+    action: Callable[[], None],
+    timeout: float,
+    *,
+    first: float = FIRST_DELAY,
+    cap: float = MAX_DELAY,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Call `action` until it stops raising; after `timeout` seconds raise its last error.
+
+    For deletions that the cloud refuses for a while (a security group whose port Neutron has
+    not released yet).
+    """
+    errors: list[Exception] = []
+
+    def attempt() -> bool | None:
+        try:
+            action()
+        except Exception as exc:
+            errors.append(exc)
+            return None
+        return True
+
+    try:
+        poll_until(attempt, timeout, "retry", first=first, cap=cap, sleep=sleep, clock=clock)
+    except WaitTimeoutError:
+        raise errors[-1] from None

@@ -12,6 +12,7 @@ from github_runner_image_builder.cloud import Cloud
 logger = logging.getLogger(__name__)
 
 DELETE_TIMEOUT = 300.0
+GROUP_DELETE_TIMEOUT = 60.0
 
 
 @dataclasses.dataclass
@@ -58,7 +59,11 @@ def clean(
             done.errors.append(f"server {server.id} {server.name}: {exc}")
     for group in groups:
         try:
-            cloud.delete_security_group(group.id)
+            backoff.retry(
+                lambda g=group.id: cloud.delete_security_group(g),  # type: ignore[misc]
+                GROUP_DELETE_TIMEOUT,
+                sleep=sleep,
+            )
             done.security_groups.append(f"{group.id} {group.name}")
         except Exception as exc:
             done.errors.append(f"security group {group.id} {group.name}: {exc}")

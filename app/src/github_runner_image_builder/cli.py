@@ -447,7 +447,10 @@ def main(
         parser.error(f"{args.command} needs --os-cloud NAME (a cloud in clouds.yaml)")
     from github_runner_image_builder import logs  # noqa: PLC0415
 
-    logs.configure(args.log_level, args.log_file)
+    try:
+        logs.configure(args.log_level, args.log_file)
+    except OSError as exc:
+        parser.error(f"--log-file {args.log_file}: {exc.strerror or exc}")
     try:
         return HANDLERS[args.command](args, os.environ if env is None else env, deps or Deps())
     except UsageError as exc:

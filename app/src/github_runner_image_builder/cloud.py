@@ -46,8 +46,16 @@ class ServerState:
     fault: str | None = None
 
 
+# Properties openstacksdk's Image keeps as attributes of their own, not in `properties`.
+_KNOWN_PROPERTIES = ("architecture", "os_distro", "os_version")
+
+
 def _image_info(image: Any) -> ImageInfo:
-    properties = image.properties or {}
+    properties = dict(image.properties or {})
+    for key in _KNOWN_PROPERTIES:
+        value = getattr(image, key, None)
+        if value:
+            properties[key] = value
     return ImageInfo(
         id=image.id,
         name=image.name or "",

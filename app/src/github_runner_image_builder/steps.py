@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 CONSOLE_TAIL_LINES = 25
 DELETE_TIMEOUT = 300.0
+GROUP_DELETE_TIMEOUT = 60.0
 
 
 class StepError(Exception):
@@ -129,6 +130,8 @@ class SecurityGroupStep:
     """A security group of the builder's own, with no ingress rule: nothing may reach in."""
 
     options: BuildOptions
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
     name: str = "security-group"
 
     def run(self, state: BuildState) -> None:
@@ -139,9 +142,15 @@ class SecurityGroupStep:
         )
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
-        """Delete the group (the server using it is gone by now)."""
+        """Delete the group; retried a while, as Neutron may release the server's port late."""
         if state.group_id:
-            state.clouds[self.options.cloud].delete_security_group(state.group_id)
+            cloud, group_id = state.clouds[self.options.cloud], state.group_id
+            backoff.retry(
+                lambda: cloud.delete_security_group(group_id),
+                GROUP_DELETE_TIMEOUT,
+                sleep=self.sleep,
+                clock=self.clock,
+            )
             state.group_id = None
 
 
@@ -409,7 +418,7 @@ def build_steps(
     """Return the steps of one build, in order."""
     return [
         BaseImageStep(options),
-        SecurityGroupStep(options),
+        SecurityGroupStep(options, sleep=sleep, clock=clock),
         ServerStep(options, render, sleep=sleep, clock=clock),
         WaitStep(options, sleep=sleep, clock=clock),
         SnapshotStep(options, sleep=sleep, clock=clock),
