@@ -9,6 +9,7 @@ import functools
 import types
 from typing import Any
 
+import pytest
 from openstack.compute import compute_service
 from openstack.compute.v2 import flavor as _flavor
 from openstack.compute.v2 import server as _server
@@ -76,6 +77,19 @@ def test_security_group_loses_any_ingress_rule() -> None:
     )
     assert Cloud("c", conn).create_security_group("p-builder-x", "d") == "g1"
     conn.network.delete_security_group_rule.assert_called_once_with("r2", ignore_missing=True)
+    conn.network.delete_security_group.assert_not_called()
+
+
+def test_security_group_whose_ingress_rule_stays_is_deleted() -> None:
+    conn = fake_conn()
+    conn.network.create_security_group.side_effect = None
+    conn.network.create_security_group.return_value = fakes.generate_fake_resource(
+        _group.SecurityGroup, id="g1", security_group_rules=[{"id": "r2", "direction": "ingress"}]
+    )
+    conn.network.delete_security_group_rule.side_effect = RuntimeError("403")
+    with pytest.raises(RuntimeError, match="403"):
+        Cloud("c", conn).create_security_group("p-builder-x", "d")
+    conn.network.delete_security_group.assert_called_once_with("g1", ignore_missing=True)
 
 
 def test_images_are_the_projects_own() -> None:

@@ -219,9 +219,14 @@ class Cloud:
         templates, so any ingress rule it came with is removed.
         """
         group = self.conn.network.create_security_group(name=name, description=description)
-        for rule in group.security_group_rules or []:
-            if rule.get("direction") == "ingress":
-                self.conn.network.delete_security_group_rule(rule["id"], ignore_missing=True)
+        try:
+            for rule in group.security_group_rules or []:
+                if rule.get("direction") == "ingress":
+                    self.conn.network.delete_security_group_rule(rule["id"], ignore_missing=True)
+        except Exception:
+            # Never boot with an ingress rule, nor leave the group behind.
+            self.conn.network.delete_security_group(group.id, ignore_missing=True)
+            raise
         return str(group.id)
 
     def delete_security_group(self, group_id: str) -> None:
