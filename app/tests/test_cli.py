@@ -260,3 +260,16 @@ def test_unwritable_log_file_is_a_usage_error(
 ) -> None:
     bad = tmp_path / "missing" / "x.log"
     assert "--log-file" in usage_error(capsys, ["--log-file", str(bad), "user-data"])
+
+
+def test_user_data_too_long_for_nova_is_a_usage_error_before_any_cloud(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cloud = FakeCloud("c")
+    argv = ["--os-cloud", "c", "build", "--script-url", "https://example.com/s.sh"]
+    env = {"IMAGE_BUILDER_SECRET_BIG": "x" * 70000}
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv, env=env, deps=cli.Deps(open_cloud=lambda n: cloud))
+    assert exc.value.code == 2
+    assert "more than the 65535 Nova accepts" in capsys.readouterr().err
+    assert cloud.calls == []

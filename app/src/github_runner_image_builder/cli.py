@@ -325,10 +325,11 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
     from github_runner_image_builder import build, steps  # noqa: PLC0415 - only for build
 
     secrets = script_secrets(env)
-    # Every build's user-data options are checked before any cloud is touched.
+    # Every build's user-data is rendered once before any cloud is touched: bad options or a
+    # script too long for Nova are usage errors, not failed builds.
     for base in args.base:
         for arch in args.arch:
-            user_data_options(args, base, arch, secrets)
+            _render(deps, user_data_options(args, base, arch, secrets))
     options = steps.BuildOptions(
         cloud=args.os_cloud,
         bases=args.base,
@@ -407,13 +408,16 @@ def _clean(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
     return 1 if done.errors else 0
 
 
-def _user_data(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
-    options = user_data_options(args, args.base, args.arch, script_secrets(env))
+def _render(deps: "Deps", options: userdata.UserDataOptions) -> str:
     try:
-        script = deps.render(options)
+        return deps.render(options)
     except ValueError as exc:  # e.g. longer than Nova accepts
         raise UsageError(str(exc)) from exc
-    sys.stdout.write(script)
+
+
+def _user_data(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
+    options = user_data_options(args, args.base, args.arch, script_secrets(env))
+    sys.stdout.write(_render(deps, options))
     return 0
 
 
