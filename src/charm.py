@@ -159,7 +159,8 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         """Publish a finished build not yet handled, then start a queued rebuild."""
         result = self.builder.take_result()
         if result is not None:
-            catalogue = image.merge(self.builder.load_catalogue(), result.images)
+            merged = image.merge(self.builder.load_catalogue(), result.images)
+            catalogue = image.settle(merged, config.bases, config.arch)
             self.builder.save_catalogue(catalogue)
             self.images.publish(catalogue, config.bases, config.arch)
             logger.info(
@@ -204,7 +205,8 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             for base in image.missing(catalogue, cloud, config.bases, config.arch)
         ]
         if lookups:
-            self._start_build(config, f"no image yet in {', '.join(clouds)}", lookups)
+            lacking = sorted({lookup.cloud for lookup in lookups})
+            self._start_build(config, f"no image yet in {', '.join(lacking)}", lookups)
 
     # --- event handlers --------------------------------------------------------------------
 

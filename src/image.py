@@ -41,6 +41,21 @@ def merge(catalogue: Mapping[str, Mapping[str, str]], images: Iterable[BuiltImag
     return merged
 
 
+def settle(
+    catalogue: Mapping[str, Mapping[str, str]], bases: Sequence[str], arch: str
+) -> Catalogue:
+    """Return the catalogue without images of old settings in clouds that have all current ones.
+
+    Until a cloud has an image of every configured base, its old images stay (still published,
+    so still protected from pruning).
+    """
+    wanted = {key(base, arch) for base in bases}
+    return {
+        cloud: {k: v for k, v in ids.items() if k in wanted} if wanted <= ids.keys() else dict(ids)
+        for cloud, ids in catalogue.items()
+    }
+
+
 def images_for(
     catalogue: Mapping[str, Mapping[str, str]], cloud: str, bases: Sequence[str], arch: str
 ) -> list[PublishedImage]:
@@ -97,11 +112,14 @@ class ImageRelation:
     def publish(
         self, catalogue: Mapping[str, Mapping[str, str]], bases: Sequence[str], arch: str
     ) -> None:
-        """Publish each requirer cloud's images; clear relations without credentials."""
+        """Publish each requirer cloud's images; clear relations without credentials.
+
+        A cloud with no image of the current settings yet (e.g. base-image just changed) keeps
+        what it has: a requirer is never left without an image while the new one builds.
+        """
         for relation in self.relations:
             creds = self.cloud_of(relation)
-            images = images_for(catalogue, creds.cloud_id, bases, arch) if creds else []
-            if images:
-                self.provider.publish(relation, images)
-            else:
+            if creds is None:
                 self.provider.clear(relation)
+            elif images := images_for(catalogue, creds.cloud_id, bases, arch):
+                self.provider.publish(relation, images)

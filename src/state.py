@@ -39,6 +39,13 @@ _RUNNER_VERSION = re.compile(r"^v?(\d+\.\d+\.\d+)$")
 # Juju secret keys are lowercase letters, digits and dashes; env names must be shell-safe.
 _SECRET_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
+# Environment names the build script or its shell depends on; the CLI refuses them as secrets
+# (app/.../userdata.py), so the charm says so before a build instead of failing one.
+RESERVED_SECRET_NAMES = frozenset(
+    {"PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH"}
+)
+RESERVED_SECRET_PREFIXES = ("GRIB_", "BASH_")
+
 ConfigValue = bool | int | float | str
 SecretReader = Callable[[str], dict[str, str]]
 
@@ -216,7 +223,13 @@ def _script_secrets(
             raise InvalidConfigError(
                 "script-secret-id", f"key {key!r} cannot be an environment variable name"
             )
-        env[key.upper().replace("-", "_")] = pydantic.SecretStr(value)
+        name = key.upper().replace("-", "_")
+        if name in RESERVED_SECRET_NAMES or name.startswith(RESERVED_SECRET_PREFIXES):
+            raise InvalidConfigError(
+                "script-secret-id",
+                f"key {key!r} becomes {name}, which the build reserves; rename it",
+            )
+        env[name] = pydantic.SecretStr(value)
     return env
 
 

@@ -264,3 +264,40 @@ def test_script_secret_reaches_the_cli_only_through_its_environment(
     assert call["env"]["http_proxy"] == "http://proxy.internal:3128"
     assert call["env"]["OS_CLIENT_CONFIG_FILE"] == str(machine.paths.clouds_yaml)
     assert SCRIPT_SECRET not in machine.paths.build_log.read_text()
+
+
+def test_base_change_keeps_the_old_image_published_until_the_new_one_exists(
+    ctx: Ctx, machine: Machine
+) -> None:
+    relation = image_relation()
+    state = ctx.run(ctx.on.config_changed(), base_state(relation))
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    assert _published(state, relation)["tags"] == "x64,noble"
+
+    machine.plan(build={"wait": True})
+    changed = testing.State(
+        config={**state.config, "base-image": "jammy"},
+        secrets=state.secrets,
+        relations=state.relations,
+    )
+    state = ctx.run(ctx.on.config_changed(), changed)
+    machine.wait_for_build_waiting()
+    # While jammy builds, the runners keep booting the noble image.
+    assert _published(state, relation)["id"] == "img-runners_runner-noble-1"
+    argv = machine.build_calls()[1]["argv"]
+    assert argv[argv.index("--protect") + 1] == "img-runners_runner-noble-1"
+
+    machine.plan(build={})
+    machine.release()
+    machine.wait_for_callbacks(2)
+    state = emit(ctx, state, "build_finished")
+    assert _published(state, relation) == {
+        "id": "img-runners_runner-jammy-2",
+        "tags": "x64,jammy",
+        "images": '[{"id":"img-runners_runner-jammy-2","tags":"x64,jammy"}]',
+    }
+    # The noble image is no longer current, so the next build may prune it.
+    assert json.loads(machine.paths.catalogue.read_text()) == {
+        "runners_runner": {"jammy/x64": "img-runners_runner-jammy-2"}
+    }

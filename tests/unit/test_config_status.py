@@ -90,6 +90,23 @@ def test_script_secret_key_that_is_no_variable_name_blocks(ctx: Ctx, machine: Ma
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "name"), [("path", "PATH"), ("bash-env", "BASH_ENV"), ("grib-x", "GRIB_X")]
+)
+def test_script_secret_key_the_build_reserves_blocks(
+    ctx: Ctx, machine: Machine, key: str, name: str
+) -> None:
+    secret = password_secret()
+    bad = testing.Secret(tracked_content={key: "x"})
+    state = testing.State(
+        config=valid_config(secret, **{"script-secret-id": bad.id}), secrets={secret, bad}
+    )
+    out = ctx.run(ctx.on.config_changed(), state)
+    assert out.unit_status == testing.BlockedStatus(
+        f"script-secret-id: key {key!r} becomes {name}, which the build reserves; rename it"
+    )
+
+
 def test_several_bad_options_are_all_named(ctx: Ctx, machine: Machine) -> None:
     state = testing.State(config={"build-interval": 99})
     out = ctx.run(ctx.on.config_changed(), state)
