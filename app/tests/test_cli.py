@@ -44,7 +44,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         (["--os-cloud", "c", "build", "--keep-revisions", "0"], "whole number ≥ 1, got '0'"),
         (["--os-cloud", "c", "build", "--timeout", "soon"], "duration 'soon'"),
         (["--os-cloud", "c", "build", "--prefix=-x"], "prefix '-x' must be"),
-        (["--os-cloud", "c", "build", "--upload-clouds", ","], "comma-separated list"),
+        (["--os-cloud", "c", "build", "--base", ","], "comma-separated list"),
         (["--os-cloud", "c", "build", "--cloud-images-url", "ftp://m"], "must be an http"),
         (["user-data", "--runner-version", "latest"], "invalid runner version 'latest'"),
         (["user-data", "--script-url", "http://e.com/s"], "expected https://host/path"),
@@ -76,6 +76,9 @@ def test_os_cloud_after_the_command_and_defaults() -> None:
     assert [a.github for a in args.arch] == ["x64"]
     assert args.timeout == 3600.0
     assert args.keep_revisions == 5
+    assert args.upload_clouds == [] and args.protect == []
+    args = cli.build_parser().parse_args(["build", "--upload-clouds", "", "--protect", "a, b"])
+    assert args.upload_clouds == [] and args.protect == ["a", "b"]
     args = cli.build_parser().parse_args(
         ["--os-cloud", "c", "build", "--base", "22.04,noble,jammy", "--arch", "amd64,aarch64"]
     )

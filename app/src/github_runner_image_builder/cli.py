@@ -50,6 +50,11 @@ def _comma_list(value: str) -> list[str]:
     return items
 
 
+def _optional_list(value: str) -> list[str]:
+    # An empty value means none, so a caller can always pass the option.
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 def _bases(value: str) -> tuple[platforms.Base, ...]:
     try:
         return tuple(dict.fromkeys(platforms.parse_base(v) for v in _comma_list(value)))
@@ -225,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--upload-clouds",
-        type=_comma_list,
+        type=_optional_list,
         default=[],
         help="clouds (clouds.yaml names) that get the image; default: the build cloud only",
     )
@@ -237,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--protect",
-        type=_comma_list,
+        type=_optional_list,
         default=[],
         help="image IDs never to prune (those still published to runner pools)",
     )
@@ -288,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         "crashed build; print what was deleted as JSON",
     )
     clean.add_argument("--prefix", type=_prefix, default=DEFAULT_PREFIX, help="as for build")
-    clean.add_argument("--protect", type=_comma_list, default=[], help="image IDs never to delete")
+    clean.add_argument(
+        "--protect", type=_optional_list, default=[], help="image IDs never to delete"
+    )
 
     user_data = command(
         "user-data",
