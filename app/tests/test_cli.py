@@ -108,7 +108,18 @@ def test_user_data_needs_no_cloud_and_gets_secrets_from_env(
     out = capsys.readouterr().out
     assert out.startswith("#!/bin/bash\nGRIB_NONCE=")
     assert "# jammy\n# arm64 2.321.0 proxy.example:3128\n" in out
-    assert "export TOKEN=<3 chars>\nexport B_2=<5 chars>\n" in out
+    assert "export TOKEN=<16 chars>\nexport B_2=<14 chars>\n" in out
+
+
+def test_user_data_redacts_secrets_unless_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["user-data", "--script-url", "https://example.com/s.sh"]
+    env = {"IMAGE_BUILDER_SECRET_TOKEN": "hunter2-value"}
+    assert cli.main(argv, env=env) == 0
+    out = capsys.readouterr().out
+    assert "hunter2-value" not in out
+    assert "export TOKEN='<redacted:TOKEN>'" in out
+    assert cli.main([*argv, "--show-secrets"], env=env) == 0
+    assert "export TOKEN=hunter2-value" in capsys.readouterr().out
 
 
 def test_user_data_renders_the_real_script(capsys: pytest.CaptureFixture[str]) -> None:

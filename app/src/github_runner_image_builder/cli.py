@@ -304,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     user_data.add_argument("--base", type=_base, default=_base("noble"), help="Ubuntu base")
     user_data.add_argument("--arch", type=_arch, default=_arch("x64"), help="architecture")
     _add_user_data_options(user_data)
+    user_data.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print the script secrets' values; by default each is replaced by <redacted:KEY>",
+    )
     return parser
 
 
@@ -423,7 +428,11 @@ def _render(deps: "Deps", options: userdata.UserDataOptions) -> str:
 
 
 def _user_data(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
-    options = user_data_options(args, args.base, args.arch, script_secrets(env))
+    secrets = script_secrets(env)
+    if not args.show_secrets:
+        # A script printed for debugging ends up in terminals and tickets: keep values out.
+        secrets = {key: f"<redacted:{key}>" for key in secrets}
+    options = user_data_options(args, args.base, args.arch, secrets)
     sys.stdout.write(_render(deps, options))
     return 0
 
