@@ -26,13 +26,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # What the host needs: QEMU and its firmware (ipxe-qemu holds the virtio-net boot ROM QEMU
-# loads for the NIC), debootstrap, mkfs.ext4 (-d) and genisoimage for the config drive.
+# loads for the NIC), debootstrap (and the Debian archive key, which Ubuntu hosts lack),
+# mkfs.ext4 (-d) and genisoimage for the config drive.
 HOST_PACKAGES: tuple[str, ...] = (
     "qemu-system-x86",
     "qemu-utils",
     "seabios",
     "ipxe-qemu",
     "debootstrap",
+    "debian-archive-keyring",
     "e2fsprogs",
     "genisoimage",
 )
@@ -43,6 +45,7 @@ HOST_PROGRAMS: tuple[str, ...] = (
     "/usr/share/seabios/bios-256k.bin",
     "/usr/lib/ipxe/qemu/efi-virtio.rom",
     "/usr/sbin/debootstrap",
+    "/usr/share/keyrings/debian-archive-keyring.gpg",
     "/usr/sbin/mkfs.ext4",
     "/usr/bin/genisoimage",
 )

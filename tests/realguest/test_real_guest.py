@@ -30,7 +30,7 @@ import guest_vm
 TIMINGS: dict[str, float] = {}
 
 # How long QEMU may run before the test calls the guest hung. A guard, not a speed check: the
-# guest takes about a minute under TCG on two shared cores.
+# guest takes one to two minutes under TCG on two shared cores.
 GUEST_LIMIT = float(os.environ.get("REALGUEST_LIMIT", "600"))
 # `hostname` needs no network. `apt` does not fail: apt-get update only warns when the mirror
 # cannot be reached, and upgrade then has nothing to do. `packages` is the first step whose
