@@ -209,7 +209,7 @@ def test_services_die_with_a_sigkilled_owner() -> None:
         "    print(' '.join(map(str, c.pids())), flush=True)\n"
         "    sys.stdin.read()\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent / "harness"))
     owner = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stdin=subprocess.PIPE, env=env
     )

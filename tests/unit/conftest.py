@@ -1,6 +1,62 @@
-"""Shared fixtures of the charm unit tests."""
+"""Shared fixtures of the charm unit tests (helpers live in charm_helpers.py)."""
 
 import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ops import testing
+
+# Test modules import charm_helpers from this folder (pytest runs with importlib mode).
+sys.path.insert(0, str(Path(__file__).parent))
+
+import builder
+from charm import GithubRunnerImageBuilderCharm
+from charm_helpers import (
+    FAKE_CLI,
+    FAKE_JUJU_EXEC,
+    SRC,
+    Machine,
+    build_running,
+    script,
+    wait_until,
+)
 
 # charmcraft warns on every import without a private runtime directory.
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+
+@pytest.fixture
+def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
+    home = tmp_path / "machine"
+    home.mkdir()
+    paths = builder.Paths(
+        state_dir=home / "state",
+        log_dir=home / "log",
+        venv=home / "venv",
+        wheels=home / "wheels",
+        cron_dir=home / "cron.d",
+        logrotate_dir=home / "logrotate.d",
+        juju_exec=home / "bin" / "juju-exec",
+        runner=SRC / "build_runner.py",
+        system_python=Path(sys.executable),
+        runner_python=Path(sys.executable),
+    )
+    script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
+    script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
+    apt_calls: list[list[str]] = []
+    monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: paths)
+    monkeypatch.setattr(builder, "apt_install", apt_calls.append)
+    for name in builder.PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    got = Machine(home=home, paths=paths, apt_calls=apt_calls)
+    yield got
+    # Never leave a build behind: release a waiting fake CLI and wait for the lock to free.
+    got.release()
+    wait_until(lambda: not build_running(paths))
+
+
+@pytest.fixture
+def ctx() -> testing.Context[GithubRunnerImageBuilderCharm]:
+    return testing.Context(GithubRunnerImageBuilderCharm, unit_id=0)

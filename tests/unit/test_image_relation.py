@@ -1,0 +1,148 @@
+"""The image relation: existing images published at once, new clouds built for, data per cloud."""
+
+import json
+
+from ops import testing
+
+from charm import GithubRunnerImageBuilderCharm
+from charm_helpers import Machine, base_state, emit, image_relation
+
+Ctx = testing.Context[GithubRunnerImageBuilderCharm]
+PREFIX = "github-runner-image-builder"
+
+
+def _published(state: testing.State, relation: testing.Relation) -> dict[str, str]:
+    data: dict[str, str] = dict(state.get_relation(relation.id).local_unit_data)
+    return {k: data[k] for k in ("id", "tags", "images") if k in data}
+
+
+def test_existing_images_are_published_without_a_build(ctx: Ctx, machine: Machine) -> None:
+    machine.plan(
+        latest={
+            f"runners_runner/{PREFIX}-jammy-x64": "old-jammy",
+            f"runners_runner/{PREFIX}-noble-x64": "old-noble",
+        }
+    )
+    relation = image_relation()
+    state = base_state(relation, **{"base-image": "jammy,noble"})
+    out = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
+    # The lookup runs detached (the real CLI takes seconds to start) and calls back.
+    machine.wait_for_callbacks(1)
+    lookups = [c["argv"] for c in machine.cli_calls()]
+    assert lookups == [
+        ["--os-cloud", "runners_runner", "latest-build-id", f"{PREFIX}-jammy-x64"],
+        ["--os-cloud", "runners_runner", "latest-build-id", f"{PREFIX}-noble-x64"],
+    ]
+    out = emit(ctx, out, "build_finished")
+    assert _published(out, relation) == {
+        "id": "old-jammy",
+        "tags": "x64,jammy",
+        "images": '[{"id":"old-jammy","tags":"x64,jammy"},{"id":"old-noble","tags":"x64,noble"}]',
+    }
+    assert machine.build_calls() == []
+    assert isinstance(out.unit_status, testing.ActiveStatus)
+    assert out.unit_status.message.startswith("Found 2 existing images ")
+    assert out.unit_status.message.endswith(" UTC; no build needed")
+    # Known now: the next relation-changed looks nothing up.
+    ctx.run(ctx.on.relation_changed(out.get_relation(relation.id), remote_unit=0), out)
+    assert len(machine.cli_calls()) == 2
+
+
+def test_new_cloud_without_all_images_gets_a_build(ctx: Ctx, machine: Machine) -> None:
+    machine.plan(latest={f"runners_runner/{PREFIX}-jammy-x64": "old-jammy"})
+    relation = image_relation()
+    state = base_state(relation, **{"base-image": "jammy,noble"})
+    out = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
+    machine.wait_for_callbacks(1)
+    assert [c["argv"][2] for c in machine.cli_calls()] == [
+        "latest-build-id",
+        "latest-build-id",
+        "build",
+    ]
+    argv = machine.build_calls()[0]["argv"]
+    assert argv[argv.index("--upload-clouds") + 1] == "runners_runner"
+    out = emit(ctx, out, "build_finished")
+    assert json.loads(_published(out, relation)["images"]) == [
+        {"id": "img-runners_runner-jammy-1", "tags": "x64,jammy"},
+        {"id": "img-runners_runner-noble-1", "tags": "x64,noble"},
+    ]
+    assert out.unit_status.message.endswith(" UTC: 2 images, 0 failed")
+
+
+def test_cloud_joining_during_a_build_is_served_after_it(ctx: Ctx, machine: Machine) -> None:
+    machine.plan(build={"wait": True}, latest={f"beta_bot/{PREFIX}-noble-x64": "beta-old"})
+    alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
+    state = ctx.run(ctx.on.action("run"), base_state(alpha))
+    machine.wait_for_build_waiting()
+    state = testing.State(
+        config=state.config,
+        secrets=state.secrets,
+        relations={state.get_relation(alpha.id), beta},
+    )
+    state = ctx.run(ctx.on.relation_changed(beta, remote_unit=0), state)
+    assert not machine.paths.queued.exists()  # not a full rebuild: a lookup after the build
+    machine.release()
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    assert _published(state, alpha)["id"] == "img-alpha_bot-noble-1"
+    machine.wait_for_callbacks(2)
+    lookup_job = machine.paths.current.read_text()
+    state = emit(ctx, state, "build_finished")
+    assert _published(state, beta)["id"] == "beta-old"
+    assert len(machine.build_calls()) == 1
+    # Nothing more to do: the handler started no further job (it would rewrite current.json).
+    assert machine.paths.current.read_text() == lookup_job
+    assert not machine.paths.queued.exists()
+
+
+def test_two_requirer_clouds_each_get_their_own_ids(ctx: Ctx, machine: Machine) -> None:
+    alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
+    state = ctx.run(ctx.on.action("run"), base_state(alpha, beta))
+    machine.wait_for_callbacks(1)
+    argv = machine.build_calls()[0]["argv"]
+    assert argv[argv.index("--upload-clouds") + 1] == "alpha_bot,beta_bot"
+    state = emit(ctx, state, "build_finished")
+    assert _published(state, alpha)["id"] == "img-alpha_bot-noble-1"
+    assert _published(state, beta)["id"] == "img-beta_bot-noble-1"
+    assert _published(state, beta)["tags"] == "x64,noble"
+    assert state.unit_status.message.endswith(" UTC: 2 images, 0 failed")
+
+
+def test_one_requirer_cloud_publishes_on_each_of_its_relations(ctx: Ctx, machine: Machine) -> None:
+    first, second = image_relation("shared", "bot"), image_relation("shared", "bot")
+    state = ctx.run(ctx.on.action("run"), base_state(first, second))
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    assert _published(state, first) == _published(state, second)
+    assert _published(state, first)["id"] == "img-shared_bot-noble-1"
+
+
+def test_departed_last_unit_stops_publishing_there(ctx: Ctx, machine: Machine) -> None:
+    alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
+    state = ctx.run(ctx.on.action("run"), base_state(alpha, beta))
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    # beta's only unit leaves: its data and its cloud go; alpha is untouched.
+    gone = state.get_relation(beta.id)
+    emptied = testing.Relation(
+        "image", id=gone.id, remote_units_data={}, local_unit_data=dict(gone.local_unit_data)
+    )
+    state = testing.State(
+        config=state.config,
+        secrets=state.secrets,
+        relations={state.get_relation(alpha.id), emptied},
+    )
+    out = ctx.run(ctx.on.relation_departed(emptied, remote_unit=0, departing_unit=0), state)
+    assert _published(out, emptied) == {}
+    assert _published(out, alpha)["id"] == "img-alpha_bot-noble-1"
+    catalogue = json.loads(machine.paths.catalogue.read_text())
+    assert sorted(catalogue) == ["alpha_bot"]
+
+
+def test_last_relation_broken_asks_for_integration(ctx: Ctx, machine: Machine) -> None:
+    relation = image_relation()
+    state = ctx.run(ctx.on.action("run"), base_state(relation))
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    out = ctx.run(ctx.on.relation_broken(state.get_relation(relation.id)), state)
+    assert out.unit_status == testing.BlockedStatus("image integration required")
