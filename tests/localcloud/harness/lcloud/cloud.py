@@ -79,6 +79,8 @@ class LocalCloud:
     BUILD = "localcloud-build"
     RUNNER_A = "localcloud-runner-a"
     RUNNER_B = "localcloud-runner-b"
+    RUNNER_C = "localcloud-runner-c"  # a third upload cloud, for the benchmark's matrix
+    UPLOAD_CLOUDS = (RUNNER_A, RUNNER_B, RUNNER_C)
     ADMIN = "localcloud-admin"
 
     def __init__(self, state: Path) -> None:
@@ -190,7 +192,7 @@ class LocalCloud:
         self._admin_password = secrets.token_urlsafe(16)
         self._write_configs(layout)
         self.proxies["keystone"] = self._proxy("keystone", ports.keystone)
-        for cloud in (self.BUILD, self.RUNNER_A, self.RUNNER_B):
+        for cloud in (self.BUILD, *self.UPLOAD_CLOUDS):
             self.proxies[f"glance-{cloud}"] = self._proxy(f"glance-{cloud}", ports.glance)
 
         keystone_ready = threading.Event()
@@ -426,7 +428,7 @@ class LocalCloud:
                 identity.create_endpoint(
                     service_id=service.id, interface=interface, url=url, region_id="RegionOne"
                 )
-        for cloud in (self.BUILD, self.RUNNER_A, self.RUNNER_B):
+        for cloud in (self.BUILD, *self.UPLOAD_CLOUDS):
             name = cloud.removeprefix("localcloud-")
             account = Account(cloud, name, name, secrets.token_urlsafe(16))
             project = identity.create_project(name=name, domain_id="default")
