@@ -73,6 +73,10 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 class LocalCloud:
     """A running local cloud and the handles a test needs."""
 
@@ -103,9 +107,12 @@ class LocalCloud:
         """Install (if needed), start and provision the cloud; stop it when the block ends."""
         cloud = cls(Path(tempfile.mkdtemp(prefix="grib-localcloud-")))
         atexit.register(cloud.stop)
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        if (
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+            and threading.current_thread() is threading.main_thread()
+        ):
             # Turn SIGTERM into SystemExit so finally-blocks and atexit stop the services.
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             cloud._boot()
             yield cloud
