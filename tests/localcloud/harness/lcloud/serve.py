@@ -1,0 +1,194 @@
+"""Run one OpenStack service, or one setup task, inside the services' virtual environment.
+
+Service side: `python -m lcloud.serve SERVICE PORT` with the state directory in GRIB_LC_STATE.
+Every service runs its WSGI app in waitress; Nova runs its API, conductor, scheduler and
+compute in this one process (the fake message transport only works in-process).
+"""
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+STATE = Path(os.environ.get("GRIB_LC_STATE", "."))
+
+
+def _serialise_sqlite() -> None:
+    """Make every sqlite transaction take the write lock up front (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads and then writes while another connection writes gets
+    "database is locked" at once, without waiting: sqlite cannot let it upgrade. Nova's
+    threads do exactly that. Taking the lock at BEGIN lets the busy timeout queue them
+    instead. This is SQLAlchemy's documented recipe for pysqlite, applied to every engine.
+    """
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.isolation_level = None  # SQLAlchemy's begin event issues BEGIN
+            dbapi_connection.execute("PRAGMA busy_timeout = 60000")
+
+    # oslo.db emits its own deferred BEGIN unless conn.info says a transaction is open; ours
+    # runs first (class-level listeners precede the engine's own) and sets that marker.
+    def _begin(connection: Any) -> None:
+        if connection.dialect.name == "sqlite" and "in_transaction" not in connection.info:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            connection.info["in_transaction"] = True
+
+    def _end(connection: Any) -> None:
+        connection.info.pop("in_transaction", None)
+
+    event.listen(Pool, "connect", _connect)
+    event.listen(Engine, "begin", _begin)
+    event.listen(Engine, "commit", _end)
+    event.listen(Engine, "rollback", _end)
+
+
+def _watch_parent() -> None:
+    """Exit when the process that started us is gone (even if it was SIGKILLed)."""
+    parent = int(os.environ.get("GRIB_LC_PARENT_PID", "0"))
+
+    def watch() -> None:
+        while True:
+            if parent and os.getppid() != parent:
+                os._exit(0)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+
+
+def _serve(app: Any, port: int, threads: int = 8) -> None:
+    import waitress
+
+    waitress.serve(
+        app, host="127.0.0.1", port=port, threads=threads, ident="localcloud", _quiet=True
+    )
+
+
+def keystone(port: int) -> None:
+    """Serve Keystone."""
+    from keystone.server import wsgi
+
+    _serve(wsgi.initialize_public_application(), port)
+
+
+def keystone_init(url: str) -> None:
+    """Create Keystone's schema, keys and admin in one process (4 keystone-manage calls)."""
+    import keystone.conf
+    from keystone.cmd import cli
+
+    conf = str(STATE / "keystone" / "keystone.conf")
+    password = os.environ["GRIB_LC_ADMIN_PASSWORD"]  # never in argv
+    for args in (
+        ["db_sync"],
+        ["fernet_setup", "--keystone-user", "root", "--keystone-group", "root"],
+        ["credential_setup", "--keystone-user", "root", "--keystone-group", "root"],
+        [
+            "bootstrap", "--bootstrap-password", password, "--bootstrap-region-id", "RegionOne",
+            "--bootstrap-admin-url", url, "--bootstrap-public-url", url,
+            "--bootstrap-internal-url", url,
+        ],
+    ):  # fmt: skip
+        cli.main(["keystone-manage", "--config-file", conf, *args])
+        keystone.conf.CONF.reset()
+        keystone.conf.CONF.unregister_opt(cli.command_opt)
+
+
+def glance(port: int) -> None:
+    """Serve Glance."""
+    from glance.common import wsgi_app
+
+    _serve(wsgi_app.init_app(), port)
+
+
+def placement(port: int) -> None:
+    """Serve Placement."""
+    from placement import wsgi
+
+    _serve(wsgi.init_application(), port)
+
+
+def neutron_init() -> None:
+    """Create Neutron's tables from its models (its migrations need ALTER, which sqlite lacks)."""
+    import sqlalchemy
+    from neutron.db.migration.models import head
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{STATE / 'neutron' / 'neutron.db'}")
+    head.get_metadata().create_all(engine)
+
+
+def neutron(port: int) -> None:
+    """Serve Neutron's API (ML2 with our binding driver; no agents, no RPC workers)."""
+    import neutron.server
+    from neutron.server import api
+
+    # One request at a time: Neutron was written for green threads, and with two real threads
+    # a member's create_security_group was sometimes refused by policy (a lazy-init race).
+    _serve(neutron.server.boot_server(api.api_server), port, threads=1)
+
+
+def nova(port: int) -> None:
+    """Serve Nova: API in waitress, conductor, scheduler and compute as threads beside it."""
+    from nova import monkey_patch
+
+    monkey_patch.patch(backend="threading")
+    import os_vif
+    from nova import context, objects, service
+    from nova.api.openstack import wsgi_app
+    from nova.compute import rpcapi as compute_rpcapi
+    from nova.objects import host_mapping
+
+    from lcloud import nova_driver
+
+    sys.modules["nova.virt.grib_guest"] = nova_driver
+    app = wsgi_app.init_application("osapi_compute", "nova-api")
+    objects.register_all()
+    os_vif.initialize()
+    for binary, topic in (("nova-conductor", "conductor"), ("nova-scheduler", "scheduler")):
+        service.Service.create(binary=binary, topic=topic).start()
+    service.Service.create(
+        binary="nova-compute",
+        topic=compute_rpcapi.RPC_TOPIC,
+        topic_alt=compute_rpcapi.RPC_TOPIC_ALT,
+    ).start()
+    # Map the compute host into its cell now, so the first boot finds a valid host.
+    ctxt = context.get_admin_context()
+    for _ in range(120):
+        if host_mapping.discover_hosts(ctxt):
+            break
+        time.sleep(0.5)
+    _serve(app, port)
+
+
+def main() -> None:
+    """Dispatch: `serve.py SERVICE [ARGS...]`."""
+    name, args = sys.argv[1], sys.argv[2:]
+    # oslo.config parses sys.argv: leave it only the program name.
+    sys.argv = [f"localcloud-{name}"]
+    _watch_parent()
+    _serialise_sqlite()
+    if name == "keystone-init":
+        keystone_init(args[0])
+    elif name == "neutron-init":
+        neutron_init()
+    else:
+        services = {
+            "keystone": keystone,
+            "glance": glance,
+            "placement": placement,
+            "neutron": neutron,
+            "nova": nova,
+        }
+        services[name](int(args[0]))
+
+
+if __name__ == "__main__":
+    main()
