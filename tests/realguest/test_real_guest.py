@@ -94,6 +94,8 @@ def test_real_cloud_init_reports_the_failed_step_and_powers_off(
         success=False, step=EXPECTED_FAILED_STEP
     ), f"console tail:\n{tail}"
     assert console.count(f"{marker.MARKER_WORD} {nonce}") == 1, f"console tail:\n{tail}"
+    # ... and only then the VM went down: the marker is written before the power-off starts.
+    assert console.index(f"{marker.MARKER_WORD} {nonce}") < console.index("reboot: Power down")
 
 
 @pytest.fixture(scope="session", autouse=True)
