@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -250,10 +251,14 @@ def test_build_cloud_among_upload_clouds_keeps_its_snapshot(mirror: str) -> None
     assert "p-noble-x64" in clouds["build"].names()
 
 
-def test_one_failed_upload_cloud_is_reported_the_rest_kept(mirror: str) -> None:
+def test_one_failed_upload_cloud_is_reported_the_rest_kept(
+    mirror: str, caplog: pytest.LogCaptureFixture
+) -> None:
     clouds = {"build": FakeCloud("build"), "a": FakeCloud("a"), "b": FakeCloud("b")}
     clouds["b"].fail["upload_image"] = RuntimeError("quota exceeded")
-    report = run(options(mirror, upload_clouds=("a", "b")), clouds)
+    with caplog.at_level(logging.ERROR):
+        report = run(options(mirror, upload_clouds=("a", "b")), clouds)
+    assert "noble-x64 copy failed in b: quota exceeded" in caplog.messages
     assert report.exit_code == 1
     assert [i.cloud for i in report.images] == ["a"]
     failures = [(f.cloud, f.step, f.error) for f in report.failures]

@@ -89,6 +89,8 @@ class BuildState:
 
     def fail(self, cloud: str, step: str, error: str) -> None:
         """Record a failure that does not stop the build (one cloud of several)."""
+        # The JSON report is for the charm; the log line is for the operator reading stderr.
+        logger.error("%s %s failed in %s: %s", self.label, step, cloud, error)
         self.failures.append(Failure(self.base.codename, self.arch.github, cloud, step, error))
 
 
