@@ -1,11 +1,289 @@
-"""Tests of the command line parsing."""
+"""Tests of the command line: parsing, usage errors, each command's output and exit code."""
+
+import hashlib
+import json
+from pathlib import Path
 
 import pytest
 
-from github_runner_image_builder import cli
+from app.tests.fakes import FakeCloud, qcow2, render
+from github_runner_image_builder import cli, marker
+from github_runner_image_builder.cloud import Cloud
 
 
-def test_no_command_is_a_usage_error() -> None:
+def usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     with pytest.raises(SystemExit) as exc:
-        cli.main([])
+        cli.main(argv, env={}, deps=cli.Deps(render=render))
     assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line
+    return err
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "required: COMMAND" in usage_error(capsys, [])
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("build", "latest-build-id", "init", "clean", "user-data"):
+        assert command in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["build"], "build needs --os-cloud NAME"),
+        (["clean"], "clean needs --os-cloud"),
+        (["latest-build-id", "x"], "latest-build-id needs --os-cloud"),
+        (["--os-cloud", "c", "build", "--base", "bionic"], "unknown Ubuntu base 'bionic'"),
+        (["--os-cloud", "c", "build", "--arch", "x64,sparc"], "unknown architecture 'sparc'"),
+        (["--os-cloud", "c", "build", "--keep-revisions", "0"], "whole number ≥ 1, got '0'"),
+        (["--os-cloud", "c", "build", "--timeout", "soon"], "duration 'soon'"),
+        (["--os-cloud", "c", "build", "--prefix=-x"], "prefix '-x' must be"),
+        (["--os-cloud", "c", "build", "--base", ","], "comma-separated list"),
+        (["--os-cloud", "c", "build", "--cloud-images-url", "ftp://m"], "must be an http"),
+        (["user-data", "--runner-version", "latest"], "invalid runner version 'latest'"),
+        (["user-data", "--script-url", "http://e.com/s"], "expected https://host/path"),
+        (["user-data", "--proxy", "ftp://p:1"], "scheme 'ftp' is not http or https"),
+        (["user-data", "--proxy", "a b:1"], "invalid proxy 'a b:1'"),
+        (["user-data", "--arch", "s390x"], "GitHub publishes Actions runner builds for x64"),
+        (["--os-cloud", "c", "build", "--arch", "x64,s390x"], "unsupported architecture 's390x'"),
+        (["user-data", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_problem(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in usage_error(capsys, argv)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("90", 90.0), ("90s", 90.0), ("45m", 2700.0), ("2h", 7200.0), ("1.5m", 90.0)],
+)
+def test_durations(value: str, seconds: float) -> None:
+    assert cli.parse_duration(value) == seconds
+
+
+def test_os_cloud_after_the_command_and_defaults() -> None:
+    args = cli.build_parser().parse_args(["build", "--os-cloud", "c"])
+    assert args.os_cloud == "c"
+    assert [b.codename for b in args.base] == ["noble"]
+    assert [a.github for a in args.arch] == ["x64"]
+    assert args.timeout == 3600.0
+    assert args.keep_revisions == 5
+    assert args.upload_clouds == [] and args.protect == []
+    args = cli.build_parser().parse_args(["build", "--upload-clouds", "", "--protect", "a, b"])
+    assert args.upload_clouds == [] and args.protect == ["a", "b"]
+    args = cli.build_parser().parse_args(
+        ["--os-cloud", "c", "build", "--base", "22.04,noble,jammy", "--arch", "amd64,aarch64"]
+    )
+    assert args.os_cloud == "c"
+    assert [b.codename for b in args.base] == ["jammy", "noble"]
+    assert [a.github for a in args.arch] == ["x64", "arm64"]
+
+
+def test_user_data_needs_no_cloud_and_gets_secrets_from_env(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {"IMAGE_BUILDER_SECRET_TOKEN": "abc", "OTHER": "x", "IMAGE_BUILDER_SECRET_B_2": "hello"}
+    argv = [
+        "user-data",
+        "--base",
+        "jammy",
+        "--arch",
+        "arm64",
+        "--proxy",
+        "proxy.example:3128",
+        "--runner-version",
+        "v2.321.0",
+        "--script-url",
+        "https://example.com/s.sh",
+    ]
+    assert cli.main(argv, env=env, deps=cli.Deps(render=render)) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("#!/bin/bash\nGRIB_NONCE=")
+    assert "# jammy\n# arm64 2.321.0 proxy.example:3128\n" in out
+    assert "export TOKEN=<16 chars>\nexport B_2=<14 chars>\n" in out
+
+
+def test_user_data_redacts_secrets_unless_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["user-data", "--script-url", "https://example.com/s.sh"]
+    env = {"IMAGE_BUILDER_SECRET_TOKEN": "hunter2-value"}
+    assert cli.main(argv, env=env) == 0
+    out = capsys.readouterr().out
+    assert "hunter2-value" not in out
+    assert "export TOKEN='<redacted:TOKEN>'" in out
+    assert cli.main([*argv, "--show-secrets"], env=env) == 0
+    assert "export TOKEN=hunter2-value" in capsys.readouterr().out
+
+
+def test_user_data_renders_the_real_script(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["user-data", "--base", "noble", "--arch", "x64", "--proxy", "proxy.example:3128"]
+    argv += ["--runner-version", "2.321.0", "--script-url", "https://example.com/s.sh"]
+    assert cli.main(argv, env={"IMAGE_BUILDER_SECRET_TOKEN": "tok"}) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("#!/bin/bash")
+    assert marker.find_nonce(captured.out) is not None
+    assert "2.321.0" in captured.out
+    assert "tok" not in captured.err
+
+
+def test_reserved_secret_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--os-cloud", "c", "build", "--script-url", "https://example.com/s.sh"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv, env={"IMAGE_BUILDER_SECRET_PATH": "x"}, deps=deps_for({}))
+    assert exc.value.code == 2
+    assert "'PATH' is reserved" in capsys.readouterr().err
+
+
+def test_bad_secret_variable_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        env = {"IMAGE_BUILDER_SECRET_A-B": "x"}
+        cli.main(["user-data"], env=env, deps=cli.Deps(render=render))
+    assert exc.value.code == 2
+    assert "IMAGE_BUILDER_SECRET_A-B: 'A-B' is not a valid shell variable name" in (
+        capsys.readouterr().err
+    )
+
+
+def mirror(tmp_path: Path) -> str:
+    directory = tmp_path / "noble" / "current"
+    directory.mkdir(parents=True)
+    data = qcow2(4000)
+    (directory / "noble-server-cloudimg-amd64.img").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    (directory / "SHA256SUMS").write_text(f"{digest} *noble-server-cloudimg-amd64.img\n")
+    return tmp_path.as_uri()
+
+
+def deps_for(clouds: dict[str, FakeCloud]) -> cli.Deps:
+    def open_cloud(name: str) -> Cloud:
+        return clouds[name]
+
+    return cli.Deps(open_cloud=open_cloud, render=render, sleep=lambda s: None)
+
+
+def test_build_prints_json_and_logs_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloud = FakeCloud("c")
+    cloud.polls_to_shutoff = 1
+    cloud.polls_to_active = 1
+    log_file = tmp_path / "build.log"
+    argv = ["--os-cloud", "c", "--log-file", str(log_file), "build", "--prefix", "p"]
+    argv += ["--cloud-images-url", mirror(tmp_path)]
+    code = cli.main(argv, env={"IMAGE_BUILDER_SECRET_T": "hush"}, deps=deps_for({"c": cloud}))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    doc = json.loads(captured.out)
+    assert doc["failures"] == []
+    assert [(i["name"], i["cloud"]) for i in doc["images"]] == [("p-noble-x64", "c")]
+    logged = log_file.read_text()
+    for step in ("base-image", "security-group", "server", "wait", "snapshot", "copy", "prune"):
+        assert f"noble-x64 {step}: done in " in logged
+    assert logged.split(" ", 1)[0].endswith("Z")  # timestamped
+    assert "hush" not in logged + captured.err
+
+
+def test_build_failure_exits_one_with_the_failure_in_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloud = FakeCloud("c", guest="failure:script")
+    argv = ["--os-cloud", "c", "build", "--cloud-images-url", mirror(tmp_path), "--timeout", "5m"]
+    assert cli.main(argv, env={}, deps=deps_for({"c": cloud})) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["images"] == []
+    [failure] = doc["failures"]
+    assert failure["step"] == "wait" and "'script'" in failure["error"]
+    assert (failure["base"], failure["arch"], failure["cloud"]) == ("noble", "x64", "c")
+
+
+def test_latest_build_id(capsys: pytest.CaptureFixture[str]) -> None:
+    cloud = FakeCloud("c")
+    older = cloud.add_image("n", status="active")
+    cloud.add_image("n", status="queued")
+    assert cli.main(["--os-cloud", "c", "latest-build-id", "n"], deps=deps_for({"c": cloud})) == 0
+    assert capsys.readouterr().out == f"{older}\n"
+    assert cli.main(["--os-cloud", "c", "latest-build-id", "x"], deps=deps_for({"c": cloud})) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_latest_build_id_unreachable_cloud(capsys: pytest.CaptureFixture[str]) -> None:
+    cloud = FakeCloud("c")
+    cloud.fail["images"] = ConnectionError("keystone unreachable")
+    assert cli.main(["--os-cloud", "c", "latest-build-id", "n"], deps=deps_for({"c": cloud})) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "keystone unreachable" in captured.err
+
+
+def test_init_uploads_base_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cloud = FakeCloud("c")
+    argv = ["--os-cloud", "c", "init", "--cloud-images-url", mirror(tmp_path), "--prefix", "p"]
+    assert cli.main(argv, deps=deps_for({"c": cloud})) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["base_images"][0]["name"] == "p-base-noble-amd64"
+    assert doc["base_images"][0]["fetched"] is True
+    assert cli.main(argv, deps=deps_for({"c": cloud})) == 0
+    assert json.loads(capsys.readouterr().out)["base_images"][0]["fetched"] is False
+
+
+def test_init_missing_arch_in_mirror_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--os-cloud", "c", "init", "--arch", "arm64", "--cloud-images-url", mirror(tmp_path)]
+    assert cli.main(argv, deps=deps_for({"c": FakeCloud("c")})) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert "SHA256SUMS lists no noble-server-cloudimg-arm64.img" in doc["failures"][0]["error"]
+
+
+def test_clean_deletes_leftovers_of_that_prefix(capsys: pytest.CaptureFixture[str]) -> None:
+    cloud = FakeCloud("c")
+    group = cloud.create_security_group("p-builder-noble-x64-1", "")
+    base = cloud.add_image("p-base-noble-amd64")
+    server = cloud.create_server(
+        "p-builder-noble-x64-1",
+        image_id=base,
+        flavor_id="f",
+        network_id="n",
+        security_group_id=group,
+        user_data="",
+        metadata={},
+    )
+    stuck = cloud.add_image("p-noble-x64", status="saving")
+    good = cloud.add_image("p-noble-x64")
+    foreign = cloud.add_image("q-noble-x64", status="queued")
+    argv = ["--os-cloud", "c", "clean", "--prefix", "p"]
+    assert cli.main(argv, deps=deps_for({"c": cloud})) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["servers"] == [f"{server} p-builder-noble-x64-1"]
+    assert doc["security_groups"] == [f"{group} p-builder-noble-x64-1"]
+    assert doc["images"] == [f"{stuck} p-noble-x64 (saving)"]
+    assert doc["errors"] == []
+    assert set(cloud.image_info) == {base, good, foreign}
+    assert cloud.server_list == {} and cloud.groups == {}
+
+
+def test_unwritable_log_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "missing" / "x.log"
+    assert "--log-file" in usage_error(capsys, ["--log-file", str(bad), "user-data"])
+
+
+def test_user_data_too_long_for_nova_is_a_usage_error_before_any_cloud(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cloud = FakeCloud("c")
+    argv = ["--os-cloud", "c", "build", "--script-url", "https://example.com/s.sh"]
+    env = {"IMAGE_BUILDER_SECRET_BIG": "x" * 70000}
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv, env=env, deps=cli.Deps(open_cloud=lambda n: cloud))
+    assert exc.value.code == 2
+    assert "more than the 65535 Nova accepts" in capsys.readouterr().err
+    assert cloud.calls == []

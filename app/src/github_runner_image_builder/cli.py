@@ -1,25 +1,480 @@
-"""Command line entry point: parses options and dispatches to the commands."""
+"""Command line entry point: parses and checks options, dispatches to the commands.
+
+stdout carries only each command's result (JSON, an ID, or the user-data script); progress and
+errors go to stderr. Exit codes: 0 success, 1 a build or cloud failure, 2 a usage error.
+Script secrets come only from IMAGE_BUILDER_SECRET_<KEY> environment variables, never argv.
+"""
 
 import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
 import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import NoReturn
+
+from github_runner_image_builder import cloudimages, marker, platforms, userdata
+from github_runner_image_builder.cloud import Cloud
+
+logger = logging.getLogger(__name__)
+
+PROG = "github-runner-image-builder"
+SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a secret
+DEFAULT_PREFIX = "github-runner-image-builder"
+CLOUD_COMMANDS = ("build", "latest-build-id", "init", "clean")
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
+
+
+class UsageError(Exception):
+    """Bad options or environment; exit 2 with this message."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line naming the problem, and exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# Option value types: each raises ArgumentTypeError with a message naming the fix.
+def _comma_list(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list, got nothing")
+    return items
+
+
+def _optional_list(value: str) -> list[str]:
+    # An empty value means none, so a caller can always pass the option.
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _bases(value: str) -> tuple[platforms.Base, ...]:
+    try:
+        return tuple(dict.fromkeys(platforms.parse_base(v) for v in _comma_list(value)))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _arches(value: str) -> tuple[platforms.Arch, ...]:
+    try:
+        return tuple(dict.fromkeys(platforms.parse_arch(v) for v in _comma_list(value)))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _base(value: str) -> platforms.Base:
+    try:
+        return platforms.parse_base(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _arch(value: str) -> platforms.Arch:
+    try:
+        return platforms.parse_arch(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _prefix(value: str) -> str:
+    if not _PREFIX.match(value):
+        raise argparse.ArgumentTypeError(
+            f"prefix {value!r} must be 1-60 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {value!r}")
+    return int(value)
+
+
+def parse_duration(value: str) -> float:
+    """Return seconds for '90', '90s', '45m' or '2h'; raise ArgumentTypeError otherwise."""
+    match = _DURATION.match(value.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"duration {value!r} must be a positive number of seconds, or end in s, m or h"
+        )
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+# The user-data module owns what a valid runner version, script URL and proxy are.
+def _runner_version(value: str) -> str:
+    try:
+        return userdata.normalize_runner_version(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _script_url(value: str) -> str:
+    try:
+        userdata.check_script_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value
+
+
+def _proxy(value: str) -> str:
+    try:
+        userdata.normalize_proxy(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value
+
+
+def _cloud_images_url(value: str) -> str:
+    try:
+        return cloudimages.check_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def script_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """Return {KEY: value} from IMAGE_BUILDER_SECRET_<KEY> variables; raise UsageError."""
+    secrets = {}
+    for name, value in env.items():
+        if name.startswith(SECRET_ENV_PREFIX):
+            key = name[len(SECRET_ENV_PREFIX) :]
+            if not _ENV_NAME.match(key):
+                raise UsageError(
+                    f"environment variable {name}: {key!r} is not a valid shell variable name"
+                )
+            secrets[key] = value
+    return secrets
+
+
+def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
+    # On subcommands the defaults are suppressed so they do not overwrite the top-level ones.
+    default: Callable[[object], object] = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    parser.add_argument(
+        "--os-cloud",
+        default=default(None),
+        help="cloud name in clouds.yaml: the build cloud (needed by commands that use a cloud)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=default("INFO"),
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level on stderr and in --log-file (default INFO)",
+    )
+    parser.add_argument(
+        "--log-file", default=default(None), help="also append log lines to this file"
+    )
+
+
+def _add_user_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runner-version",
+        type=_runner_version,
+        help="GitHub Actions runner version, e.g. 2.321.0 (default: the latest release)",
+    )
+    parser.add_argument(
+        "--script-url",
+        type=_script_url,
+        help="https URL of a script the builder runs last, as root; its secrets come from "
+        f"{SECRET_ENV_PREFIX}<KEY> environment variables, exported as <KEY>",
+    )
+    parser.add_argument(
+        "--proxy", type=_proxy, help="HTTP(S) proxy for apt, snap and downloads: host:port or URL"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every command."""
-    parser = argparse.ArgumentParser(
-        prog="github-runner-image-builder",
+    parser = Parser(
+        prog=PROG,
         description="Build GitHub self-hosted runner images on OpenStack.",
+        epilog=f"Exit codes: 0 success, 1 a build or cloud failure, 2 a usage error. Script "
+        f"secrets: {SECRET_ENV_PREFIX}<KEY> environment variables.",
     )
-    parser.add_argument("--os-cloud", help="cloud name in clouds.yaml (the build cloud)")
-    parser.add_argument("--log-level", default="INFO", help="log level (default INFO)")
-    parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_common(parser, top=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _add_common(sub, top=False)
+        return sub
+
+    build = command(
+        "build",
+        "build images for every base x arch in parallel, copy them to the upload clouds, prune; "
+        "print a JSON report",
+    )
+    build.add_argument(
+        "--base",
+        type=_bases,
+        default=_bases("noble"),
+        help="Ubuntu bases, comma-separated codenames or versions (default noble)",
+    )
+    build.add_argument(
+        "--arch",
+        type=_arches,
+        default=_arches("x64"),
+        help="architectures, comma-separated: x64/amd64, arm64 … (default x64)",
+    )
+    build.add_argument(
+        "--prefix",
+        type=_prefix,
+        default=DEFAULT_PREFIX,
+        help=f"name prefix of images and builder resources (default {DEFAULT_PREFIX})",
+    )
+    build.add_argument(
+        "--upload-clouds",
+        type=_optional_list,
+        default=[],
+        help="clouds (clouds.yaml names) that get the image; default: the build cloud only",
+    )
+    build.add_argument(
+        "--keep-revisions",
+        type=_positive_int,
+        default=5,
+        help="revisions of each image to keep per cloud (default 5)",
+    )
+    build.add_argument(
+        "--protect",
+        type=_optional_list,
+        default=[],
+        help="image IDs never to prune (those still published to runner pools)",
+    )
+    build.add_argument(
+        "--flavor", help="builder flavor (default: the smallest with 2 vCPU, 1 GiB, 20 GB)"
+    )
+    build.add_argument("--network", help="builder network (default: the first with a subnet)")
+    _add_user_data_options(build)
+    build.add_argument(
+        "--timeout",
+        type=parse_duration,
+        default=parse_duration("60m"),
+        help="how long the guest and the snapshot may take, e.g. 3600, 45m, 2h (default 60m)",
+    )
+    build.add_argument(
+        "--cloud-images-url",
+        type=_cloud_images_url,
+        default=cloudimages.DEFAULT_URL,
+        help=f"Ubuntu cloud images mirror (default {cloudimages.DEFAULT_URL})",
+    )
+
+    latest = command(
+        "latest-build-id", "print the ID of the newest image of NAME, or nothing when none"
+    )
+    latest.add_argument("name", metavar="NAME", help="image name, e.g. <prefix>-noble-x64")
+    latest.add_argument(
+        "--any-status", action="store_true", help="also consider images that are not active"
+    )
+
+    init = command(
+        "init",
+        "fetch and verify the Ubuntu base images and upload them to the build cloud "
+        "(build does this itself when one is missing or stale)",
+    )
+    init.add_argument("--base", type=_bases, default=_bases("noble"), help="as for build")
+    init.add_argument("--arch", type=_arches, default=_arches("x64"), help="as for build")
+    init.add_argument("--prefix", type=_prefix, default=DEFAULT_PREFIX, help="as for build")
+    init.add_argument(
+        "--cloud-images-url",
+        type=_cloud_images_url,
+        default=cloudimages.DEFAULT_URL,
+        help="as for build",
+    )
+
+    clean = command(
+        "clean",
+        "delete builder servers, builder security groups and unfinished images left by a "
+        "crashed build; print what was deleted as JSON",
+    )
+    clean.add_argument("--prefix", type=_prefix, default=DEFAULT_PREFIX, help="as for build")
+    clean.add_argument(
+        "--protect", type=_optional_list, default=[], help="image IDs never to delete"
+    )
+
+    user_data = command(
+        "user-data",
+        "print the cloud-init user-data a build would boot with (needs no cloud)",
+    )
+    user_data.add_argument("--base", type=_base, default=_base("noble"), help="Ubuntu base")
+    user_data.add_argument("--arch", type=_arch, default=_arch("x64"), help="architecture")
+    _add_user_data_options(user_data)
+    user_data.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print the script secrets' values; by default each is replaced by <redacted:KEY>",
+    )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
-    build_parser().parse_args(argv)
+def user_data_options(
+    args: argparse.Namespace,
+    base: platforms.Base,
+    arch: platforms.Arch,
+    secrets: Mapping[str, str],
+) -> userdata.UserDataOptions:
+    """Return the user-data options of one build; raise UsageError when they are unusable."""
+    try:
+        return userdata.UserDataOptions(
+            base=base,
+            arch=arch,
+            nonce=marker.new_nonce(),
+            runner_version=args.runner_version,
+            script_url=args.script_url,
+            script_secrets=secrets,
+            proxy=args.proxy,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
+    from github_runner_image_builder import build, steps  # noqa: PLC0415 - only for build
+
+    secrets = script_secrets(env)
+    # Every build's user-data is rendered once before any cloud is touched: bad options or a
+    # script too long for Nova are usage errors, not failed builds.
+    for base in args.base:
+        for arch in args.arch:
+            _render(deps, user_data_options(args, base, arch, secrets))
+    options = steps.BuildOptions(
+        cloud=args.os_cloud,
+        bases=args.base,
+        arches=args.arch,
+        prefix=args.prefix,
+        upload_clouds=tuple(dict.fromkeys(args.upload_clouds)),
+        keep_revisions=args.keep_revisions,
+        protect=frozenset(args.protect),
+        flavor=args.flavor,
+        network=args.network,
+        runner_version=args.runner_version,
+        script_url=args.script_url,
+        script_secrets=secrets,
+        proxy=args.proxy,
+        timeout=args.timeout,
+        cloud_images_url=args.cloud_images_url,
+    )
+    report = build.run_builds(options, deps.render, deps.open_cloud, deps.sleep)
+    print(report.to_json())
+    return report.exit_code
+
+
+def _latest(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
+    from github_runner_image_builder import revisions  # noqa: PLC0415
+
+    try:
+        images = deps.open_cloud(args.os_cloud).images(args.name)
+    except Exception as exc:
+        logger.error("cannot list images in cloud %s: %s", args.os_cloud, exc)
+        return 1
+    found = revisions.latest([i.record() for i in images], args.name, args.any_status)
+    if found:
+        print(found)
     return 0
+
+
+def _init(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
+    from github_runner_image_builder import baseimage  # noqa: PLC0415
+
+    cloud = deps.open_cloud(args.os_cloud)
+    result: dict[str, list[dict[str, object]]] = {"base_images": [], "failures": []}
+    for base in args.base:
+        for arch in args.arch:
+            try:
+                image_id, fetched = baseimage.ensure_base_image(
+                    cloud, args.cloud_images_url, args.prefix, base, arch
+                )
+            except Exception as exc:
+                logger.error("%s-%s base image: %s", base.codename, arch.github, exc)
+                result["failures"].append(
+                    {"base": base.codename, "arch": arch.github, "error": str(exc)}
+                )
+                continue
+            result["base_images"].append(
+                {
+                    "name": platforms.base_image_name(args.prefix, base, arch),
+                    "base": base.codename,
+                    "arch": arch.github,
+                    "id": image_id,
+                    "fetched": fetched,
+                }
+            )
+    print(json.dumps(result, indent=2))
+    return 1 if result["failures"] else 0
+
+
+def _clean(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
+    from github_runner_image_builder import clean  # noqa: PLC0415
+
+    try:
+        done = clean.clean(deps.open_cloud(args.os_cloud), args.prefix, args.protect, deps.sleep)
+    except Exception as exc:
+        logger.error("cannot clean cloud %s: %s", args.os_cloud, exc)
+        return 1
+    print(json.dumps(dataclasses.asdict(done), indent=2))
+    return 1 if done.errors else 0
+
+
+def _render(deps: "Deps", options: userdata.UserDataOptions) -> str:
+    try:
+        return deps.render(options)
+    except ValueError as exc:  # e.g. longer than Nova accepts
+        raise UsageError(str(exc)) from exc
+
+
+def _user_data(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
+    secrets = script_secrets(env)
+    if not args.show_secrets:
+        # A script printed for debugging ends up in terminals and tickets: keep values out.
+        secrets = {key: f"<redacted:{key}>" for key in secrets}
+    options = user_data_options(args, args.base, args.arch, secrets)
+    sys.stdout.write(_render(deps, options))
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Deps:
+    """What the commands use from outside: replaced by fakes in tests."""
+
+    open_cloud: Callable[[str], Cloud] = Cloud
+    render: Callable[[userdata.UserDataOptions], str] = userdata.render_user_data
+    sleep: Callable[[float], None] = time.sleep
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace, Mapping[str, str], Deps], int]] = {
+    "build": _build,
+    "latest-build-id": _latest,
+    "init": _init,
+    "clean": _clean,
+    "user-data": _user_data,
+}
+
+
+def main(
+    argv: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    deps: Deps | None = None,
+) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in CLOUD_COMMANDS and not args.os_cloud:
+        parser.error(f"{args.command} needs --os-cloud NAME (a cloud in clouds.yaml)")
+    from github_runner_image_builder import logs  # noqa: PLC0415
+
+    try:
+        logs.configure(args.log_level, args.log_file)
+    except OSError as exc:
+        parser.error(f"--log-file {args.log_file}: {exc.strerror or exc}")
+    try:
+        return HANDLERS[args.command](args, os.environ if env is None else env, deps or Deps())
+    except UsageError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""Step 1 of a build, also the `init` command: the Ubuntu cloud image in the build cloud.
+
+The image is fetched from the mirror only when the build cloud has no active copy carrying the
+mirror's current SHA256, streamed (never held whole in memory) and verified on the way.
+"""
+
+import logging
+
+from github_runner_image_builder import cloudimages, platforms
+from github_runner_image_builder.cloud import Cloud
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM_SHA256 = "grib_upstream_sha256"
+UPSTREAM_URL = "grib_upstream_url"
+
+
+def base_properties(base: platforms.Base, arch: platforms.Arch) -> dict[str, str]:
+    """Return the Glance properties that describe an Ubuntu image of (base, arch)."""
+    return {"architecture": arch.glance, "os_distro": "ubuntu", "os_version": base.version}
+
+
+def ensure_base_image(
+    cloud: Cloud, url: str, prefix: str, base: platforms.Base, arch: platforms.Arch
+) -> tuple[str, bool]:
+    """Return (image ID, whether it was fetched now) of the current base image in `cloud`."""
+    name = platforms.base_image_name(prefix, base, arch)
+    directory = cloudimages.directory_url(url, base)
+    file_name = cloudimages.file_name(base, arch)
+    sha256 = cloudimages.find_sha256(cloudimages.fetch_text(f"{directory}/SHA256SUMS"), file_name)
+    existing = [i for i in cloud.images(name) if i.status == "active"]
+    current = [i for i in existing if i.properties.get(UPSTREAM_SHA256) == sha256]
+    if current:
+        newest = max(current, key=lambda i: (i.created_at, i.id))
+        logger.info("%s is current (sha256 %s), not fetched", name, sha256[:12])
+        return newest.id, False
+    source = f"{directory}/{file_name}"
+    logger.info("fetching %s into %s", source, name)
+    with cloudimages.open_image(source) as (stream, size):
+        reader = cloudimages.VerifyingReader(stream, sha256, size)
+        fmt = cloudimages.disk_format(reader.peek())
+        data: object = reader if size is not None else reader.chunks()
+        image = cloud.upload_image(
+            name,
+            data,
+            disk_format=fmt,
+            container_format="bare",
+            properties={
+                **base_properties(base, arch),
+                UPSTREAM_SHA256: sha256,
+                UPSTREAM_URL: source,
+            },
+        )
+    if image.status != "active":
+        cloud.delete_image(image.id)
+        raise RuntimeError(f"base image {name} is {image.status} after upload, not active")
+    # The older copies are stale now; only one build per (base, arch) runs at a time.
+    for old in existing:
+        try:
+            cloud.delete_image(old.id)
+        except Exception as exc:
+            logger.warning("could not delete stale base image %s: %s", old.id, exc)
+    return image.id, True

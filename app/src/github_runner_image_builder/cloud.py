@@ -1,0 +1,238 @@
+"""The only module that talks to OpenStack (Keystone, Glance, Nova, Neutron) via openstacksdk.
+
+Each method is one small cloud operation returning plain records, so the modules that decide
+(choice, revisions, steps) can be tested against a small fake with the same methods.
+"""
+
+import base64
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from github_runner_image_builder.choice import Flavor, Network
+from github_runner_image_builder.revisions import GroupRecord, ImageRecord, ServerRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """A Glance image with the facts a build uses."""
+
+    id: str
+    name: str
+    status: str
+    created_at: str
+    size: int | None = None
+    checksum: str | None = None  # MD5, as Glance computes it
+    hash_algo: str | None = None  # os_hash_algo, sha512 by default
+    hash_value: str | None = None
+    disk_format: str | None = None
+    container_format: str | None = None
+    properties: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def record(self) -> ImageRecord:
+        """Return the parts that revision decisions need."""
+        return ImageRecord(self.id, self.name, self.status, self.created_at)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerState:
+    """A Nova server's status and, in ERROR, why."""
+
+    status: str
+    fault: str | None = None
+
+
+# Properties openstacksdk's Image keeps as attributes of their own, not in `properties`.
+_KNOWN_PROPERTIES = ("architecture", "os_distro", "os_version")
+
+
+def _image_info(image: Any) -> ImageInfo:
+    properties = dict(image.properties or {})
+    for key in _KNOWN_PROPERTIES:
+        value = getattr(image, key, None)
+        if value:
+            properties[key] = value
+    return ImageInfo(
+        id=image.id,
+        name=image.name or "",
+        status=image.status or "",
+        created_at=image.created_at or "",
+        size=image.size,
+        checksum=image.checksum,
+        hash_algo=image.hash_algo,
+        hash_value=image.hash_value,
+        disk_format=image.disk_format,
+        container_format=image.container_format,
+        properties={str(k): str(v) for k, v in properties.items()},
+    )
+
+
+class Cloud:
+    """One OpenStack cloud from clouds.yaml, by name; connects on first use."""
+
+    def __init__(self, name: str, conn: Any = None) -> None:
+        self.name = name
+        self._conn = conn
+
+    @property
+    def conn(self) -> Any:
+        """The openstacksdk connection (imported lazily: the CLI's other commands need none)."""
+        if self._conn is None:
+            import openstack  # noqa: PLC0415 - 0.3 s import, only for commands that use a cloud
+
+            self._conn = openstack.connect(cloud=self.name)
+        return self._conn
+
+    # Glance
+    def images(self, name: str | None = None) -> list[ImageInfo]:
+        """Return the images visible to the project, optionally only those called `name`."""
+        # Only the project's own images: a shared or public image of the same name is not ours
+        # to count as a revision, let alone delete.
+        query: dict[str, str] = {"owner": self.conn.current_project_id}
+        if name:
+            query["name"] = name
+        return [_image_info(i) for i in self.conn.image.images(**query)]
+
+    def get_image(self, image_id: str) -> ImageInfo:
+        """Return one image by ID."""
+        return _image_info(self.conn.image.get_image(image_id))
+
+    def upload_image(
+        self,
+        name: str,
+        data: object,
+        *,
+        disk_format: str,
+        container_format: str,
+        properties: Mapping[str, str],
+    ) -> ImageInfo:
+        """Create an image and stream `data` (a file-like object) into it.
+
+        openstacksdk deletes the image record itself when the upload fails. The size reaches
+        Glance as the Content-Length when `data` has a length. `size=` is left out: not every
+        openstacksdk 4.x takes it, and where it does not, it would become an image property.
+        """
+        image = self.conn.image.create_image(
+            name,
+            data=data,
+            disk_format=disk_format,
+            container_format=container_format,
+            allow_duplicates=True,
+            validate_checksum=False,
+            wait=False,
+            **properties,
+        )
+        return _image_info(self.conn.image.get_image(image.id))
+
+    @contextlib.contextmanager
+    def download_image(self, image_id: str, chunk_size: int) -> Iterator[Iterator[bytes]]:
+        """Yield the image's bytes as an iterator of chunks of at most `chunk_size`."""
+        response = self.conn.image.download_image(image_id, stream=True, chunk_size=chunk_size)
+        try:
+            yield response.iter_content(chunk_size=chunk_size)
+        finally:
+            response.close()
+
+    def delete_image(self, image_id: str) -> None:
+        """Delete an image; a missing one is not an error."""
+        self.conn.image.delete_image(image_id, ignore_missing=True)
+
+    # Nova
+    def flavors(self) -> list[Flavor]:
+        """Return the flavors the project may use."""
+        return [
+            Flavor(f.id, f.name, int(f.vcpus or 0), int(f.ram or 0), int(f.disk or 0))
+            for f in self.conn.compute.flavors()
+        ]
+
+    def create_server(
+        self,
+        name: str,
+        *,
+        image_id: str,
+        flavor_id: str,
+        network_id: str,
+        security_group_id: str,
+        user_data: str,
+        metadata: Mapping[str, str],
+    ) -> str:
+        """Boot a server with a config drive and no key pair; return its ID."""
+        server = self.conn.compute.create_server(
+            name=name,
+            image_id=image_id,
+            flavor_id=flavor_id,
+            networks=[{"uuid": network_id}],
+            security_groups=[{"name": security_group_id}],
+            config_drive=True,
+            # The compute API takes user data base64-encoded; the proxy does not encode it.
+            user_data=base64.b64encode(user_data.encode()).decode(),
+            metadata=dict(metadata),
+        )
+        return str(server.id)
+
+    def server_state(self, server_id: str) -> ServerState | None:
+        """Return the server's status, or None when it no longer exists."""
+        server = self.conn.compute.find_server(server_id, ignore_missing=True)
+        if server is None or server.status == "DELETED":
+            return None
+        fault = server.fault or {}
+        message = fault.get("message") if isinstance(fault, dict) else None
+        return ServerState(status=str(server.status), fault=message)
+
+    def console_output(self, server_id: str) -> str | None:
+        """Return the server's console log, or None when the cloud keeps none."""
+        output = self.conn.compute.get_server_console_output(server_id)
+        text = output.get("output") if isinstance(output, dict) else None
+        return str(text) if text else None
+
+    def snapshot_server(self, server_id: str, name: str, metadata: Mapping[str, str]) -> str:
+        """Start a snapshot of the server as image `name` carrying `metadata`; return its ID."""
+        image = self.conn.compute.create_server_image(
+            server_id, name, metadata=dict(metadata), wait=False
+        )
+        return str(image.id)
+
+    def delete_server(self, server_id: str) -> None:
+        """Start deleting a server; a missing one is not an error."""
+        self.conn.compute.delete_server(server_id, ignore_missing=True)
+
+    def servers(self) -> list[ServerRecord]:
+        """Return the project's servers."""
+        return [ServerRecord(s.id, s.name) for s in self.conn.compute.servers()]
+
+    # Neutron
+    def networks(self) -> list[Network]:
+        """Return the networks the project can attach to."""
+        return [
+            Network(n.id, n.name or "", tuple(n.subnet_ids or ()))
+            for n in self.conn.network.networks()
+        ]
+
+    def create_security_group(self, name: str, description: str) -> str:
+        """Create a security group with no ingress rule at all; return its ID.
+
+        Neutron gives a new group egress rules only, unless an admin changed the default rule
+        templates, so any ingress rule it came with is removed.
+        """
+        group = self.conn.network.create_security_group(name=name, description=description)
+        try:
+            for rule in group.security_group_rules or []:
+                if rule.get("direction") == "ingress":
+                    self.conn.network.delete_security_group_rule(rule["id"], ignore_missing=True)
+        except Exception:
+            # Never boot with an ingress rule, nor leave the group behind.
+            self.conn.network.delete_security_group(group.id, ignore_missing=True)
+            raise
+        return str(group.id)
+
+    def delete_security_group(self, group_id: str) -> None:
+        """Delete a security group; a missing one is not an error."""
+        self.conn.network.delete_security_group(group_id, ignore_missing=True)
+
+    def security_groups(self) -> list[GroupRecord]:
+        """Return the project's security groups."""
+        return [GroupRecord(g.id, g.name) for g in self.conn.network.security_groups()]

@@ -1,0 +1,49 @@
+"""The `build` command's result: what stdout carries as one JSON document."""
+
+import dataclasses
+import json
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageResult:
+    """One image built and available in one cloud."""
+
+    name: str
+    base: str  # codename
+    arch: str  # GitHub's word: x64, arm64 …
+    cloud: str
+    id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """One thing that went wrong: which build, in which cloud, at which step, and why."""
+
+    base: str
+    arch: str
+    cloud: str
+    step: str
+    error: str
+
+
+@dataclasses.dataclass
+class Report:
+    """Everything one `build` run produced; exit code 0 only when nothing failed."""
+
+    images: list[ImageResult] = dataclasses.field(default_factory=list)
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every build and copy succeeded, else 1."""
+        return 1 if self.failures else 0
+
+    def to_json(self) -> str:
+        """Return the JSON document printed on stdout."""
+        return json.dumps(
+            {
+                "images": [dataclasses.asdict(i) for i in self.images],
+                "failures": [dataclasses.asdict(f) for f in self.failures],
+            },
+            indent=2,
+        )

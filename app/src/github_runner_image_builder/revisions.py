@@ -1,0 +1,87 @@
+"""Which image revision is current, which to prune, and what a crashed build left behind.
+
+Pure decisions over plain records; the cloud calls that list and delete live in `cloud.py`.
+"""
+
+import dataclasses
+from collections.abc import Collection, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    """One Glance image as far as revisions are concerned."""
+
+    id: str
+    name: str
+    status: str
+    created_at: str  # ISO 8601 from Glance; compares correctly as text (all UTC, same format)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerRecord:
+    """One Nova server as far as clean-up is concerned."""
+
+    id: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupRecord:
+    """One Neutron security group as far as clean-up is concerned."""
+
+    id: str
+    name: str
+
+
+def _newest_first(images: Sequence[ImageRecord]) -> list[ImageRecord]:
+    # Creation time first, then ID, so two images created in the same second order stably.
+    return sorted(images, key=lambda i: (i.created_at, i.id), reverse=True)
+
+
+def latest(images: Sequence[ImageRecord], name: str, any_status: bool = False) -> str | None:
+    """Return the ID of the newest image called `name` (active only unless `any_status`)."""
+    candidates = [i for i in images if i.name == name and (any_status or i.status == "active")]
+    ordered = _newest_first(candidates)
+    return ordered[0].id if ordered else None
+
+
+def to_prune(
+    images: Sequence[ImageRecord], name: str, keep: int, protect: Collection[str]
+) -> list[ImageRecord]:
+    """Return the active images called `name` beyond the `keep` newest, never a protected ID."""
+    if keep < 1:
+        raise ValueError("keep must be at least 1: the image just built is always kept")
+    active = _newest_first([i for i in images if i.name == name and i.status == "active"])
+    return [i for i in active[keep:] if i.id not in protect]
+
+
+# Glance statuses an upload or snapshot passes through; left alone they never finish.
+UNFINISHED_IMAGE_STATUSES = frozenset({"queued", "saving", "importing", "uploading", "killed"})
+
+
+def leftovers(
+    prefix: str,
+    images: Sequence[ImageRecord],
+    servers: Sequence[ServerRecord],
+    groups: Sequence[GroupRecord],
+    protect: Collection[str] = (),
+) -> tuple[list[ImageRecord], list[ServerRecord], list[GroupRecord]]:
+    """Return what `clean` deletes: our builder servers and security groups, stuck images.
+
+    Builder servers and groups are named `<prefix>-builder-…`; an image of ours is any image
+    whose name starts with `<prefix>-`. Active images are never touched here: pruning them is
+    `build`'s job, with the revision count and the protected IDs.
+    """
+    builder = f"{prefix}-builder-"
+    stuck = [
+        i
+        for i in images
+        if i.name.startswith(f"{prefix}-")
+        and i.status in UNFINISHED_IMAGE_STATUSES
+        and i.id not in protect
+    ]
+    return (
+        stuck,
+        [s for s in servers if s.name.startswith(builder)],
+        [g for g in groups if g.name.startswith(builder)],
+    )

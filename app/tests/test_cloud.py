@@ -1,0 +1,202 @@
+"""Tests that `cloud.Cloud` calls openstacksdk's real proxy methods with valid arguments.
+
+The proxies are openstacksdk's own autospecced fakes (openstack.test.fakes): a call to a method
+that does not exist, or with an argument the real method does not take, fails here.
+"""
+
+import base64
+import functools
+import types
+from typing import Any
+
+import pytest
+from openstack.compute import compute_service
+from openstack.compute.v2 import flavor as _flavor
+from openstack.compute.v2 import server as _server
+from openstack.image import image_service
+from openstack.image.v2 import image as _image
+from openstack.network import network_service
+from openstack.network.v2 import network as _network
+from openstack.network.v2 import security_group as _group
+from openstack.test import fakes
+
+from github_runner_image_builder.cloud import Cloud
+
+
+@functools.cache
+def _proxies() -> tuple[Any, Any, Any]:
+    # Autospeccing the proxies takes about a second each: make them once, reset per test.
+    return (
+        fakes.generate_fake_proxy(image_service.ImageService, "2"),
+        fakes.generate_fake_proxy(compute_service.ComputeService),
+        fakes.generate_fake_proxy(network_service.NetworkService),
+    )
+
+
+def fake_conn() -> Any:
+    image, compute, network = _proxies()
+    for proxy in (image, compute, network):
+        proxy.reset_mock(return_value=True, side_effect=True)
+    return types.SimpleNamespace(
+        image=image, compute=compute, network=network, current_project_id="project-1"
+    )
+
+
+def test_create_server_boots_with_config_drive_encoded_user_data_and_no_key() -> None:
+    conn = fake_conn()
+    conn.compute.create_server.side_effect = None
+    conn.compute.create_server.return_value = fakes.generate_fake_resource(_server.Server, id="s1")
+    server_id = Cloud("c", conn).create_server(
+        "p-builder-x",
+        image_id="i",
+        flavor_id="f",
+        network_id="n",
+        security_group_id="g",
+        user_data="#!/bin/bash\necho ü\n",
+        metadata={"k": "v"},
+    )
+    assert server_id == "s1"
+    kwargs = conn.compute.create_server.call_args.kwargs
+    assert kwargs["config_drive"] is True
+    assert base64.b64decode(kwargs["user_data"]).decode() == "#!/bin/bash\necho ü\n"
+    assert kwargs["networks"] == [{"uuid": "n"}]
+    assert kwargs["security_groups"] == [{"name": "g"}]
+    assert "key_name" not in kwargs
+
+
+def test_security_group_loses_any_ingress_rule() -> None:
+    conn = fake_conn()
+    conn.network.create_security_group.side_effect = None
+    conn.network.create_security_group.return_value = fakes.generate_fake_resource(
+        _group.SecurityGroup,
+        id="g1",
+        security_group_rules=[
+            {"id": "r1", "direction": "egress"},
+            {"id": "r2", "direction": "ingress"},
+        ],
+    )
+    assert Cloud("c", conn).create_security_group("p-builder-x", "d") == "g1"
+    conn.network.delete_security_group_rule.assert_called_once_with("r2", ignore_missing=True)
+    conn.network.delete_security_group.assert_not_called()
+
+
+def test_security_group_whose_ingress_rule_stays_is_deleted() -> None:
+    conn = fake_conn()
+    conn.network.create_security_group.side_effect = None
+    conn.network.create_security_group.return_value = fakes.generate_fake_resource(
+        _group.SecurityGroup, id="g1", security_group_rules=[{"id": "r2", "direction": "ingress"}]
+    )
+    conn.network.delete_security_group_rule.side_effect = RuntimeError("403")
+    with pytest.raises(RuntimeError, match="403"):
+        Cloud("c", conn).create_security_group("p-builder-x", "d")
+    conn.network.delete_security_group.assert_called_once_with("g1", ignore_missing=True)
+
+
+def test_images_are_the_projects_own() -> None:
+    conn = fake_conn()
+    conn.image.images.side_effect = None
+    conn.image.images.return_value = iter(
+        [
+            fakes.generate_fake_resource(
+                _image.Image,
+                id="i1",
+                name="n",
+                status="active",
+                created_at="2026-01-01T00:00:00Z",
+                properties={"grib_upstream_sha256": "abc"},
+                architecture="aarch64",
+                os_distro="ubuntu",
+                os_version=None,
+            )
+        ]
+    )
+    [image] = Cloud("c", conn).images("n")
+    conn.image.images.assert_called_once_with(owner="project-1", name="n")
+    assert (image.id, image.status) == ("i1", "active")
+    # openstacksdk keeps some properties as attributes of their own: they are properties too.
+    assert image.properties == {
+        "grib_upstream_sha256": "abc",
+        "architecture": "aarch64",
+        "os_distro": "ubuntu",
+    }
+
+
+def test_upload_streams_without_duplicate_check() -> None:
+    conn = fake_conn()
+    conn.image.create_image.side_effect = None
+    conn.image.create_image.return_value = fakes.generate_fake_resource(_image.Image, id="i9")
+    conn.image.get_image.side_effect = None
+    conn.image.get_image.return_value = fakes.generate_fake_resource(
+        _image.Image, id="i9", status="active", properties={}
+    )
+    data = object()
+    info = Cloud("c", conn).upload_image(
+        "n", data, disk_format="qcow2", container_format="bare", properties={"a": "b"}
+    )
+    assert info.id == "i9"
+    call = conn.image.create_image.call_args
+    assert call.args == ("n",)
+    assert call.kwargs["data"] is data
+    assert "size" not in call.kwargs
+    assert call.kwargs["allow_duplicates"] is True
+    assert call.kwargs["validate_checksum"] is False
+    assert call.kwargs["a"] == "b"
+
+
+def test_download_streams_in_chunks_and_closes() -> None:
+    conn = fake_conn()
+    response = conn.image.download_image.return_value
+    response.iter_content.return_value = iter([b"ab", b"c"])
+    with Cloud("c", conn).download_image("i1", 1024) as chunks:
+        assert b"".join(chunks) == b"abc"
+    conn.image.download_image.assert_called_once_with("i1", stream=True, chunk_size=1024)
+    response.close.assert_called_once_with()
+
+
+def test_server_state_console_and_snapshot() -> None:
+    conn = fake_conn()
+    conn.compute.find_server.side_effect = None
+    conn.compute.find_server.return_value = fakes.generate_fake_resource(
+        _server.Server, status="ERROR", fault={"message": "No valid host"}
+    )
+    cloud = Cloud("c", conn)
+    state = cloud.server_state("s1")
+    assert state is not None and (state.status, state.fault) == ("ERROR", "No valid host")
+    conn.compute.find_server.side_effect = None
+    conn.compute.find_server.return_value = None
+    assert cloud.server_state("s1") is None
+    conn.compute.get_server_console_output.side_effect = None
+    conn.compute.get_server_console_output.return_value = {"output": "line\n"}
+    assert cloud.console_output("s1") == "line\n"
+    conn.compute.get_server_console_output.side_effect = None
+    conn.compute.get_server_console_output.return_value = {"output": ""}
+    assert cloud.console_output("s1") is None
+    conn.compute.create_server_image.side_effect = None
+    conn.compute.create_server_image.return_value = fakes.generate_fake_resource(
+        _image.Image, id="snap"
+    )
+    assert cloud.snapshot_server("s1", "p-noble-x64", {"a": "b"}) == "snap"
+    conn.compute.create_server_image.assert_called_once_with(
+        "s1", "p-noble-x64", metadata={"a": "b"}, wait=False
+    )
+
+
+def test_flavors_and_networks_become_plain_records() -> None:
+    conn = fake_conn()
+    conn.compute.flavors.side_effect = None
+    conn.compute.flavors.return_value = iter(
+        [
+            fakes.generate_fake_resource(
+                _flavor.Flavor, id="f", name="m", vcpus=2, ram=2048, disk=20
+            )
+        ]
+    )
+    conn.network.networks.side_effect = None
+    conn.network.networks.return_value = iter(
+        [fakes.generate_fake_resource(_network.Network, id="n", name="net", subnet_ids=["s"])]
+    )
+    cloud = Cloud("c", conn)
+    [flavor] = cloud.flavors()
+    assert (flavor.vcpus, flavor.ram, flavor.disk) == (2, 2048, 20)
+    [network] = cloud.networks()
+    assert network.subnet_ids == ("s",)

@@ -1,0 +1,58 @@
+"""Tests of which revision is current, which to prune and what clean deletes."""
+
+import pytest
+
+from github_runner_image_builder import revisions as rev
+from github_runner_image_builder.revisions import GroupRecord, ImageRecord, ServerRecord
+
+
+def image(i: int, status: str = "active", name: str = "p-noble-x64") -> ImageRecord:
+    return ImageRecord(f"id{i}", name, status, f"2026-01-0{i}T00:00:00Z")
+
+
+IMAGES = [image(3), image(1), image(5, "queued"), image(4), image(2), image(6, name="other")]
+
+
+def test_latest_is_the_newest_active_of_that_name() -> None:
+    assert rev.latest(IMAGES, "p-noble-x64") == "id4"
+    assert rev.latest(IMAGES, "p-noble-x64", any_status=True) == "id5"
+    assert rev.latest(IMAGES, "p-jammy-x64") is None
+
+
+def test_prune_keeps_the_newest_active() -> None:
+    assert [i.id for i in rev.to_prune(IMAGES, "p-noble-x64", 2, set())] == ["id2", "id1"]
+
+
+def test_prune_never_deletes_a_protected_image() -> None:
+    assert [i.id for i in rev.to_prune(IMAGES, "p-noble-x64", 1, {"id1", "id3"})] == ["id2"]
+
+
+def test_prune_with_fewer_than_keep_deletes_nothing() -> None:
+    assert rev.to_prune(IMAGES, "p-noble-x64", 10, set()) == []
+
+
+def test_prune_orders_same_second_images_stably() -> None:
+    same = [ImageRecord("b", "n", "active", "t"), ImageRecord("a", "n", "active", "t")]
+    assert [i.id for i in rev.to_prune(same, "n", 1, set())] == ["a"]
+
+
+def test_keep_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        rev.to_prune(IMAGES, "p-noble-x64", 0, set())
+
+
+def test_leftovers_only_ours_and_only_unfinished_images() -> None:
+    images = [
+        image(1, "queued"),
+        image(2, "saving", "p-base-noble-amd64"),
+        image(3, "active"),
+        image(4, "queued", "q-noble-x64"),
+        image(5, "killed", "p-jammy-x64"),
+        image(6, "saving", "p-noble-x64"),
+    ]
+    servers = [ServerRecord("s1", "p-builder-noble-x64-ab"), ServerRecord("s2", "web")]
+    groups = [GroupRecord("g1", "p-builder-noble-x64-ab"), GroupRecord("g2", "default")]
+    stuck, dead_servers, dead_groups = rev.leftovers("p", images, servers, groups, {"id6"})
+    assert [i.id for i in stuck] == ["id1", "id2", "id5"]
+    assert dead_servers == [servers[0]]
+    assert dead_groups == [groups[0]]
