@@ -137,8 +137,10 @@ def _auth(cloud: LocalCloud, name: str) -> dict[str, str]:
     return auth
 
 
-def _charm_state(cloud: LocalCloud) -> tuple[testing.State, list[testing.Relation]]:
-    """Return the charm's state: the build cloud in config, two requirers with their clouds."""
+def _charm_state(
+    cloud: LocalCloud, *requirers: str
+) -> tuple[testing.State, list[testing.Relation]]:
+    """Return the charm's state: the build cloud in config, one relation per requirer cloud."""
     build = _auth(cloud, LocalCloud.BUILD)
     password = testing.Secret(tracked_content={"password": build["password"]})
     script = testing.Secret(tracked_content={"api-token": SCRIPT_SECRET})
@@ -154,8 +156,7 @@ def _charm_state(cloud: LocalCloud) -> tuple[testing.State, list[testing.Relatio
         "script-secret-id": script.id,
     }
     relations = [
-        testing.Relation("image", remote_units_data={0: _auth(cloud, name)})
-        for name in (LocalCloud.RUNNER_A, LocalCloud.RUNNER_B)
+        testing.Relation("image", remote_units_data={0: _auth(cloud, name)}) for name in requirers
     ]
     state = testing.State(
         config=config, secrets={password, script}, relations=set(relations), leader=True
@@ -223,7 +224,7 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     cloud: LocalCloud, machine: Machine
 ) -> None:
     ctx: Ctx = testing.Context(GithubRunnerImageBuilderCharm, unit_id=0)
-    state, (rel_a, rel_b) = _charm_state(cloud)
+    state, (rel_a, rel_b) = _charm_state(cloud, LocalCloud.RUNNER_A, LocalCloud.RUNNER_B)
     mirror_sha = machine.base_sha256
 
     # 1. The run action starts a detached build and answers at once.
@@ -285,3 +286,36 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     assert not [secret for secret in _secrets(cloud) if secret in log]
     assert _leftovers(cloud) == []
     assert not machine.builder.is_running()
+
+
+def test_new_requirer_gets_existing_images_without_a_build(
+    cloud: LocalCloud, machine: Machine, tmp_path: Path
+) -> None:
+    """A requirer whose cloud already has our image (e.g. after a redeploy) gets it looked up."""
+    ctx: Ctx = testing.Context(GithubRunnerImageBuilderCharm, unit_id=0)
+    conn = cloud.connect(LocalCloud.RUNNER_B)
+    path = builds.fake_cloud_image(tmp_path / "earlier.qcow2", "noble", "amd64")
+    earlier = builds.upload_base(conn, IMAGE_NAME, path)  # newer than any image built before
+    spawned = len(cloud.events())
+    state, (rel_b,) = _charm_state(cloud, LocalCloud.RUNNER_B)
+
+    state = ctx.run(ctx.on.relation_changed(rel_b, remote_unit=0), state)
+    current = machine.builder.state().current
+    assert current is not None and current.clouds == ["runner-b_runner-b"]
+    result = machine.wait_for_result(current.run_id)
+    _check_callback(machine, cloud, 1)
+    assert result.kind == "lookup" and result.error == ""
+    assert [(i.cloud, i.base, i.arch, i.id) for i in result.images] == [
+        ("runner-b_runner-b", "noble", "x64", earlier.id)
+    ]
+
+    state = _emit(ctx, state, "build_finished")
+    assert _published(state, rel_b) == {
+        "id": earlier.id,
+        "tags": "x64,noble",
+        "images": json.dumps([{"id": earlier.id, "tags": "x64,noble"}], separators=(",", ":")),
+    }
+    assert isinstance(state.unit_status, testing.ActiveStatus)
+    assert state.unit_status.message.startswith("Found 1 existing image ")
+    assert len(cloud.events()) == spawned  # no builder server was booted
+    conn.image.delete_image(earlier)
