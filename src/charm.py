@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import ops
 
 import builder
+import cos
 import image
 import state
 from charms.github_runner_image_builder.v0.image import CloudCredentials
@@ -66,6 +67,8 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             apt_install=builder.apt_install,
         )
         self.images = image.ImageRelation(self)
+        # Observes its own relation events and upgrade-charm: logs, Loki rules, dashboard.
+        self.cos = cos.CosAgentProvider(self, self.builder.paths.log_dir)
         self._loaded: state.BuildConfig | state.ConfigValidationError | None = None
 
         observe = framework.observe

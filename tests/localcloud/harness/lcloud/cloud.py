@@ -73,12 +73,18 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 class LocalCloud:
     """A running local cloud and the handles a test needs."""
 
     BUILD = "localcloud-build"
     RUNNER_A = "localcloud-runner-a"
     RUNNER_B = "localcloud-runner-b"
+    RUNNER_C = "localcloud-runner-c"  # a third upload cloud, for the benchmark's matrix
+    UPLOAD_CLOUDS = (RUNNER_A, RUNNER_B, RUNNER_C)
     ADMIN = "localcloud-admin"
 
     def __init__(self, state: Path) -> None:
@@ -101,9 +107,12 @@ class LocalCloud:
         """Install (if needed), start and provision the cloud; stop it when the block ends."""
         cloud = cls(Path(tempfile.mkdtemp(prefix="grib-localcloud-")))
         atexit.register(cloud.stop)
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        if (
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+            and threading.current_thread() is threading.main_thread()
+        ):
             # Turn SIGTERM into SystemExit so finally-blocks and atexit stop the services.
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             cloud._boot()
             yield cloud
@@ -190,7 +199,7 @@ class LocalCloud:
         self._admin_password = secrets.token_urlsafe(16)
         self._write_configs(layout)
         self.proxies["keystone"] = self._proxy("keystone", ports.keystone)
-        for cloud in (self.BUILD, self.RUNNER_A, self.RUNNER_B):
+        for cloud in (self.BUILD, *self.UPLOAD_CLOUDS):
             self.proxies[f"glance-{cloud}"] = self._proxy(f"glance-{cloud}", ports.glance)
 
         keystone_ready = threading.Event()
@@ -426,7 +435,7 @@ class LocalCloud:
                 identity.create_endpoint(
                     service_id=service.id, interface=interface, url=url, region_id="RegionOne"
                 )
-        for cloud in (self.BUILD, self.RUNNER_A, self.RUNNER_B):
+        for cloud in (self.BUILD, *self.UPLOAD_CLOUDS):
             name = cloud.removeprefix("localcloud-")
             account = Account(cloud, name, name, secrets.token_urlsafe(16))
             project = identity.create_project(name=name, domain_id="default")

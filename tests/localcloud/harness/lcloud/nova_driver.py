@@ -143,6 +143,7 @@ class GuestDriver(fake.FakeDriver):  # type: ignore[misc]
         """Upload a qcow2 derived from the base image and the server's user-data."""
         if instance.uuid not in self.instances:
             raise exception.InstanceNotRunning(instance_id=instance.uuid)
+        self._event("snapshot", instance.uuid, instance.display_name)
         script = guest.script_for(STATE_DIR, instance.display_name or "")
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         if script.snapshot_fails:

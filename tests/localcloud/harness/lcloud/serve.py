@@ -65,10 +65,12 @@ def _watch_parent() -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
 
-def _serve(app: Any, port: int) -> None:
+def _serve(app: Any, port: int, threads: int = 8) -> None:
     import waitress
 
-    waitress.serve(app, host="127.0.0.1", port=port, threads=8, ident="localcloud", _quiet=True)
+    waitress.serve(
+        app, host="127.0.0.1", port=port, threads=threads, ident="localcloud", _quiet=True
+    )
 
 
 def keystone(port: int) -> None:
@@ -128,7 +130,9 @@ def neutron(port: int) -> None:
     import neutron.server
     from neutron.server import api
 
-    _serve(neutron.server.boot_server(api.api_server), port)
+    # One request at a time: Neutron was written for green threads, and with two real threads
+    # a member's create_security_group was sometimes refused by policy (a lazy-init race).
+    _serve(neutron.server.boot_server(api.api_server), port, threads=1)
 
 
 def nova(port: int) -> None:

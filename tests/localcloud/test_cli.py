@@ -1,0 +1,315 @@
+"""The real CLI, as a subprocess, against the local cloud: builds, revisions, faults, bad input."""
+
+import hashlib
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lcloud import builds, cli, guest, mirror, qcow2
+from lcloud.cloud import LocalCloud
+
+UPLOAD_CLOUDS = (LocalCloud.RUNNER_A, LocalCloud.RUNNER_B)
+ALL_CLOUDS = (LocalCloud.BUILD, *UPLOAD_CLOUDS)
+
+pytestmark = pytest.mark.skipif(
+    not cli.has_command("build"),
+    reason="the CLI's build command is not on this branch yet (git merge main)",
+)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mirror.CloudImagesMirror]:
+    """A loopback cloud-images tree with noble and jammy for amd64."""
+    with mirror.serve(tmp_path_factory.mktemp("cloud-images")) as served:
+        for codename in ("noble", "jammy"):
+            served.publish(codename, "amd64")
+        yield served
+
+
+def _build(
+    cloud: LocalCloud,
+    images: mirror.CloudImagesMirror,
+    prefix: str,
+    *extra: str,
+    bases: str = "noble",
+    upload: tuple[str, ...] = (LocalCloud.RUNNER_A,),
+) -> cli.Result:
+    return cli.run(
+        cloud, "build", "--prefix", prefix, "--base", bases, "--arch", "x64",
+        "--upload-clouds", ",".join(upload), "--cloud-images-url", images.url,
+        "--timeout", "5m", *extra,
+    )  # fmt: skip
+
+
+def _named(conn: Any, name: str) -> list[Any]:
+    return [i for i in conn.image.images() if i.name == name]
+
+
+def _servers(cloud: LocalCloud, prefix: str) -> list[Any]:
+    admin = cloud.connect()
+    return [s for s in admin.compute.servers(all_projects=True) if s.name.startswith(prefix)]
+
+
+def _not_active(cloud: LocalCloud, prefix: str) -> list[tuple[str, str, str]]:
+    left = []
+    for name in ALL_CLOUDS:
+        for image in cloud.connect(name).image.images():
+            if image.name.startswith(prefix) and image.status != "active":
+                left.append((name, image.name, image.status))
+    return left
+
+
+def test_init_then_parallel_build_of_two_bases_into_two_clouds(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror
+) -> None:
+    prefix = "e2e"
+    cloud.guests([guest.GuestScript(match=prefix, after=3)])
+    init = cli.run(
+        cloud, "init", "--prefix", prefix, "--base", "noble,jammy", "--arch", "x64",
+        "--cloud-images-url", images.url,
+    )  # fmt: skip
+    assert init.code == 0, init.stderr
+    assert {b["base"] for b in init.json()["base_images"]} == {"noble", "jammy"}
+
+    result = _build(cloud, images, prefix, bases="noble,jammy", upload=UPLOAD_CLOUDS)
+
+    assert result.code == 0, result.stderr
+    report = result.json()
+    assert report["failures"] == []
+    built = {(i["base"], i["cloud"]): i for i in report["images"]}
+    assert set(built) == {(b, c) for b in ("noble", "jammy") for c in UPLOAD_CLOUDS}
+    upstream = {
+        codename: hashlib.sha256(
+            (images.root / codename / "current" / f"{codename}-server-cloudimg-amd64.img")
+            .read_bytes()
+        ).hexdigest()
+        for codename in ("noble", "jammy")
+    }  # fmt: skip
+    for base, version in (("noble", "24.04"), ("jammy", "22.04")):
+        copies = []
+        for cloud_name in UPLOAD_CLOUDS:
+            entry = built[(base, cloud_name)]
+            assert entry["name"] == f"{prefix}-{base}-x64"
+            conn = cloud.connect(cloud_name)
+            image = conn.image.get_image(entry["id"])
+            assert image.status == "active"
+            assert image.name == f"{prefix}-{base}-x64"
+            assert image.architecture == "x86_64"
+            assert image.os_distro == "ubuntu"
+            assert image.os_version == version
+            assert image.properties["grib_base"] == base
+            data = conn.image.download_image(image).content
+            assert hashlib.new(image.hash_algo, data).hexdigest() == image.hash_value
+            copies.append((image.hash_value, image.checksum, image.size))
+            # The bytes come from a builder booted from this base's upstream image.
+            payload = qcow2.read_payload(io.BytesIO(data))
+            assert payload["base_image_sha256"] == upstream[base]
+            assert payload["server_name"].startswith(prefix)
+        assert copies[0] == copies[1], "the two clouds got different bytes"
+    assert _servers(cloud, prefix) == []
+    assert _not_active(cloud, prefix) == []
+    # Parallel, not one after the other: both builders were up before either powered off.
+    events = [e for e in cloud.events() if e["name"].startswith(prefix)]
+    spawned = [e["time"] for e in events if e["event"] == "spawn"]
+    stopped = [e["time"] for e in events if e["event"] == "poweroff"]
+    assert len(spawned) == len(stopped) == 2
+    assert max(spawned) < min(stopped)
+
+
+def test_latest_build_id_by_creation_order_and_any_status(cloud: LocalCloud) -> None:
+    conn = cloud.connect(LocalCloud.BUILD)
+    name = "latest-noble-x64"
+    path = builds.fake_cloud_image(cloud.state / "latest.qcow2", "noble", "amd64")
+    older = builds.upload_base(conn, name, path)
+    time.sleep(1.1)  # Glance's created_at has whole seconds: make the order unambiguous
+    newer = builds.upload_base(conn, name, path)
+    time.sleep(1.1)
+    queued = conn.image.create_image(
+        name=name, disk_format="qcow2", container_format="bare", allow_duplicates=True
+    )
+    assert conn.image.get_image(queued.id).status == "queued"
+
+    active = cli.run(cloud, "latest-build-id", name)
+    anything = cli.run(cloud, "latest-build-id", name, "--any-status")
+    missing = cli.run(cloud, "latest-build-id", "no-such-image")
+
+    assert (active.code, active.stdout.strip()) == (0, newer.id)
+    assert (anything.code, anything.stdout.strip()) == (0, queued.id)
+    assert (missing.code, missing.stdout.strip()) == (0, "")
+    for image in (older, newer, queued):
+        conn.image.delete_image(image)
+
+
+def test_prune_keeps_the_newest_revisions_and_protected_ones(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror
+) -> None:
+    prefix = "prune"
+    cloud.guests([guest.GuestScript(match=prefix, after=0.5)])
+    ids: list[str] = []
+    for _ in range(4):
+        protect = ["--protect", ids[0]] if ids else []
+        result = _build(cloud, images, prefix, "--keep-revisions", "2", *protect)
+        assert result.code == 0, result.stderr
+        ids.append(result.json()["images"][0]["id"])
+        time.sleep(1.1)  # distinct created_at seconds, so "newest" is well defined
+    left = {i.id for i in _named(cloud.connect(LocalCloud.RUNNER_A), f"{prefix}-noble-x64")}
+    assert left == {ids[0], ids[2], ids[3]}
+
+
+# --- faults: each one fails the build (exit 1, named), leaves nothing, keeps the last image ---
+
+
+@pytest.fixture(scope="module")
+def previous(local_cloud: LocalCloud, images: mirror.CloudImagesMirror) -> dict[str, str]:
+    """A good build before the faults: {cloud: image id} of fault-noble-x64."""
+    local_cloud.guests([guest.GuestScript(match="fault", after=0.5)])
+    result = _build(local_cloud, images, "fault", upload=UPLOAD_CLOUDS)
+    assert result.code == 0, result.stderr
+    return {i["cloud"]: i["id"] for i in result.json()["images"]}
+
+
+def _assert_failed_cleanly(
+    cloud: LocalCloud, result: cli.Result, previous: dict[str, str], step: str, where: str
+) -> dict[str, Any]:
+    assert result.code == 1, result.stderr
+    report: dict[str, Any] = result.json()
+    named = [f for f in report["failures"] if f["step"] == step and f["cloud"] == where]
+    assert named, f"no {step} failure in {where}: {report['failures']}"
+    assert [line for line in result.errors() if step in line], result.stderr
+    assert _servers(cloud, "fault") == []
+    assert _not_active(cloud, "fault") == []
+    for cloud_name, image_id in previous.items():
+        assert cloud.connect(cloud_name).image.get_image(image_id).status == "active"
+    return report
+
+
+def test_glance_5xx_in_one_upload_cloud(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror, previous: dict[str, str]
+) -> None:
+    cloud.guests([guest.GuestScript(match="fault", after=0.5)])
+    cloud.set_fault(f"glance-{LocalCloud.RUNNER_B}", "503-upload")
+    result = _build(cloud, images, "fault", upload=UPLOAD_CLOUDS)
+    report = _assert_failed_cleanly(cloud, result, previous, "copy", LocalCloud.RUNNER_B)
+    # The healthy cloud still got its image.
+    assert [i["cloud"] for i in report["images"]] == [LocalCloud.RUNNER_A]
+
+
+def test_nova_refusing_the_server(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror, previous: dict[str, str]
+) -> None:
+    admin = cloud.connect()
+    project = admin.identity.find_project("build")
+    admin.compute.update_quota_set(project, instances=0)
+    try:
+        result = _build(cloud, images, "fault")
+    finally:
+        admin.compute.update_quota_set(project, instances=10)
+    report = _assert_failed_cleanly(cloud, result, previous, "server", LocalCloud.BUILD)
+    assert report["images"] == []
+
+
+def test_snapshot_failing(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror, previous: dict[str, str]
+) -> None:
+    cloud.guests([guest.GuestScript(match="fault", after=0.5, snapshot_fails=True)])
+    result = _build(cloud, images, "fault")
+    _assert_failed_cleanly(cloud, result, previous, "snapshot", LocalCloud.BUILD)
+
+
+def test_guest_failing_at_a_step(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror, previous: dict[str, str]
+) -> None:
+    cloud.guests([guest.GuestScript(match="fault", after=0.5, outcome="fail", step="runner")])
+    result = _build(cloud, images, "fault")
+    report = _assert_failed_cleanly(cloud, result, previous, "wait", LocalCloud.BUILD)
+    assert any("runner" in f["error"] for f in report["failures"])
+
+
+def test_keystone_unreachable_mid_build(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror, previous: dict[str, str]
+) -> None:
+    # Keystone goes away once the builder boots: the upload cloud cannot authenticate.
+    down = guest.GuestScript(match="fault", after=0.5, faults_on_boot={"keystone": "down"})
+    cloud.guests([down])
+    result = _build(cloud, images, "fault")
+    cloud.set_fault("keystone", None)
+    _assert_failed_cleanly(cloud, result, previous, "copy", LocalCloud.RUNNER_A)
+
+
+def test_sigkill_mid_build_then_clean_then_build(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror
+) -> None:
+    prefix = "killed"
+    cloud.guests([guest.GuestScript(match=prefix, outcome="hang")])
+    process = cli.start(
+        cloud, "build", "--prefix", prefix, "--base", "noble", "--arch", "x64",
+        "--upload-clouds", LocalCloud.RUNNER_A, "--cloud-images-url", images.url,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not [s for s in _servers(cloud, prefix) if s.status == "ACTIVE"]:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the builder never booted"
+            time.sleep(0.5)
+    finally:
+        cli.sigkill(process)
+    assert _servers(cloud, prefix), "a SIGKILLed build leaves its builder behind"
+
+    cleaned = cli.run(cloud, "clean", "--prefix", prefix)
+
+    assert cleaned.code == 0, cleaned.stderr
+    assert len(cleaned.json()["servers"]) == 1
+    assert _servers(cloud, prefix) == []
+    cloud.guests([guest.GuestScript(match=prefix, after=0.5)])
+    again = _build(cloud, images, prefix)
+    assert again.code == 0, again.stderr
+    assert _not_active(cloud, prefix) == []
+
+
+# --- bad input: one clear line each ---
+
+
+@pytest.fixture
+def wrong_password(cloud: LocalCloud, tmp_path: Path) -> dict[str, str]:
+    config = yaml.safe_load(cloud.clouds_yaml.read_text())
+    config["clouds"][LocalCloud.BUILD]["auth"]["password"] = "not-the-password"  # noqa: S105
+    path = tmp_path / "clouds.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return {"OS_CLIENT_CONFIG_FILE": str(path)}
+
+
+@pytest.mark.parametrize(
+    ("case", "args", "expected"),
+    [
+        ("unknown cloud", ["--os-cloud", "no-such-cloud"], "no-such-cloud"),
+        ("flavor too small", ["--flavor", "m1.tiny"], "m1.tiny"),
+        ("no such network", ["--network", "no-such-net"], "no-such-net"),
+    ],
+)
+def test_bad_input_gets_one_clear_line(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror, case: str, args: list[str], expected: str
+) -> None:
+    result = _build(cloud, images, "bad", *args)
+    assert result.code != 0, case
+    errors = result.errors()
+    assert len(errors) == 1, f"{case}: {result.stderr}"
+    assert expected in errors[0]
+    assert _servers(cloud, "bad") == []
+
+
+def test_wrong_password_gets_one_clear_line(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror, wrong_password: dict[str, str]
+) -> None:
+    result = cli.run(
+        cloud, "build", "--prefix", "bad", "--cloud-images-url", images.url, env=wrong_password
+    )
+    assert result.code != 0
+    errors = result.errors()
+    assert len(errors) == 1, result.stderr
+    assert "401" in errors[0] or "auth" in errors[0].lower()
+    assert "not-the-password" not in result.stderr
