@@ -11,8 +11,10 @@ cloud-images.ubuntu.com — the CLI's console script in the unit's venv is a two
 adds `--cloud-images-url <loopback mirror>` to `build` and otherwise runs the real CLI unchanged.
 """
 
+import contextlib
 import json
-import shutil
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ from ops import testing
 
 import builder
 from charm import GithubRunnerImageBuilderCharm
-from lcloud import builds, guest, mirror
+from lcloud import builds, cli, guest, mirror
 from lcloud.cloud import LocalCloud
 
 SRC = Path(__file__).parents[2] / "src"
@@ -71,7 +73,7 @@ class Machine:
             system_python=Path(sys.executable),
             runner_python=Path(sys.executable),
         )
-        real_cli = shutil.which(builder.CLI_NAME) or str(Path(sys.executable).parent / APP)
+        real_cli = cli.find_cli()  # the CLI installed in this environment (-e ./app)
         _script(self.paths.cli, CLI_WRAPPER.format(cli=real_cli, url=mirror_url))
         recorder = FAKE_JUJU_EXEC.format(python=sys.executable, calls=str(self.calls))
         _script(self.paths.juju_exec, recorder)
@@ -126,9 +128,34 @@ def machine(
         for name in builder.PROXY_VARIABLES:
             monkeypatch.delenv(name, raising=False)
         yield got
-        # Never leave a build behind: a failed test still lets the running build end.
-        if not got.wait_idle(BUILD_LIMIT):
-            pytest.fail(f"a build was still running after the test; see {got.paths.build_log}")
+        # Never leave a build behind: a failed test lets the build end, or stops it.
+        if not got.wait_idle(60):
+            stopped = _stop_build(got.paths.lock)
+            pytest.fail(f"build processes {stopped} outlived the test; see {got.paths.build_log}")
+
+
+def _stop_build(lock: Path) -> list[int]:
+    """Stop the build this test started: the runner holding `lock`, then its CLI; return pids."""
+    runners = [
+        int(fd.parts[2])
+        for fd in Path("/proc").glob("[0-9]*/fd/*")
+        if _points_at(fd, lock) and fd.parts[2] != str(os.getpid())
+    ]
+    stopped = []
+    for runner in set(runners):
+        children = Path(f"/proc/{runner}/task/{runner}/children")
+        with contextlib.suppress(OSError):
+            for pid in [runner, *map(int, children.read_text().split())]:
+                os.kill(pid, signal.SIGKILL)
+                stopped.append(pid)
+    return stopped
+
+
+def _points_at(fd: Path, target: Path) -> bool:
+    try:
+        return fd.readlink() == target
+    except OSError:  # the process or descriptor went away meanwhile
+        return False
 
 
 def _auth(cloud: LocalCloud, name: str) -> dict[str, str]:
