@@ -26,9 +26,11 @@ from nova.compute import power_state, task_states
 from nova.image import glance
 from nova.virt import event as virtevent
 from nova.virt import fake
+from oslo_log import log as logging
 
 from lcloud import guest, qcow2
 
+LOG = logging.getLogger(__name__)
 STATE_DIR = Path(os.environ["GRIB_LC_STATE"])
 
 
@@ -170,5 +172,8 @@ class GuestDriver(fake.FakeDriver):  # type: ignore[misc]
         try:
             with path.open("rb") as data:
                 self._images.update(context, image_id, metadata, data, purge_props=False)
+        except Exception:
+            LOG.exception("uploading snapshot %s failed", image_id)
+            raise
         finally:
             path.unlink(missing_ok=True)

@@ -69,7 +69,13 @@ def _serve(app: Any, port: int, threads: int = 8) -> None:
     import waitress
 
     waitress.serve(
-        app, host="127.0.0.1", port=port, threads=threads, ident="localcloud", _quiet=True
+        app,
+        host="127.0.0.1",
+        port=port,
+        threads=threads,
+        ident="localcloud",
+        max_request_body_size=1 << 40,  # waitress refuses bodies over 1 GiB by default
+        _quiet=True,
     )
 
 
