@@ -203,11 +203,6 @@ def test_glance_5xx_in_one_upload_cloud(
     assert [i["cloud"] for i in report["images"]] == [LocalCloud.RUNNER_A]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CLI gap: a failed upload cloud is in the JSON only; no stderr line names it "
-    "(BuildState.fail logs nothing). Remove this mark when the CLI logs it.",
-)
 def test_a_failed_upload_cloud_is_named_on_stderr(
     cloud: LocalCloud, images: mirror.CloudImagesMirror, previous: dict[str, str]
 ) -> None:
