@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import ops
 
+import build_job
 import builder
 import cos
 import image
@@ -122,8 +123,8 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         return config
 
     def _start_build(
-        self, config: state.BuildConfig, reason: str, lookups: Sequence[builder.Lookup] = ()
-    ) -> builder.StartOutcome | None:
+        self, config: state.BuildConfig, reason: str, lookups: Sequence[build_job.Lookup] = ()
+    ) -> build_job.StartOutcome | None:
         """Start (or queue) a build for every requirer cloud; None when there is none."""
         clouds = self.images.clouds()
         if not clouds:
@@ -132,8 +133,8 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         catalogue = self.builder.load_catalogue()
         protect = self.images.published_ids()
         protect.update(i for ids in catalogue.values() for i in ids.values())
-        request = builder.build_request(
-            builder.BuildCommandInput(
+        request = build_job.build_request(
+            build_job.BuildCommandInput(
                 bases=config.bases,
                 arch=config.arch,
                 prefix=self.app.name,
@@ -198,7 +199,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         """Start a job for clouds lacking images: it looks them up, and builds only if needed."""
         catalogue = self.builder.load_catalogue()
         lookups = [
-            builder.Lookup(
+            build_job.Lookup(
                 cloud=cloud,
                 base=base,
                 arch=config.arch,
@@ -304,7 +305,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             event.add_status(ops.ActiveStatus("No build has run on this unit yet"))
 
 
-def summary(result: builder.BuildResult) -> str:
+def summary(result: build_job.BuildResult) -> str:
     """Return the one-line status of a finished build."""
     when = result.finished_at.strftime("%H:%M")
     if result.kind == "lookup":

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import ops
 
-from builder import BuiltImage
+from build_job import BuiltImage
 from charms.github_runner_image_builder.v0.image import (
     CloudCredentials,
     ImageProvider,

@@ -25,6 +25,7 @@ import pytest
 import yaml
 from ops import testing
 
+import build_job
 import builder
 from charm import GithubRunnerImageBuilderCharm
 from lcloud import builds, cli, guest, mirror
@@ -83,7 +84,7 @@ class Machine:
         lines = self.calls.read_text().splitlines() if self.calls.exists() else []
         return [json.loads(line) for line in lines]
 
-    def wait_for_result(self, run_id: str) -> builder.BuildResult:
+    def wait_for_result(self, run_id: str) -> build_job.BuildResult:
         """Wait (bounded) until the runner has recorded this build's result and let go."""
         deadline = time.monotonic() + BUILD_LIMIT
         while True:
@@ -125,7 +126,7 @@ def machine(
         sha256 = images.publish("noble", "amd64")
         got = Machine(tmp_path / "machine", images.url, sha256)
         monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: got.paths)
-        for name in builder.PROXY_VARIABLES:
+        for name in build_job.PROXY_VARIABLES:
             monkeypatch.delenv(name, raising=False)
         yield got
         # Never leave a build behind: a failed test lets the build end, or stops it.
@@ -215,7 +216,7 @@ def _check_callback(machine: Machine, cloud: LocalCloud, count: int) -> None:
     assert len(calls) == count
     call = calls[-1]
     assert call["argv"] == [UNIT, "JUJU_DISPATCH_PATH=hooks/build-finished", "./dispatch"]
-    assert not [k for k in call["env"] if k.startswith(builder.SECRET_ENV_PREFIX)]
+    assert not [k for k in call["env"] if k.startswith(build_job.SECRET_ENV_PREFIX)]
     seen = json.dumps(call)
     assert not [secret for secret in _secrets(cloud) if secret in seen]
 
@@ -260,7 +261,7 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     assert ctx.action_results["result"] == "started"
     first = str(ctx.action_results["build-id"])
     written = yaml.safe_load(machine.paths.clouds_yaml.read_text())["clouds"]
-    assert set(written) == {builder.BUILD_CLOUD, "runner-a_runner-a", "runner-b_runner-b"}
+    assert set(written) == {build_job.BUILD_CLOUD, "runner-a_runner-a", "runner-b_runner-b"}
     assert machine.paths.clouds_yaml.stat().st_mode & 0o077 == 0
 
     # 2. A second trigger while it runs is queued, not started: the same build is reported.

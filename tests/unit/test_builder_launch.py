@@ -16,10 +16,11 @@ HOOK = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, {src!r})
+import build_job
 import builder
 paths = builder.Paths(**{{k: Path(v) for k, v in json.loads({paths!r}).items()}})
 b = builder.Builder(paths, {unit!r}, {{}}, apt_install=lambda _: None)
-request = builder.BuildRequest(
+request = build_job.BuildRequest(
     args=("--os-cloud", "builder", "build", "--base", "noble", "--arch", "x64",
           "--prefix", "p", "--upload-clouds", "c_u"),
     secret_env={{}},
