@@ -75,6 +75,22 @@ class Paths:
     # The interpreter that runs the runner script (stdlib only), by default the charm's own.
     runner_python: Path = Path(sys.executable)
 
+    @classmethod
+    def under(cls, root: Path, runner: Path, python: Path = Path(sys.executable)) -> "Paths":
+        """Return paths that all live inside `root` (tests, a developer's machine)."""
+        return cls(
+            state_dir=root / "state",
+            log_dir=root / "log",
+            venv=root / "venv",
+            wheels=root / "wheels",
+            cron_dir=root / "cron.d",
+            logrotate_dir=root / "logrotate.d",
+            juju_exec=root / "bin" / "juju-exec",
+            runner=runner,
+            system_python=python,
+            runner_python=python,
+        )
+
     @property
     def cli(self) -> Path:
         """Return the CLI's console script inside the venv."""

@@ -41,18 +41,7 @@ BUDGET = 2.0  # seconds: every hook but install/upgrade must return within this
 
 def machine_in(home: Path) -> Machine:
     """Point the charm's machine paths into a folder with the fake CLI and juju-exec."""
-    paths = builder.Paths(
-        state_dir=home / "state",
-        log_dir=home / "log",
-        venv=home / "venv",
-        wheels=home / "wheels",
-        cron_dir=home / "cron.d",
-        logrotate_dir=home / "logrotate.d",
-        juju_exec=home / "bin" / "juju-exec",
-        runner=ROOT / "src" / "build_runner.py",
-        system_python=Path(sys.executable),
-        runner_python=Path(sys.executable),
-    )
+    paths = builder.Paths.under(home, runner=ROOT / "src" / "build_runner.py")
     script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
     script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
     builder.default_paths = lambda charm_dir, unit: paths  # type: ignore[assignment]

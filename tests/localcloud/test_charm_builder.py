@@ -62,18 +62,7 @@ class Machine:
         self.home = home
         self.base_sha256 = base_sha256  # of the mirror's noble image: every build boots it
         self.calls = home / "juju-exec-calls.jsonl"
-        self.paths = builder.Paths(
-            state_dir=home / "state",
-            log_dir=home / "log",
-            venv=home / "venv",
-            wheels=home / "wheels",
-            cron_dir=home / "cron.d",
-            logrotate_dir=home / "logrotate.d",
-            juju_exec=home / "bin" / "juju-exec",
-            runner=SRC / "build_runner.py",
-            system_python=Path(sys.executable),
-            runner_python=Path(sys.executable),
-        )
+        self.paths = builder.Paths.under(home, runner=SRC / "build_runner.py")
         real_cli = cli.find_cli()  # the CLI installed in this environment (-e ./app)
         _script(self.paths.cli, CLI_WRAPPER.format(cli=real_cli, url=mirror_url))
         recorder = FAKE_JUJU_EXEC.format(python=sys.executable, calls=str(self.calls))

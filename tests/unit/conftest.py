@@ -32,18 +32,7 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
     home = tmp_path / "machine"
     home.mkdir()
-    paths = builder.Paths(
-        state_dir=home / "state",
-        log_dir=home / "log",
-        venv=home / "venv",
-        wheels=home / "wheels",
-        cron_dir=home / "cron.d",
-        logrotate_dir=home / "logrotate.d",
-        juju_exec=home / "bin" / "juju-exec",
-        runner=SRC / "build_runner.py",
-        system_python=Path(sys.executable),
-        runner_python=Path(sys.executable),
-    )
+    paths = builder.Paths.under(home, runner=SRC / "build_runner.py")
     script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
     script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
     apt_calls: list[list[str]] = []

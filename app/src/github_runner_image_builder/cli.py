@@ -7,6 +7,7 @@ Script secrets come only from IMAGE_BUILDER_SECRET_<KEY> environment variables, 
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from github_runner_image_builder import cloudimages, marker, platforms, userdata
 from github_runner_image_builder.cloud import Cloud
@@ -28,6 +29,7 @@ CLOUD_COMMANDS = ("build", "latest-build-id", "init", "clean")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
+_T = TypeVar("_T")
 
 
 class UsageError(Exception):
@@ -43,6 +45,19 @@ class Parser(argparse.ArgumentParser):
 
 
 # Option value types: each raises ArgumentTypeError with a message naming the fix.
+def _checked(check: Callable[[str], _T]) -> Callable[[str], _T]:
+    """Report `check`'s ValueError as a usage error with its own message (argparse drops it)."""
+
+    @functools.wraps(check)
+    def parse(value: str) -> _T:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    return parse
+
+
 def _comma_list(value: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
@@ -55,32 +70,24 @@ def _optional_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+@_checked
 def _bases(value: str) -> tuple[platforms.Base, ...]:
-    try:
-        return tuple(dict.fromkeys(platforms.parse_base(v) for v in _comma_list(value)))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return tuple(dict.fromkeys(platforms.parse_base(v) for v in _comma_list(value)))
 
 
+@_checked
 def _arches(value: str) -> tuple[platforms.Arch, ...]:
-    try:
-        return tuple(dict.fromkeys(platforms.parse_arch(v) for v in _comma_list(value)))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return tuple(dict.fromkeys(platforms.parse_arch(v) for v in _comma_list(value)))
 
 
+@_checked
 def _base(value: str) -> platforms.Base:
-    try:
-        return platforms.parse_base(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return platforms.parse_base(value)
 
 
+@_checked
 def _arch(value: str) -> platforms.Arch:
-    try:
-        return platforms.parse_arch(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return platforms.parse_arch(value)
 
 
 def _prefix(value: str) -> str:
@@ -109,34 +116,26 @@ def parse_duration(value: str) -> float:
 
 
 # The user-data module owns what a valid runner version, script URL and proxy are.
+@_checked
 def _runner_version(value: str) -> str:
-    try:
-        return userdata.normalize_runner_version(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return userdata.normalize_runner_version(value)
 
 
+@_checked
 def _script_url(value: str) -> str:
-    try:
-        userdata.check_script_url(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    userdata.check_script_url(value)
     return value
 
 
+@_checked
 def _proxy(value: str) -> str:
-    try:
-        userdata.normalize_proxy(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    userdata.normalize_proxy(value)
     return value
 
 
+@_checked
 def _cloud_images_url(value: str) -> str:
-    try:
-        return cloudimages.check_url(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return cloudimages.check_url(value)
 
 
 def script_secrets(env: Mapping[str, str]) -> dict[str, str]:
