@@ -12,6 +12,11 @@ import pydantic
 BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this cannot clash
 SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a secret
 BUILD_TIMEOUT = 2 * 60 * 60  # seconds the CLI may take; it cleans up after itself on timeout
+KILL_GRACE = 15 * 60  # the runner kills a CLI that overran its own timeout by this much
+# Builder resources older than this belong to no live build (the runner kills any CLI at
+# BUILD_TIMEOUT + KILL_GRACE), so the sweep before each build may delete them, even while a
+# build of another unit with the same prefix runs.
+LEFTOVER_AGE = 3 * 60 * 60
 PROXY_VARIABLES = {
     "JUJU_CHARM_HTTP_PROXY": ("http_proxy", "HTTP_PROXY"),
     "JUJU_CHARM_HTTPS_PROXY": ("https_proxy", "HTTPS_PROXY"),
@@ -82,6 +87,8 @@ class BuildRequest:
     fingerprint: str
     clouds: tuple[str, ...] = ()
     lookups: tuple[Lookup, ...] = ()
+    # CLI command lines the runner runs before the build: sweeps of what crashed builds left.
+    sweeps: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,8 +160,13 @@ def build_request(spec: BuildCommandInput) -> BuildRequest:
         if value:
             args += [flag, value]
     secret_env = {f"{SECRET_ENV_PREFIX}{k}": v for k, v in spec.script_secrets.items()}
+    sweeps = tuple(
+        ("--os-cloud", cloud, "clean", "--prefix", spec.prefix, "--older-than", str(LEFTOVER_AGE))
+        for cloud in dict.fromkeys((BUILD_CLOUD, *spec.upload_clouds))
+    )
     return BuildRequest(
         args=tuple(args),
+        sweeps=sweeps,
         secret_env=secret_env,
         fingerprint=spec.fingerprint,
         clouds=tuple(spec.upload_clouds),

@@ -31,6 +31,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--secret-prefix", required=True)
     parser.add_argument("--lookups", type=json.loads, default=[])
     parser.add_argument("--lookup-timeout", type=float, default=120)
+    parser.add_argument("--sweeps", type=json.loads, default=[])
     parser.add_argument("cli", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.cli[:1] == ["--"]:
@@ -88,6 +89,24 @@ def look_up(args: argparse.Namespace) -> list[dict[str, str]] | None:
             return None
         found.append({**lookup, "id": image_id})
     return found
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """Delete what crashed builds left behind; a failure here never stops the build."""
+    for command in args.sweeps:
+        try:
+            done = subprocess.run(
+                [args.cli[0], *command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                text=True,
+                timeout=args.lookup_timeout * 5,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            log(f"sweep {' '.join(command)} failed: {error}")
+            continue
+        log(f"sweep {' '.join(command)}: exit {done.returncode} {done.stdout.strip()}")
 
 
 def make_result(args: argparse.Namespace, code: int, stdout: str, error: str) -> dict[str, object]:
@@ -152,6 +171,7 @@ def main(argv: list[str]) -> int:
         result = make_result(args, 0, json.dumps({"images": found}), "")
         result["kind"] = "lookup"
     else:
+        sweep(args)
         log(f"build {args.run_id} starting: {' '.join(args.cli)}")
         code, stdout, error = run_cli(args.cli, args.kill_after)
         result = make_result(args, code, stdout, error)

@@ -41,6 +41,7 @@ from crontab import CronTab
 from build_job import (
     BUILD_CLOUD,
     BUILD_TIMEOUT,
+    KILL_GRACE,
     SECRET_ENV_PREFIX,
     BuildRequest,
     BuildResult,
@@ -55,7 +56,6 @@ _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 APT_PACKAGES = ["python3-venv", "cron", "logrotate"]
 CLI_NAME = "github-runner-image-builder"
-KILL_GRACE = 15 * 60  # the runner kills a CLI that overran its own timeout by this much
 LOOKUP_TIMEOUT = 120  # seconds per latest-build-id call, in the runner
 
 
@@ -373,6 +373,8 @@ class Builder:
             json.dumps([lookup.model_dump() for lookup in request.lookups]),
             "--lookup-timeout",
             str(LOOKUP_TIMEOUT),
+            "--sweeps",
+            json.dumps([list(sweep) for sweep in request.sweeps]),
             "--",
             str(self.paths.cli),
             *request.args,

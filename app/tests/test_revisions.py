@@ -1,5 +1,7 @@
 """Tests of which revision is current, which to prune and what clean deletes."""
 
+import datetime
+
 import pytest
 
 from github_runner_image_builder import revisions as rev
@@ -56,3 +58,23 @@ def test_leftovers_only_ours_and_only_unfinished_images() -> None:
     assert [i.id for i in stuck] == ["id1", "id2", "id5"]
     assert dead_servers == [servers[0]]
     assert dead_groups == [groups[0]]
+
+
+def test_leftovers_with_a_cutoff_spare_what_a_running_build_owns() -> None:
+    cutoff = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    old, new = "2026-01-01T09:00:00Z", "2026-01-01T12:30:00Z"
+    images = [
+        rev.ImageRecord("i-old", "p-noble-x64", "queued", old),
+        rev.ImageRecord("i-new", "p-noble-x64", "saving", new),
+    ]
+    servers = [
+        ServerRecord("s-old", "p-builder-a", old),
+        ServerRecord("s-new", "p-builder-b", new),
+        ServerRecord("s-naive", "p-builder-c", "2026-01-01T11:00:00"),  # no zone: UTC
+        ServerRecord("s-unknown", "p-builder-d", ""),  # unreadable: never deleted
+    ]
+    groups = [GroupRecord("g-old", "p-builder-a", old), GroupRecord("g-new", "p-builder-b", new)]
+    stuck, dead_servers, dead_groups = rev.leftovers("p", images, servers, groups, cutoff=cutoff)
+    assert [i.id for i in stuck] == ["i-old"]
+    assert [s.id for s in dead_servers] == ["s-old", "s-naive"]
+    assert [g.id for g in dead_groups] == ["g-old"]

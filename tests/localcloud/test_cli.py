@@ -274,10 +274,19 @@ def test_sigkill_mid_build_then_clean_then_build(
         cli.sigkill(process)
     assert _servers(cloud, prefix), "a SIGKILLed build leaves its builder behind"
 
-    cleaned = cli.run(cloud, "clean", "--prefix", prefix)
+    # The charm's sweep before each build spares what a live build may own (younger than the
+    # cutoff), read from the real Nova/Neutron/Glance creation times.
+    spared = cli.run(cloud, "clean", "--prefix", prefix, "--older-than", "1h")
+    assert spared.code == 0, spared.stderr
+    assert spared.json()["servers"] == [] and spared.json()["security_groups"] == []
+    assert _servers(cloud, prefix), "a young builder must survive a sweep with a cutoff"
+    time.sleep(2)
+
+    cleaned = cli.run(cloud, "clean", "--prefix", prefix, "--older-than", "1s")
 
     assert cleaned.code == 0, cleaned.stderr
     assert len(cleaned.json()["servers"]) == 1
+    assert len(cleaned.json()["security_groups"]) == 1
     assert _servers(cloud, prefix) == []
     cloud.guests([guest.GuestScript(match=prefix, after=0.5)])
     again = _build(cloud, images, prefix)

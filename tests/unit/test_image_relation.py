@@ -54,10 +54,19 @@ def test_new_cloud_without_all_images_gets_a_build(ctx: Ctx, machine: Machine) -
     state = base_state(relation, **{"base-image": "jammy,noble"})
     out = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
     machine.wait_for_callbacks(1)
-    assert [c["argv"][2] for c in machine.cli_calls()] == [
+    calls = machine.cli_calls()
+    assert [c["argv"][2] for c in calls] == [
         "latest-build-id",
         "latest-build-id",
+        "clean",
+        "clean",
         "build",
+    ]
+    # Before building, what crashed builds left (older than any live build) is swept away in
+    # the build cloud and in every upload cloud.
+    assert [c["argv"] for c in calls[2:4]] == [
+        ["--os-cloud", cloud, "clean", "--prefix", PREFIX, "--older-than", "10800"]
+        for cloud in ("builder", "runners_runner")
     ]
     argv = machine.build_calls()[0]["argv"]
     assert argv[argv.index("--upload-clouds") + 1] == "runners_runner"

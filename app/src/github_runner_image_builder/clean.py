@@ -1,6 +1,7 @@
 """The `clean` command: delete what a crashed build left behind, by resource prefix."""
 
 import dataclasses
+import datetime
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -40,14 +41,23 @@ def clean(
     prefix: str,
     protect: Collection[str] = (),
     sleep: Callable[[float], None] = time.sleep,
+    older_than: float | None = None,
 ) -> Cleaned:
-    """Delete builder servers, then their security groups, then unfinished images."""
+    """Delete builder servers, then their security groups, then unfinished images.
+
+    `older_than` (seconds) spares anything younger: a build in flight owns it.
+    """
+    cutoff = None
+    if older_than is not None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cutoff = now - datetime.timedelta(seconds=older_than)
     images, servers, groups = rev.leftovers(
         prefix,
         [i.record() for i in cloud.images()],
         cloud.servers(),
         cloud.security_groups(),
         protect,
+        cutoff=cutoff,
     )
     done = Cleaned()
     for server in servers:

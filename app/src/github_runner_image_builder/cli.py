@@ -295,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument(
         "--protect", type=_optional_list, default=[], help="image IDs never to delete"
     )
+    clean.add_argument(
+        "--older-than",
+        type=parse_duration,
+        default=None,
+        help="only what was created longer ago than this, e.g. 3h: safe while another build "
+        "with the same prefix runs (default: everything with the prefix)",
+    )
 
     user_data = command(
         "user-data",
@@ -411,7 +418,13 @@ def _clean(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
     from github_runner_image_builder import clean  # noqa: PLC0415
 
     try:
-        done = clean.clean(deps.open_cloud(args.os_cloud), args.prefix, args.protect, deps.sleep)
+        done = clean.clean(
+            deps.open_cloud(args.os_cloud),
+            args.prefix,
+            args.protect,
+            deps.sleep,
+            older_than=args.older_than,
+        )
     except Exception as exc:
         logger.error("cannot clean cloud %s: %s", args.os_cloud, exc)
         return 1

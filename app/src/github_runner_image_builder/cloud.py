@@ -202,7 +202,9 @@ class Cloud:
 
     def servers(self) -> list[ServerRecord]:
         """Return the project's servers."""
-        return [ServerRecord(s.id, s.name) for s in self.conn.compute.servers()]
+        return [
+            ServerRecord(s.id, s.name, s.created_at or "") for s in self.conn.compute.servers()
+        ]
 
     # Neutron
     def networks(self) -> list[Network]:
@@ -235,4 +237,7 @@ class Cloud:
 
     def security_groups(self) -> list[GroupRecord]:
         """Return the project's security groups."""
-        return [GroupRecord(g.id, g.name) for g in self.conn.network.security_groups()]
+        return [
+            GroupRecord(g.id, g.name, g.created_at or "")
+            for g in self.conn.network.security_groups()
+        ]

@@ -4,6 +4,7 @@ Pure decisions over plain records; the cloud calls that list and delete live in 
 """
 
 import dataclasses
+import datetime
 from collections.abc import Collection, Sequence
 
 
@@ -23,6 +24,7 @@ class ServerRecord:
 
     id: str
     name: str
+    created_at: str = ""  # ISO 8601 from Nova
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +33,23 @@ class GroupRecord:
 
     id: str
     name: str
+    created_at: str = ""  # ISO 8601 from Neutron
+
+
+def created_before(created_at: str, cutoff: datetime.datetime | None) -> bool:
+    """Whether a resource is older than `cutoff` (always, without one).
+
+    A missing or unreadable time counts as new: when in doubt, never delete.
+    """
+    if cutoff is None:
+        return True
+    try:
+        created = datetime.datetime.fromisoformat(created_at)
+    except ValueError:
+        return False
+    if created.tzinfo is None:  # Nova and Neutron report UTC without a zone at times
+        created = created.replace(tzinfo=datetime.timezone.utc)
+    return created < cutoff
 
 
 def _newest_first(images: Sequence[ImageRecord]) -> list[ImageRecord]:
@@ -65,8 +84,13 @@ def leftovers(
     servers: Sequence[ServerRecord],
     groups: Sequence[GroupRecord],
     protect: Collection[str] = (),
+    *,
+    cutoff: datetime.datetime | None = None,
 ) -> tuple[list[ImageRecord], list[ServerRecord], list[GroupRecord]]:
     """Return what `clean` deletes: our builder servers and security groups, stuck images.
+
+    With a cutoff, only what was created before it: a build still running (here or on another
+    unit with the same prefix) owns younger resources.
 
     Builder servers and groups are named `<prefix>-builder-…`; an image of ours is any image
     whose name starts with `<prefix>-`. Active images are never touched here: pruning them is
@@ -79,9 +103,14 @@ def leftovers(
         if i.name.startswith(f"{prefix}-")
         and i.status in UNFINISHED_IMAGE_STATUSES
         and i.id not in protect
+        and created_before(i.created_at, cutoff)
     ]
     return (
         stuck,
-        [s for s in servers if s.name.startswith(builder)],
-        [g for g in groups if g.name.startswith(builder)],
+        [
+            s
+            for s in servers
+            if s.name.startswith(builder) and created_before(s.created_at, cutoff)
+        ],
+        [g for g in groups if g.name.startswith(builder) and created_before(g.created_at, cutoff)],
     )
