@@ -17,6 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Seconds one `clean` may take: it waits for each leftover server to be gone (300 s at most).
+SWEEP_TIMEOUT = 600
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Return the runner's options; everything after `--` is the CLI's command line."""
@@ -47,18 +50,22 @@ def log(message: str) -> None:
     print(f"{now} build_runner: {message}", flush=True)
 
 
+def call(command: list[str], timeout: float) -> "subprocess.CompletedProcess[str]":
+    """Run a CLI command; stderr goes straight to the build log, stdout is returned."""
+    return subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run_cli(cli: list[str], kill_after: float) -> tuple[int, str, str]:
     """Run the CLI; return its exit code, stdout, and an error when it gave no usable answer."""
     try:
-        # stderr goes straight to the build log; the JSON answer is on stdout.
-        done = subprocess.run(
-            cli,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=kill_after,
-            check=False,
-        )
+        done = call(cli, kill_after)
     except subprocess.TimeoutExpired:
         return -1, "", f"the CLI ran longer than {int(kill_after)} s and was killed"
     except OSError as error:
@@ -72,14 +79,7 @@ def look_up(args: argparse.Namespace) -> list[dict[str, str]] | None:
     for lookup in args.lookups:
         command = [args.cli[0], "--os-cloud", lookup["cloud"], "latest-build-id", lookup["name"]]
         try:
-            done = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                text=True,
-                timeout=args.lookup_timeout,
-                check=False,
-            )
+            done = call(command, args.lookup_timeout)
         except (OSError, subprocess.TimeoutExpired) as error:
             log(f"lookup of {lookup['name']} in {lookup['cloud']} failed: {error}")
             return None
@@ -95,14 +95,7 @@ def sweep(args: argparse.Namespace) -> None:
     """Delete what crashed builds left behind; a failure here never stops the build."""
     for command in args.sweeps:
         try:
-            done = subprocess.run(
-                [args.cli[0], *command],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                text=True,
-                timeout=args.lookup_timeout * 5,
-                check=False,
-            )
+            done = call([args.cli[0], *command], SWEEP_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as error:
             log(f"sweep {' '.join(command)} failed: {error}")
             continue
