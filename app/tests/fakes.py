@@ -20,6 +20,29 @@ from github_runner_image_builder.revisions import GroupRecord, ServerRecord
 _ids = itertools.count(1)
 
 
+def hostile_values(nonce: str) -> list[str]:
+    """Values that would break out of a badly quoted shell string (secrets, URLs, names)."""
+    return [
+        "'; echo pwned; '",
+        '"; echo pwned; "',
+        "$(echo pwned)",
+        "`echo pwned`",
+        "${HOME}$PATH\\",
+        "a\\'b",
+        "line one\nline two\n  echo pwned\n",
+        "GRIB_NONCE=ffffffffffffffff",
+        marker.success_line(nonce),
+        "%s%n%x",
+        "-- --help",
+        "%s%n%x -- --help",
+        " spaced ",
+        "",
+        "ünïcödé ✓",
+        "\\",
+        "'",
+    ]
+
+
 def new_id(kind: str) -> str:
     return f"{kind}-{next(_ids)}"
 

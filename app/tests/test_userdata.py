@@ -9,27 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from app.tests.fakes import hostile_values
 from github_runner_image_builder import marker, platforms, userdata
 
 NONCE = "0123456789abcdef"
 BASES = [platforms.parse_base(name) for name in userdata.SUPPORTED_BASES]
 ARCHES = [platforms.parse_arch("x64"), platforms.parse_arch("arm64")]
-HOSTILE = [
-    "'; echo pwned; '",
-    '"; echo pwned; "',
-    "$(echo pwned)",
-    "`echo pwned`",
-    "${HOME}$PATH\\",
-    "a\\'b",
-    "line one\nline two\n  echo pwned\n",
-    "GRIB_NONCE=ffffffffffffffff",
-    f"{marker.success_line(NONCE)}",
-    "%s%n%x",
-    "-- --help",
-    " spaced ",
-    "",
-    "ünïcödé ✓",
-]
+HOSTILE = hostile_values(NONCE)
 
 
 def options(**kwargs: object) -> userdata.UserDataOptions:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from app.tests.fakes import hostile_values
 from github_runner_image_builder import marker, platforms, userdata
 
 NONCE = "fedcba9876543210"
@@ -342,22 +343,7 @@ def test_secrets_reach_only_the_user_scripts_environment(tmp_path: Path) -> None
     assert result.ran("rm", "-f", "--")
 
 
-HOSTILE = [
-    "'; echo pwned; '",
-    '"; echo pwned; "',
-    "$(echo pwned)",
-    "`echo pwned`",
-    "${HOME}$PATH\\",
-    "a\\'b",
-    "line one\nline two\n  echo pwned\n",
-    f"{marker.success_line(NONCE)}",
-    "%s%n%x -- --help",
-    " spaced ",
-    "",
-    "ünïcödé ✓",
-    "\\",
-    "'",
-]
+HOSTILE = hostile_values(NONCE)
 
 
 def test_hostile_secret_values_arrive_verbatim_and_inert(tmp_path: Path) -> None:
