@@ -4,7 +4,6 @@ The catalogue maps each cloud to the newest image ID of every (base, arch); a bu
 merged into it, so a failed build leaves the previous IDs in place.
 """
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -14,6 +13,8 @@ from build_job import BuiltImage
 from charms.github_runner_image_builder.v0.image import (
     CloudCredentials,
     ImageProvider,
+    InvalidDataError,
+    ProviderImages,
     PublishedImage,
 )
 
@@ -104,9 +105,12 @@ class ImageRelation:
             if data.get("id"):
                 ids.add(data["id"])
             try:
-                ids.update(str(item["id"]) for item in json.loads(data.get("images") or "[]"))
-            except (ValueError, TypeError, KeyError):
-                logger.warning("ignoring unreadable images in relation %s", relation.id)
+                published = ProviderImages.from_databag(data)
+            except InvalidDataError as exc:
+                logger.warning("ignoring unreadable images in relation %s: %s", relation.id, exc)
+                continue
+            if published is not None:
+                ids.update(ref.id for ref in published.images)
         return ids
 
     def publish(
