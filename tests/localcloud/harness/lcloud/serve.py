@@ -98,7 +98,8 @@ def keystone_init(url: str) -> None:
         ["fernet_setup", "--keystone-user", "root", "--keystone-group", "root"],
         ["credential_setup", "--keystone-user", "root", "--keystone-group", "root"],
         [
-            "bootstrap", "--bootstrap-password", password, "--bootstrap-region-id", "RegionOne",
+            # `=`: a random password may start with `-`, which argparse would read as an option.
+            "bootstrap", f"--bootstrap-password={password}", "--bootstrap-region-id", "RegionOne",
             "--bootstrap-admin-url", url, "--bootstrap-public-url", url,
             "--bootstrap-internal-url", url,
         ],
