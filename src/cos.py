@@ -101,6 +101,7 @@ def build_data(
     log_dir: Path,
     rules_dir: Path,
     dashboards_dir: Path,
+    *,
     scrape_jobs: list[dict[str, Any]],
     metric_rules_dir: Path = METRIC_RULES_DIR,
 ) -> CosAgentData:
@@ -144,7 +145,7 @@ class CosAgentProvider(ops.Object):
             self._log_dir,
             LOG_RULES_DIR,
             DASHBOARDS_DIR,
-            metrics_service.scrape_jobs(),
+            scrape_jobs=metrics_service.scrape_jobs(),
         )
         value = data.model_dump_json()
         for relation in relations:

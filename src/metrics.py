@@ -74,6 +74,14 @@ class History(pydantic.BaseModel):
     requirer_since: datetime.datetime | None = None  # since when a requirer gave credentials
     build_interval_hours: int | None = None
 
+    @pydantic.model_validator(mode="after")
+    def _same_buckets(self) -> "History":
+        # Counts kept under other bucket bounds (an older charm) cannot be re-binned: restart.
+        if len(self.duration_buckets) != len(DURATION_BUCKETS) + 1:
+            self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+            self.duration_sum = 0.0
+        return self
+
     def fold(self, result: BuildResult, served_ids: Iterable[str]) -> "History":
         """Return the history with one more finished job; the same run twice counts once.
 
@@ -188,7 +196,9 @@ class Records(pydantic.BaseModel):
         return self.last_result is None or self.last_result.run_id != self.current.run_id
 
 
-def read_records(paths: Paths, catalogue: Callable[[], Mapping[str, Mapping[str, str]]]) -> Records:
+def read_records(
+    paths: Paths, catalogue: Callable[[], Mapping[str, Mapping[str, str]]]
+) -> Records:
     """Return the unit's records now: its files as src/builder.py names and writes them."""
     run = _read_model(paths.current, RunRecord)
     last = _read_model(paths.result, BuildResult)
@@ -206,7 +216,7 @@ def read_records(paths: Paths, catalogue: Callable[[], Mapping[str, Mapping[str,
     )
 
 
-def families(records: Records, now: datetime.datetime) -> Iterator[Metric]:  # noqa: PLR0915
+def families(records: Records, now: datetime.datetime) -> Iterator[Metric]:
     """Yield every metric family of one scrape, computed from the records at `now`."""
     history = records.history
 
@@ -246,7 +256,9 @@ def families(records: Records, now: datetime.datetime) -> Iterator[Metric]:  # n
         "Wall time of each finished build, from start to result (lookups not counted).",
     )
     cumulative, buckets = 0, []
-    for bound, count in zip((*DURATION_BUCKETS, float("inf")), history.duration_buckets):
+    for bound, count in zip(
+        (*DURATION_BUCKETS, float("inf")), history.duration_buckets, strict=True
+    ):
         cumulative += count
         buckets.append((str(bound) if bound != float("inf") else "+Inf", float(cumulative)))
     duration.add_metric([], buckets=buckets, sum_value=history.duration_sum)
@@ -328,10 +340,16 @@ def families(records: Records, now: datetime.datetime) -> Iterator[Metric]:  # n
 class RecordsCollector(Collector):
     """A prometheus-client collector that reads the records afresh on every scrape."""
 
-    def __init__(self, read: Callable[[], Records]) -> None:
+    def __init__(
+        self,
+        read: Callable[[], Records],
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(
+            datetime.timezone.utc
+        ),
+    ) -> None:
         self._read = read
+        self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
         """Yield the figures of this moment (the registry calls it once per scrape)."""
-        now = datetime.datetime.now(datetime.timezone.utc)
-        yield from families(self._read(), now)
+        yield from families(self._read(), self._clock())

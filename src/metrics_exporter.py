@@ -8,6 +8,7 @@ scrapes it from the same machine.
 """
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -23,9 +24,11 @@ import metrics
 logger = logging.getLogger("metrics_exporter")
 
 
-def registry_for(charm_dir: Path, unit: str) -> CollectorRegistry:
+def registry_for(charm_dir: Path, unit: str, state_dir: Path | None = None) -> CollectorRegistry:
     """Return a registry whose only collector reads this unit's records on every scrape."""
     paths = builder.default_paths(charm_dir, unit)
+    if state_dir is not None:
+        paths = dataclasses.replace(paths, state_dir=state_dir)
     reader = builder.Builder(paths, unit, {}, apt_install=lambda _: None)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
@@ -41,9 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unit", required=True, help="the Juju unit, e.g. app/0")
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=metrics.PORT)
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, help="the records' folder (default: the unit's)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    registry = registry_for(args.charm_dir, args.unit)
+    registry = registry_for(args.charm_dir, args.unit, args.state_dir)
     server, thread = start_http_server(args.port, addr=args.address, registry=registry)
     logger.info("serving %s metrics on %s:%d", args.unit, args.address, args.port)
     stop = threading.Event()

@@ -22,6 +22,7 @@ import metrics
 logger = logging.getLogger(__name__)
 
 EXPORTER = "metrics_exporter.py"
+UNIT_DIR = Path("/etc/systemd/system")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,16 +101,13 @@ class MetricsService(ops.Object):
         unit_builder: builder.Builder,
         requirer_clouds: Callable[[], Mapping[str, object]],
         build_interval: Callable[[], int | None],
-        systemctl: ServiceManager | None = None,
-        unit_dir: Path = Path("/etc/systemd/system"),
     ) -> None:
         super().__init__(charm, "metrics")
         self._charm = charm
         self._builder = unit_builder
         self._requirer_clouds = requirer_clouds
         self._build_interval = build_interval
-        self._systemctl = systemctl or ServiceManager()
-        self.unit_dir = unit_dir
+        self._systemctl = ServiceManager()
         charm.framework.observe(charm.on.install, self._install)
         charm.framework.observe(charm.on.upgrade_charm, self._install)
         # collect-status ends every dispatch (hooks, actions, the runner's callback): the one
@@ -132,7 +130,7 @@ class MetricsService(ops.Object):
         text = unit_file(
             charm_dir, self._charm.unit.name, Path(sys.executable), python_path, metrics.PORT
         )
-        path = self.unit_dir / self.name
+        path = UNIT_DIR / self.name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         path.chmod(0o644)
@@ -140,7 +138,7 @@ class MetricsService(ops.Object):
             self._systemctl.daemon_reload()
             self._systemctl.enable(self.name)
             self._systemctl.restart(self.name)
-        except systemd.SystemdError as error:
+        except (systemd.SystemdError, OSError) as error:
             # Metrics are not worth failing an install or an upgrade for; the log says why.
             logger.error("metrics service %s did not start: %s", self.name, error)
 

@@ -12,6 +12,7 @@ from ops import testing
 
 import builder
 import cos
+import metrics
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     FAKE_JUJU_EXEC,
@@ -24,6 +25,7 @@ from charm_helpers import (
     image_relation,
     script,
     script_secret,
+    wait_until,
 )
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
@@ -84,9 +86,17 @@ def test_joined_publishes_what_the_collector_validates(ctx: Ctx, machine: Machin
     assert set(data) == set(REQUIRED) | set(OPTIONAL)
     for key, kind in {**REQUIRED, **OPTIONAL}.items():
         assert isinstance(data[key], kind), key
-    # No metrics endpoint: no invented scrape jobs, no rules on a metric that never exists.
-    assert data["metrics_scrape_jobs"] == []
-    assert data["metrics_alert_rules"] == {}
+    # The metrics service on this machine's loopback, and the rules on its metrics.
+    (job,) = data["metrics_scrape_jobs"]
+    assert job["static_configs"] == [{"targets": [f"localhost:{metrics.PORT}"]}]
+    assert job["metrics_path"] == "/metrics"
+    metric_rules = [r for g in data["metrics_alert_rules"]["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in metric_rules} == {
+        "RunnerImageStale",
+        "RunnerImageBuildsKeepFailing",
+        "RunnerImageNeverBuilt",
+    }
+    assert all(r["labels"]["juju_application"] == APP for r in metric_rules)
     assert data["log_slots"] == []
     assert data["subordinate"] is False
     assert data["tracing_protocols"] == []
@@ -304,5 +314,7 @@ def test_callback_rule_fires_only_when_the_charm_was_not_told(ctx: Ctx, machine:
         failing_exec.format(python=machine.paths.system_python, home=str(machine.home)),
     )
     _run_build(ctx, machine, state, 2)
+    # The runner logs the callback's exit code after juju-exec returns, so after the lock is free.
+    wait_until(lambda: bool(_matching(_build_log(machine), undelivered)))
     (hit,) = _matching(_build_log(machine), undelivered)
     assert hit.endswith("juju-exec build-finished exited 3")
