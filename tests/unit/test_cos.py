@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from cosl import LZMABase64
+from metric_names import USED, exported
 from ops import testing
 
 import builder
@@ -158,16 +159,26 @@ def test_dashboard_decodes_and_queries_loki(ctx: Ctx, machine: Machine) -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["lokids"]["type"] == "datasource"
     assert variables["lokids"]["query"] == "loki"
-    targets = [t for panel in dashboard["panels"] for t in panel["targets"]]
-    assert targets
+    assert variables["promds"]["type"] == "datasource"
+    assert variables["promds"]["query"] == "prometheus"
+    targets = [t for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    logs = [t for t in targets if t["datasource"] == {"type": "loki", "uid": "${lokids}"}]
+    figures = [t for t in targets if t["datasource"] == {"type": "prometheus", "uid": "${promds}"}]
+    assert len(logs) == 6
+    assert len(logs) + len(figures) == len(targets)
     for target in targets:
-        assert target["datasource"] == {"type": "loki", "uid": "${lokids}"}
         # Every selector names its labels through the dashboard's own variables.
         assert '{juju_model=~"$juju_model"' in target["expr"]
+    for target in logs:
         for pattern in line_filters(target["expr"]):
             assert pattern.pattern
-    panel_types = sorted(panel["type"] for panel in dashboard["panels"])
-    assert panel_types == ["logs", "logs", "stat", "stat", "timeseries"]
+    # Every metric a panel queries is one the metrics service serves.
+    queried = {name for t in figures for name in USED.findall(t["expr"])}
+    assert len(queried) >= 10
+    assert queried <= exported(), queried - exported()
+    panel_types = sorted(panel["type"] for panel in dashboard["panels"] if panel["type"] != "row")
+    assert panel_types.count("logs") == 2
+    assert {"stat", "timeseries", "bargauge"} <= set(panel_types)
 
 
 def test_dashboard_uid_is_the_same_on_every_unit(machine: Machine) -> None:
