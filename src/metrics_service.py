@@ -32,11 +32,31 @@ class ServiceManager:
     daemon_reload: Callable[[], object] = systemd.daemon_reload
     enable: Callable[[str], object] = systemd.service_enable
     restart: Callable[[str], object] = systemd.service_restart
+    stop: Callable[[str], object] = systemd.service_stop
+    disable: Callable[[str], object] = systemd.service_disable
 
 
 def service_name(unit_name: str) -> str:
     """Return the unit's metrics service name (one per unit, like its cron and log files)."""
     return f"{unit_name.replace('/', '-')}-metrics.service"
+
+
+def charm_import_path(charm_dir: Path, sys_path: Sequence[str], cwd: Path) -> list[str]:
+    """Return the hook's import path inside the charm folder, absolute, plus src and lib.
+
+    Juju's dispatch runs the charm from its folder with relative entries (`PYTHONPATH=lib:venv`);
+    the service starts elsewhere, so they are made absolute against the hook's folder.
+    """
+    root = charm_dir.resolve()
+    found: list[str] = []
+    for entry in sys_path:
+        path = (cwd / entry).resolve() if entry else None
+        if path is not None and path.is_relative_to(root) and str(path) not in found:
+            found.append(str(path))
+    for folder in ("src", "lib"):
+        if str(root / folder) not in found:
+            found.append(str(root / folder))
+    return found
 
 
 def unit_file(
@@ -110,6 +130,7 @@ class MetricsService(ops.Object):
         self._systemctl = ServiceManager()
         charm.framework.observe(charm.on.install, self._install)
         charm.framework.observe(charm.on.upgrade_charm, self._install)
+        charm.framework.observe(charm.on.remove, self._remove)
         # collect-status ends every dispatch (hooks, actions, the runner's callback): the one
         # moment after the charm has handled a finished build, whatever event brought it.
         charm.framework.observe(charm.on.collect_unit_status, self._record)
@@ -121,12 +142,9 @@ class MetricsService(ops.Object):
 
     def _install(self, _: ops.EventBase) -> None:
         charm_dir = self._charm.charm_dir
-        # The hook's own import path, restricted to the charm's folders (src, lib, its venv):
-        # the service then imports exactly what the charm does.
-        python_path = [p for p in sys.path if p and Path(p).is_relative_to(charm_dir)]
-        for folder in ("src", "lib"):
-            if str(charm_dir / folder) not in python_path:
-                python_path.append(str(charm_dir / folder))
+        # The hook's own import path within the charm (src, lib, its venv): the service then
+        # imports exactly what the charm does.
+        python_path = charm_import_path(charm_dir, sys.path, Path.cwd())
         text = unit_file(
             charm_dir, self._charm.unit.name, Path(sys.executable), python_path, metrics.PORT
         )
@@ -142,7 +160,27 @@ class MetricsService(ops.Object):
             # Metrics are not worth failing an install or an upgrade for; the log says why.
             logger.error("metrics service %s did not start: %s", self.name, error)
 
+    def _remove(self, _: ops.EventBase) -> None:
+        path = UNIT_DIR / self.name
+        try:
+            self._systemctl.stop(self.name)
+            self._systemctl.disable(self.name)
+        except (systemd.SystemdError, OSError) as error:
+            logger.error("metrics service %s did not stop: %s", self.name, error)
+        path.unlink(missing_ok=True)
+        try:
+            self._systemctl.daemon_reload()
+        except (systemd.SystemdError, OSError) as error:
+            logger.error("systemd daemon-reload failed: %s", error)
+
     def _record(self, _: ops.EventBase) -> None:
+        try:
+            self._fold_newest()
+        except (OSError, ValueError) as error:
+            # Figures are not worth failing a hook for: the next hook tries again.
+            logger.error("build figures not recorded: %s", error)
+
+    def _fold_newest(self) -> None:
         paths = self._builder.paths
         if not paths.state_dir.is_dir():
             return  # before install: nothing to record

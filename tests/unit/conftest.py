@@ -66,6 +66,8 @@ def _fake_systemd(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             daemon_reload=lambda: call("daemon-reload"),
             enable=lambda name: call("enable", name),
             restart=lambda name: call("restart", name),
+            stop=lambda name: call("stop", name),
+            disable=lambda name: call("disable", name),
         ),
     )
 

@@ -344,6 +344,28 @@ def test_install_and_upgrade_enable_and_restart_the_service(
     assert _systemctl(machine)[3:] == ["daemon-reload", f"enable {name}", f"restart {name}"]
 
 
+def test_remove_stops_disables_and_deletes_the_service(
+    ctx: Ctx, machine: Machine, no_venv: None
+) -> None:
+    name = "github-runner-image-builder-0-metrics.service"
+    state = ctx.run(ctx.on.install(), base_state())
+    ctx.run(ctx.on.remove(), state)
+    assert not (machine.home / "systemd" / name).exists()
+    assert _systemctl(machine)[3:] == [f"stop {name}", f"disable {name}", "daemon-reload"]
+
+
+def test_the_service_imports_what_the_hook_does(tmp_path: Path) -> None:
+    charm = tmp_path / "charm"
+    (charm / "venv").mkdir(parents=True)
+    # Juju's dispatch: relative PYTHONPATH=lib:venv from the charm folder, the script's src.
+    sys_path = [str(charm / "src"), "lib", "venv", "/usr/lib/python3.12", ""]
+    assert metrics_service.charm_import_path(charm, sys_path, cwd=charm) == [
+        str(charm / "src"),
+        str(charm / "lib"),
+        str(charm / "venv"),
+    ]
+
+
 def test_the_unit_file_passes_systemd_analyze(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
@@ -395,6 +417,19 @@ def test_finished_builds_reach_the_history_once(ctx: Ctx, machine: Machine) -> N
     assert oct(machine.paths.state_dir.joinpath(metrics.HISTORY_FILE).stat().st_mode)[-3:] == "600"
     for secret in (PASSWORD, REQUIRER_PASSWORD):
         assert secret not in text
+
+
+def test_an_unwritable_history_fails_no_hook(
+    ctx: Ctx, machine: Machine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    machine.paths.state_dir.mkdir(parents=True)
+    monkeypatch.setattr(metrics, "save_history", full)
+    out = ctx.run(ctx.on.update_status(), base_state(image_relation()))
+    assert not isinstance(out.unit_status, testing.ErrorStatus)
+    assert "build figures not recorded: [Errno 28] No space left on device" in caplog.text
 
 
 def test_script_secrets_never_reach_the_history(ctx: Ctx, machine: Machine) -> None:
