@@ -291,6 +291,39 @@ def test_exporter_listens_on_loopback_only(
             sock.connect((address, port))
 
 
+def test_the_unit_files_command_serves_as_systemd_would_run_it(tmp_path: Path) -> None:
+    """ExecStart and Environment taken from the unit file, a clean environment, cwd /."""
+    port = _free_port()
+    text = metrics_service.unit_file(
+        SRC.parent,
+        UNIT,
+        Path(sys.executable),
+        metrics_service.charm_import_path(SRC.parent, sys.path, Path.cwd()),
+        port,
+    )
+    lines = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    python_path = lines["Environment"].removeprefix("PYTHONPATH=")
+    process = subprocess.Popen(
+        lines["ExecStart"].split(),
+        env={"PYTHONPATH": python_path},
+        cwd="/",
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def serving() -> bool:
+            try:
+                return f"{P}_build_timeout_seconds" in _scrape(port)
+            except OSError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                return False
+
+        wait_until(serving, limit=30)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+
+
 def test_exporter_usage_error_exits_2() -> None:
     run = subprocess.run(
         [sys.executable, str(SRC / "metrics_exporter.py"), "--unit", UNIT],
