@@ -16,6 +16,7 @@ import build_job
 import builder
 import cos
 import image
+import metrics_service
 import state
 from charms.github_runner_image_builder.v0.image import CloudCredentials
 
@@ -86,6 +87,10 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         observe(self.on[image.RELATION_NAME].relation_departed, self._on_image_relation_gone)
         observe(self.on[image.RELATION_NAME].relation_broken, self._on_image_relation_gone)
         observe(self.on.collect_unit_status, self._on_collect_status)
+        # Last, so its end-of-hook record sees what the handlers above did.
+        self.metrics = metrics_service.MetricsService(
+            self, self.builder, self.images.clouds, self._build_interval
+        )
 
     # --- state -----------------------------------------------------------------------------
 
@@ -102,6 +107,10 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 self._loaded = errors
                 logger.warning("invalid configuration: %s", "; ".join(map(str, errors.errors)))
         return self._loaded if isinstance(self._loaded, state.BuildConfig) else None
+
+    def _build_interval(self) -> int | None:
+        config = self._config()
+        return config.build_interval if config is not None else None
 
     # --- intents ---------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """The `cos-agent` relation: what this unit hands a COS collector on the same machine.
 
-The collector is opentelemetry-collector or grafana-agent, related as a subordinate. The charm
-serves no metrics endpoint, so it publishes no scrape jobs and no metric rules. What it has is
-the build log: the runner's `build ... finished: exit N` lines and the CLI's log. It publishes
-that file's path, Loki alert rules on those lines and a Grafana dashboard of them.
+The collector is opentelemetry-collector or grafana-agent, related as a subordinate. It gets
+the metrics service's scrape job (src/metrics_service.py: loopback, this machine) with the
+Prometheus alert rules on those metrics, the build logs' path with Loki alert rules on their
+lines, and a Grafana dashboard of both.
 
 Wire format (the provider side of the `cos_agent` interface, as the collectors' COSAgentRequirer
 reads it): one key, `config`, in this unit's databag, holding a JSON object with
@@ -24,6 +24,8 @@ import pydantic
 from cosl import DashboardPath40UID, JujuTopology, LZMABase64
 from cosl.rules import AlertRules
 
+import metrics_service
+
 logger = logging.getLogger(__name__)
 
 RELATION_NAME = "cos-agent"
@@ -31,6 +33,7 @@ DATABAG_KEY = "config"
 # Shipped inside the charm next to this module (src/ in the packed charm and in the repo).
 HERE = Path(__file__).parent
 LOG_RULES_DIR = HERE / "loki_alert_rules"
+METRIC_RULES_DIR = HERE / "prometheus_alert_rules"
 DASHBOARDS_DIR = HERE / "grafana_dashboards"
 
 
@@ -61,6 +64,13 @@ def log_alert_rules(rules_dir: Path, topology: JujuTopology) -> dict[str, Any]:
     return rules.as_dict()
 
 
+def metric_alert_rules(rules_dir: Path, topology: JujuTopology) -> dict[str, Any]:
+    """Return the Prometheus rules of `rules_dir` labelled with this unit's Juju topology."""
+    rules = AlertRules(query_type="promql", topology=topology)
+    rules.add_path(rules_dir)
+    return rules.as_dict()
+
+
 def dashboards(dashboards_dir: Path, charm_name: str) -> list[str]:
     """Return every dashboard of `dashboards_dir`, encoded for the relation.
 
@@ -86,14 +96,21 @@ def dashboards(dashboards_dir: Path, charm_name: str) -> list[str]:
 
 
 def build_data(
-    topology: JujuTopology, charm_name: str, log_dir: Path, rules_dir: Path, dashboards_dir: Path
+    topology: JujuTopology,
+    charm_name: str,
+    log_dir: Path,
+    rules_dir: Path,
+    dashboards_dir: Path,
+    *,
+    scrape_jobs: list[dict[str, Any]],
+    metric_rules_dir: Path = METRIC_RULES_DIR,
 ) -> CosAgentData:
-    """Return what this unit publishes: its logs, the rules on them, the dashboards."""
+    """Return what this unit publishes: metrics and logs, the rules on them, the dashboards."""
     return CosAgentData(
-        metrics_alert_rules={},  # no metrics endpoint: rules on `up` would only misfire
+        metrics_alert_rules=metric_alert_rules(metric_rules_dir, topology),
         log_alert_rules=log_alert_rules(rules_dir, topology),
         dashboards=dashboards(dashboards_dir, charm_name),
-        metrics_scrape_jobs=[],
+        metrics_scrape_jobs=scrape_jobs,
         log_slots=[],  # the CLI is no snap
         # build.log and cron.log; logrotate's build.log.1 etc. do not match, so nothing twice.
         include_log_files=[str(log_dir / "*.log")],
@@ -128,6 +145,7 @@ class CosAgentProvider(ops.Object):
             self._log_dir,
             LOG_RULES_DIR,
             DASHBOARDS_DIR,
+            scrape_jobs=metrics_service.scrape_jobs(),
         )
         value = data.model_dump_json()
         for relation in relations:

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import build_job
 import builder
+import metrics_service
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     FAKE_CLI,
@@ -38,6 +39,7 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine
     apt_calls: list[list[str]] = []
     monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: paths)
     monkeypatch.setattr(builder, "apt_install", apt_calls.append)
+    _fake_systemd(home, monkeypatch)
     for name in build_job.PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     got = Machine(home=home, paths=paths, apt_calls=apt_calls)
@@ -45,6 +47,29 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine
     # Never leave a build behind: release a waiting fake CLI and wait for the lock to free.
     got.release()
     wait_until(lambda: not build_running(paths))
+
+
+def _fake_systemd(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit files go to <home>/systemd; each systemctl call is a line of <home>/systemctl.log."""
+    log = home / "systemctl.log"
+
+    def call(*args: str) -> None:
+        with log.open("a") as file:
+            file.write(" ".join(args) + "\n")
+
+    real = metrics_service.ServiceManager
+    monkeypatch.setattr(metrics_service, "UNIT_DIR", home / "systemd")
+    monkeypatch.setattr(
+        metrics_service,
+        "ServiceManager",
+        lambda: real(
+            daemon_reload=lambda: call("daemon-reload"),
+            enable=lambda name: call("enable", name),
+            restart=lambda name: call("restart", name),
+            stop=lambda name: call("stop", name),
+            disable=lambda name: call("disable", name),
+        ),
+    )
 
 
 @pytest.fixture

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from cosl import LZMABase64
+from metric_names import USED, exported
 from ops import testing
 
 import builder
 import cos
+import metrics
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     FAKE_JUJU_EXEC,
@@ -24,6 +26,7 @@ from charm_helpers import (
     image_relation,
     script,
     script_secret,
+    wait_until,
 )
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
@@ -84,9 +87,17 @@ def test_joined_publishes_what_the_collector_validates(ctx: Ctx, machine: Machin
     assert set(data) == set(REQUIRED) | set(OPTIONAL)
     for key, kind in {**REQUIRED, **OPTIONAL}.items():
         assert isinstance(data[key], kind), key
-    # No metrics endpoint: no invented scrape jobs, no rules on a metric that never exists.
-    assert data["metrics_scrape_jobs"] == []
-    assert data["metrics_alert_rules"] == {}
+    # The metrics service on this machine's loopback, and the rules on its metrics.
+    (job,) = data["metrics_scrape_jobs"]
+    assert job["static_configs"] == [{"targets": [f"localhost:{metrics.PORT}"]}]
+    assert job["metrics_path"] == "/metrics"
+    metric_rules = [r for g in data["metrics_alert_rules"]["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in metric_rules} == {
+        "RunnerImageStale",
+        "RunnerImageBuildsKeepFailing",
+        "RunnerImageNeverBuilt",
+    }
+    assert all(r["labels"]["juju_application"] == APP for r in metric_rules)
     assert data["log_slots"] == []
     assert data["subordinate"] is False
     assert data["tracing_protocols"] == []
@@ -148,16 +159,26 @@ def test_dashboard_decodes_and_queries_loki(ctx: Ctx, machine: Machine) -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["lokids"]["type"] == "datasource"
     assert variables["lokids"]["query"] == "loki"
-    targets = [t for panel in dashboard["panels"] for t in panel["targets"]]
-    assert targets
+    assert variables["promds"]["type"] == "datasource"
+    assert variables["promds"]["query"] == "prometheus"
+    targets = [t for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    logs = [t for t in targets if t["datasource"] == {"type": "loki", "uid": "${lokids}"}]
+    figures = [t for t in targets if t["datasource"] == {"type": "prometheus", "uid": "${promds}"}]
+    assert len(logs) == 6
+    assert len(logs) + len(figures) == len(targets)
     for target in targets:
-        assert target["datasource"] == {"type": "loki", "uid": "${lokids}"}
         # Every selector names its labels through the dashboard's own variables.
         assert '{juju_model=~"$juju_model"' in target["expr"]
+    for target in logs:
         for pattern in line_filters(target["expr"]):
             assert pattern.pattern
-    panel_types = sorted(panel["type"] for panel in dashboard["panels"])
-    assert panel_types == ["logs", "logs", "stat", "stat", "timeseries"]
+    # Every metric a panel queries is one the metrics service serves.
+    queried = {name for t in figures for name in USED.findall(t["expr"])}
+    assert len(queried) >= 10
+    assert queried <= exported(), queried - exported()
+    panel_types = sorted(panel["type"] for panel in dashboard["panels"] if panel["type"] != "row")
+    assert panel_types.count("logs") == 2
+    assert {"stat", "timeseries", "bargauge"} <= set(panel_types)
 
 
 def test_dashboard_uid_is_the_same_on_every_unit(machine: Machine) -> None:
@@ -304,5 +325,7 @@ def test_callback_rule_fires_only_when_the_charm_was_not_told(ctx: Ctx, machine:
         failing_exec.format(python=machine.paths.system_python, home=str(machine.home)),
     )
     _run_build(ctx, machine, state, 2)
+    # The runner logs the callback's exit code after juju-exec returns, so after the lock is free.
+    wait_until(lambda: bool(_matching(_build_log(machine), undelivered)))
     (hit,) = _matching(_build_log(machine), undelivered)
     assert hit.endswith("juju-exec build-finished exited 3")

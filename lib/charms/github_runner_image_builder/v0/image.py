@@ -2,7 +2,7 @@
 
 The requirer (a charm that boots runners, e.g. github-runner) writes the OpenStack credentials of
 its cloud into its unit databag; the provider (github-runner-image-builder) builds images, uploads
-them to that cloud and writes their IDs into its own unit databag. See docs/relation.md.
+them to that cloud and writes their IDs into its own unit databag. See docs/reference/relation.md.
 
 Provider::
 

@@ -1,0 +1,355 @@
+"""Build figures for Prometheus: the history the charm folds results into, and the collector.
+
+The charm keeps only the last build's result, so figures that outlive one build (the last
+success per base/arch, failure counts, the build time of each served image) are folded into
+`metrics-history.json` once per result, identified by its run id. The exporter service
+(src/metrics_exporter.py) reads that history and the charm's own records (current.json,
+result.json, the queued flag, the catalogue) on every scrape; it never writes, never takes the
+build lock, and never reads clouds.yaml or any secret. Labels are only base, arch, cloud id,
+step and outcome.
+"""
+
+import datetime
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+import pydantic
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from build_job import BUILD_TIMEOUT, BuildResult, RunRecord
+from builder import Paths
+from image import key as image_key
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "github_runner_image_builder"
+HISTORY_FILE = "metrics-history.json"
+PORT = 9467  # loopback only; the COS collector on the machine scrapes it
+# Upper bounds (seconds) of the build duration histogram: 5 min to the CLI's 2 h timeout.
+DURATION_BUCKETS = (300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0, 9000.0)
+OUTCOMES = ("success", "partial", "failed", "lookup")
+JOB_STEP = "job"  # the step label of a failure of the whole job (crash, timeout, no result)
+
+
+def outcome(result: BuildResult) -> str:
+    """Return what a finished job amounted to: success, partial, failed or lookup."""
+    if result.kind == "lookup":
+        return "lookup"
+    if result.error or not result.images:
+        return "failed"
+    return "partial" if result.failures or result.exit_code != 0 else "success"
+
+
+class FailureCount(pydantic.BaseModel):
+    """How often one (base, arch) failed at one step."""
+
+    base: str
+    arch: str
+    step: str
+    count: int = 0
+
+
+class History(pydantic.BaseModel):
+    """What the figures need beyond the last result; written by the charm, read by the exporter."""
+
+    recorded_run: str = ""  # the run id of the last result folded in
+    last_success: dict[str, datetime.datetime] = {}  # "base/arch" -> end of its last good build
+    built_at: dict[str, datetime.datetime] = {}  # image id -> when built (or found by a lookup)
+    outcomes: dict[str, int] = {}
+    failures: list[FailureCount] = []
+    consecutive_failed: int = 0  # builds in a row with any failure; a full success resets it
+    duration_buckets: list[int] = [0] * (len(DURATION_BUCKETS) + 1)  # last one: +Inf
+    duration_sum: float = 0.0
+    last_duration: float | None = None
+    requirer_clouds: int = 0
+    requirer_since: datetime.datetime | None = None  # since when a requirer gave credentials
+    build_interval_hours: int | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _same_buckets(self) -> "History":
+        # Counts kept under other bucket bounds (an older charm) cannot be re-binned: restart.
+        if len(self.duration_buckets) != len(DURATION_BUCKETS) + 1:
+            self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+            self.duration_sum = 0.0
+        return self
+
+    def fold(self, result: BuildResult, served_ids: Iterable[str]) -> "History":
+        """Return the history with one more finished job; the same run twice counts once.
+
+        `served_ids` are the image ids the catalogue holds now: the build times of other
+        images are dropped, so the file stays as small as the catalogue.
+        """
+        if result.run_id == self.recorded_run:
+            return self
+        kind = outcome(result)
+        data = self.model_copy(deep=True)
+        data.recorded_run = result.run_id
+        data.outcomes[kind] = data.outcomes.get(kind, 0) + 1
+        for image in result.images:
+            data.built_at.setdefault(image.id, result.finished_at)
+        keep = set(served_ids) | {image.id for image in result.images}
+        data.built_at = {i: t for i, t in data.built_at.items() if i in keep}
+        if kind == "lookup":
+            return data
+        for image in result.images:
+            data.last_success[image_key(image.base, image.arch)] = result.finished_at
+        for failure in result.failures:
+            data._count_failure(failure.base, failure.arch, failure.step or "unknown")
+        if result.error:
+            data._count_failure("", "", JOB_STEP)
+        data.consecutive_failed = 0 if kind == "success" else data.consecutive_failed + 1
+        seconds = max(0.0, (result.finished_at - result.started_at).total_seconds())
+        data.last_duration = seconds
+        data.duration_sum += seconds
+        index = next((i for i, b in enumerate(DURATION_BUCKETS) if seconds <= b), -1)
+        data.duration_buckets[index] += 1
+        return data
+
+    def _count_failure(self, base: str, arch: str, step: str) -> None:
+        for entry in self.failures:
+            if (entry.base, entry.arch, entry.step) == (base, arch, step):
+                entry.count += 1
+                return
+        self.failures.append(FailureCount(base=base, arch=arch, step=step, count=1))
+
+    def with_requirers(
+        self, clouds: int, build_interval_hours: int | None, now: datetime.datetime
+    ) -> "History":
+        """Return the history with the number of requirer clouds and the build interval now."""
+        since = self.requirer_since if clouds else None
+        if clouds and since is None:
+            since = now
+        interval = build_interval_hours or self.build_interval_hours
+        return self.model_copy(
+            update={
+                "requirer_clouds": clouds,
+                "requirer_since": since,
+                "build_interval_hours": interval,
+            }
+        )
+
+
+def history_path(state_dir: Path) -> Path:
+    """Return where the history lives in the unit's state folder."""
+    return state_dir / HISTORY_FILE
+
+
+def _read_model(path: Path, model: type[pydantic.BaseModel]) -> pydantic.BaseModel | None:
+    try:
+        return model.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, pydantic.ValidationError) as error:
+        logger.warning("ignoring unreadable %s: %s", path.name, error)
+        return None
+
+
+def load_history(state_dir: Path) -> History:
+    """Return the history, empty when there is none yet or it cannot be read."""
+    read = _read_model(history_path(state_dir), History)
+    return read if isinstance(read, History) else History()
+
+
+def save_history(state_dir: Path, history: History) -> None:
+    """Write the history atomically (0600, like every file in the state folder)."""
+    path = history_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(history.model_dump_json())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Records(pydantic.BaseModel):
+    """The unit's records as the exporter reads them on one scrape."""
+
+    history: History
+    current: RunRecord | None
+    last_result: BuildResult | None
+    queued: bool
+    catalogue: dict[str, dict[str, str]]  # cloud id -> "base/arch" -> image id
+
+    @property
+    def running(self) -> bool:
+        """A job runs from its start until its result is written (the runner's last act).
+
+        A job killed before writing one looks running until the charm records it as failed
+        (its next hook, update-status at the latest). The exporter must not probe the build
+        lock: holding it even briefly would make a hook queue instead of start.
+        """
+        if self.current is None:
+            return False
+        return self.last_result is None or self.last_result.run_id != self.current.run_id
+
+
+def read_records(
+    paths: Paths, catalogue: Callable[[], Mapping[str, Mapping[str, str]]]
+) -> Records:
+    """Return the unit's records now: its files as src/builder.py names and writes them."""
+    run = _read_model(paths.current, RunRecord)
+    last = _read_model(paths.result, BuildResult)
+    try:
+        served = {c: dict(ids) for c, ids in catalogue().items()}
+    except (OSError, ValueError, AttributeError) as error:
+        logger.warning("ignoring unreadable catalogue: %s", error)
+        served = {}
+    return Records(
+        history=load_history(paths.state_dir),
+        current=run if isinstance(run, RunRecord) else None,
+        last_result=last if isinstance(last, BuildResult) else None,
+        queued=paths.queued.exists(),
+        catalogue=served,
+    )
+
+
+def families(records: Records, now: datetime.datetime) -> Iterator[Metric]:
+    """Yield every metric family of one scrape, computed from the records at `now`."""
+    history = records.history
+
+    success = GaugeMetricFamily(
+        f"{PREFIX}_last_success_timestamp_seconds",
+        "When the last build that produced an image of this base and arch ended (Unix time).",
+        labels=["base", "arch"],
+    )
+    for key_, when in sorted(history.last_success.items()):
+        base, _, arch = key_.partition("/")
+        success.add_metric([base, arch], when.timestamp())
+    yield success
+
+    age = GaugeMetricFamily(
+        f"{PREFIX}_served_image_age_seconds",
+        "Age of the image each requirer cloud is served, per base and arch (an image found by a "
+        "lookup counts from when it was found).",
+        labels=["cloud", "base", "arch"],
+    )
+    published = GaugeMetricFamily(
+        f"{PREFIX}_published_images",
+        "Images this unit publishes to each requirer cloud (one per base and arch).",
+        labels=["cloud"],
+    )
+    for cloud, ids in sorted(records.catalogue.items()):
+        published.add_metric([cloud], len(ids))
+        for key_, image_id in sorted(ids.items()):
+            built = history.built_at.get(image_id)
+            if built is not None:
+                base, _, arch = key_.partition("/")
+                age.add_metric([cloud, base, arch], max(0.0, (now - built).total_seconds()))
+    yield age
+    yield published
+
+    duration = HistogramMetricFamily(
+        f"{PREFIX}_build_duration_seconds",
+        "Wall time of each finished build, from start to result (lookups not counted).",
+    )
+    cumulative, buckets = 0, []
+    for bound, count in zip(
+        (*DURATION_BUCKETS, float("inf")), history.duration_buckets, strict=True
+    ):
+        cumulative += count
+        buckets.append((str(bound) if bound != float("inf") else "+Inf", float(cumulative)))
+    duration.add_metric([], buckets=buckets, sum_value=history.duration_sum)
+    yield duration
+
+    last = GaugeMetricFamily(
+        f"{PREFIX}_last_build_duration_seconds", "Wall time of the last finished build."
+    )
+    if history.last_duration is not None:
+        last.add_metric([], history.last_duration)
+    yield last
+
+    failures = CounterMetricFamily(
+        f"{PREFIX}_build_failures",
+        f"Failures by base, arch and the step that failed ('{JOB_STEP}': the whole job).",
+        labels=["base", "arch", "step"],
+    )
+    for entry in history.failures:
+        failures.add_metric([entry.base, entry.arch, entry.step], entry.count)
+    yield failures
+
+    builds = CounterMetricFamily(
+        f"{PREFIX}_builds",
+        "Finished jobs by outcome: success, partial (some base failed), failed, lookup "
+        "(existing images found, nothing built).",
+        labels=["outcome"],
+    )
+    for name in OUTCOMES:
+        builds.add_metric([name], history.outcomes.get(name, 0))
+    yield builds
+
+    yield GaugeMetricFamily(
+        f"{PREFIX}_consecutive_failed_builds",
+        "Builds in a row that had any failure; a build without failure resets it.",
+        value=history.consecutive_failed,
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_build_running", "1 while a build job runs.", value=int(records.running)
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_build_queued",
+        "1 while a rebuild waits for the running job.",
+        value=int(records.queued),
+    )
+    started = GaugeMetricFamily(
+        f"{PREFIX}_build_started_timestamp_seconds",
+        "When the running build job started (Unix time); absent when none runs.",
+    )
+    if records.running and records.current is not None:
+        started.add_metric([], records.current.started_at.timestamp())
+    yield started
+
+    yield GaugeMetricFamily(
+        f"{PREFIX}_requirer_clouds",
+        "Requirer clouds that gave credentials.",
+        value=history.requirer_clouds,
+    )
+    since = GaugeMetricFamily(
+        f"{PREFIX}_requirer_since_timestamp_seconds",
+        "Since when a requirer has given credentials (Unix time); absent without one.",
+    )
+    if history.requirer_since is not None:
+        since.add_metric([], history.requirer_since.timestamp())
+    yield since
+
+    interval = GaugeMetricFamily(
+        f"{PREFIX}_build_interval_seconds", "The build-interval option, in seconds."
+    )
+    if history.build_interval_hours is not None:
+        interval.add_metric([], history.build_interval_hours * 3600)
+    yield interval
+    yield GaugeMetricFamily(
+        f"{PREFIX}_build_timeout_seconds",
+        "How long the CLI may take for one build.",
+        value=BUILD_TIMEOUT,
+    )
+
+
+class RecordsCollector(Collector):
+    """A prometheus-client collector that reads the records afresh on every scrape."""
+
+    def __init__(
+        self,
+        read: Callable[[], Records],
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(
+            datetime.timezone.utc
+        ),
+    ) -> None:
+        self._read = read
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the figures of this moment (the registry calls it once per scrape)."""
+        yield from families(self._read(), self._clock())
