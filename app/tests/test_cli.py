@@ -146,7 +146,7 @@ def test_bad_secret_variable_name_is_a_usage_error(capsys: pytest.CaptureFixture
         env = {"IMAGE_BUILDER_SECRET_A-B": "x"}
         cli.main(["user-data"], env=env, deps=cli.Deps(render=render))
     assert exc.value.code == 2
-    assert "IMAGE_BUILDER_SECRET_A-B: 'A-B' is not a valid shell variable name" in (
+    assert "IMAGE_BUILDER_SECRET_A-B: 'A-B' is not a shell variable name" in (
         capsys.readouterr().err
     )
 

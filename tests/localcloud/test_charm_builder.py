@@ -27,6 +27,7 @@ from ops import testing
 
 import build_job
 import builder
+import state
 from charm import GithubRunnerImageBuilderCharm
 from lcloud import builds, cli, guest, mirror
 from lcloud.cloud import LocalCloud
@@ -48,7 +49,8 @@ with open({calls!r}, "a") as calls:
 
 CLI_WRAPPER = """#!/bin/sh
 # The unit's route to cloud-images.ubuntu.com: builds read the loopback mirror instead.
-if [ "${{3:-}}" = build ]; then exec {cli} "$@" --cloud-images-url {url}; fi
+# The charm writes `--os-cloud=NAME COMMAND ...`, so the command is the second word.
+if [ "${{2:-}}" = build ]; then exec {cli} "$@" --cloud-images-url={url}; fi
 exec {cli} "$@"
 """
 
@@ -115,7 +117,7 @@ def machine(
         sha256 = images.publish("noble", "amd64")
         got = Machine(tmp_path / "machine", images.url, sha256)
         monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: got.paths)
-        for name in build_job.PROXY_VARIABLES:
+        for name in state.PROXY_SETTINGS:
             monkeypatch.delenv(name, raising=False)
         yield got
         # Never leave a build behind: a failed test lets the build end, or stops it.

@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from image_builder_contract import names
+
 from github_runner_image_builder import (
     backoff,
     baseimage,
@@ -103,7 +105,7 @@ def _redact(text: str, secrets: Mapping[str, str]) -> str:
 
 
 def _name(options: BuildOptions, state: BuildState, kind: str) -> str:
-    return f"{options.prefix}-{kind}-{state.base.codename}-{state.arch.github}-{state.nonce}"
+    return names.resource_name(options.prefix, kind, state.base, state.arch, state.nonce)
 
 
 @dataclasses.dataclass
