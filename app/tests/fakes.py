@@ -40,7 +40,42 @@ def hostile_values(nonce: str) -> list[str]:
         "ünïcödé ✓",
         "\\",
         "'",
+        # Values that read as options if they travel as their own argv word.
+        "--help",
+        "-x",
+        "--base=jammy",
+        "-",
+        "--",
     ]
+
+
+# Edge values per kind of option, on top of hostile_values: the charm and the CLI must give each
+# the same verdict (tests/unit/test_contract_agreement.py). NUL bytes are here, not above: no
+# shell, argv or environment can carry one.
+EDGE_VALUES: dict[str, list[str]] = {
+    "architecture": ["amd64", "AMD64", " x64 ", "x86_64", "arm64", "aarch64", "s390x",
+                     "ppc64el", "sparc", "amd64,arm64", "amd64\0"],
+    "base-image": ["noble", "22.04, noble,jammy", "JAMMY", "noble,,", "noble,xenial", "18.04",
+                   ",", "focal", "26.04", "noble\0"],
+    "runner-version": ["2.321.0", "v2.321.0", " 2.321.0 ", "2.321", "latest", "2.321.0.1",
+                       "\u0662.\u0663\u0662\u0661.\u0660", "2.321.0\n", "V2.321.0", "2.321.0\0"],
+    "script-url": ["https://example.com/s.sh", "https://user:pw@example.com/s.sh",
+                   "https://example.com/my script.sh", "http://example.com/s.sh",
+                   "example.com/s.sh", "https://[::1/s.sh", "https://", "ftp://example.com/s",
+                   "https://example.com/s.sh?token=a&b=c", "https://exa\tmple.com/s.sh",
+                   "https://example.com/\u00e9.sh", "https://example.com/s.sh\0"],
+    "name": ["small", "m1.large", "--help", "-x", "--flavor=other", "a b", "ünï", "x" * 300,
+             "net\0"],
+    "proxy": ["squid.internal:3128", "http://squid.internal:3128",
+              "https://squid.internal:3128", "http://user:pw@squid.internal:3128",
+              "http://squid.internal:3128/path", "socks5://squid.internal:1080",
+              "squid.internal", "squid.internal:0", "squid.internal:99999", "[::1]:3128",
+              "http://[::1]:3128", "[zz::1]:3128", "squid internal:3128", "http://",
+              "http://squid.internal:3128\0"],
+    "secret-key": ["api-token", "API_TOKEN", "_x", "9lives", "path", "bash-env", "grib-x",
+                   "a.b", "token\0", "ünï", "a" * 200],
+    "secret-value": ["x" * 1000, "with\nnewline", "nul\0byte"],
+}
 
 
 def new_id(kind: str) -> str:

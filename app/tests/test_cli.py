@@ -69,6 +69,13 @@ def test_durations(value: str, seconds: float) -> None:
     assert cli.parse_duration(value) == seconds
 
 
+@pytest.mark.parametrize("value", ["--", "-x", "--help", "--base=jammy"])
+def test_an_option_value_that_looks_like_an_option_stays_a_value(value: str) -> None:
+    args = cli.build_parser().parse_args(["build", f"--flavor={value}", f"--network={value}"])
+    assert (args.flavor, args.network) == (value, value)
+    assert [b.codename for b in args.base] == ["noble"]
+
+
 def test_os_cloud_after_the_command_and_defaults() -> None:
     args = cli.build_parser().parse_args(["build", "--os-cloud", "c"])
     assert args.os_cloud == "c"

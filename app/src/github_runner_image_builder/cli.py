@@ -43,6 +43,15 @@ class Parser(argparse.ArgumentParser):
         """Print one line naming the problem, and exit 2."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> object:
+        # `--flag=--` gives the option the value "--"; argparse before 3.13 takes it for the
+        # end-of-options marker and leaves the option empty (a flavor "--" became no flavor).
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
 
 # Option value types: each raises ArgumentTypeError with a message naming the fix.
 def _checked(check: Callable[[str], _T]) -> Callable[[str], _T]:
