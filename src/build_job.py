@@ -8,6 +8,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 
 import pydantic
+
 from image_builder_contract import cli_args, rules
 
 BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this cannot clash

@@ -11,7 +11,6 @@ import os
 from collections.abc import Sequence
 
 import ops
-from image_builder_contract import names, platforms
 
 import build_job
 import builder
@@ -19,6 +18,7 @@ import cos
 import image
 import state
 from charms.github_runner_image_builder.v0.image import CloudCredentials
+from image_builder_contract import names, platforms
 
 logger = logging.getLogger(__name__)
 

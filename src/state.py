@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import ops
 import pydantic
+
 from image_builder_contract import cli_args, names, platforms, rules
 
 BUILD_INTERVAL_RANGE = (1, 24)

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from image_builder_contract import platforms as contract_platforms
-from image_builder_contract import rules
 
 from app.tests.fakes import hostile_values
 from github_runner_image_builder import marker, platforms, userdata
+from image_builder_contract import platforms as contract_platforms
+from image_builder_contract import rules
 
 NONCE = "0123456789abcdef"
 BASES = [platforms.parse_base(name) for name in contract_platforms.RUNNER_BASES]

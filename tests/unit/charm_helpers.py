@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from github_runner_image_builder.cli import build_parser
 from ops import testing
 
 import builder
 from charm import GithubRunnerImageBuilderCharm
+from github_runner_image_builder.cli import build_parser
 
 SRC = Path(__file__).parents[2] / "src"
 PASSWORD = "build-cloud-pw-7f3a9"  # noqa: S105 - test value; checked to never reach a log

@@ -7,11 +7,11 @@ from ops import testing
 
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
-    cli_args,
     SCRIPT_SECRET,
     UNIT,
     Machine,
     base_state,
+    cli_args,
     emit,
     image_relation,
     password_secret,

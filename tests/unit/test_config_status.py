@@ -4,7 +4,14 @@ import pytest
 from ops import testing
 
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import Machine, base_state, image_relation, password_secret, valid_config, cli_args
+from charm_helpers import (
+    Machine,
+    base_state,
+    cli_args,
+    image_relation,
+    password_secret,
+    valid_config,
+)
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 
@@ -117,7 +124,10 @@ def test_script_secret_key_the_build_reserves_blocks(
 
 @pytest.mark.parametrize(
     ("keys", "named"),
-    [(("api-token", "api_token"), "'api-token' and 'api_token'"), (("a-b", "A-B"), "'A-B' and 'a-b'")],
+    [
+        (("api-token", "api_token"), "'api-token' and 'api_token'"),
+        (("a-b", "A-B"), "'A-B' and 'a-b'"),
+    ],
 )
 def test_secret_keys_that_become_one_variable_block_naming_both(
     ctx: Ctx, machine: Machine, keys: tuple[str, str], named: str
@@ -170,7 +180,9 @@ def test_model_proxy_the_cli_refuses_blocks_naming_the_model_config_key(
     message = out.unit_status.message
     assert message.startswith(f"{key}: ")
     assert problem in message
-    assert message.endswith(f"change the model config: juju model-config {key}=http://<host>:<port>")
+    assert message.endswith(
+        f"change the model config: juju model-config {key}=http://<host>:<port>"
+    )
     assert "hunter2" not in message
     assert machine.cli_calls() == []
 

@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from github_runner_image_builder import cli
-from image_builder_contract import rules
 from ops import testing
 
 import build_job
 import builder
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import Machine, base_state, image_relation, password_secret, valid_config
+from github_runner_image_builder import cli
+from image_builder_contract import rules
 
 sys.path.insert(0, str(Path(__file__).parents[2]))  # app.tests.fakes: the shared corpus
-from app.tests.fakes import EDGE_VALUES, hostile_values  # noqa: E402
+from app.tests.fakes import EDGE_VALUES, hostile_values
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 CORPUS = hostile_values("0123456789abcdef")
@@ -37,7 +37,7 @@ CHARM_ONLY_REFUSES = {("architecture", "amd64,arm64")}
 Verdict = tuple[bool, str]  # (accepted, what was said)
 
 
-class _ReachedCloud(Exception):
+class _CloudOpenedError(Exception):
     """The CLI accepted every option and went on to open a cloud."""
 
 
@@ -70,11 +70,11 @@ def cli_verdict(argv: list[str], env: Mapping[str, str]) -> Verdict:
         return False, "no process can be started with a NUL byte in its argv or environment"
 
     def open_cloud(name: str) -> Any:
-        raise _ReachedCloud(name)
+        raise _CloudOpenedError(name)
 
     try:
         code = cli.main(argv, env=dict(env), deps=cli.Deps(open_cloud=open_cloud))
-    except _ReachedCloud:
+    except _CloudOpenedError:
         return True, ""
     except SystemExit as exit_:
         return exit_.code != 2, f"exit {exit_.code}"
@@ -209,7 +209,10 @@ def _secret_state(content: dict[str, str]) -> testing.State:
 
 
 SECRET_CASES = [
-    *(pytest.param({key: "v"}, id=f"key={key!r}") for key in [*CORPUS, *EDGE_VALUES["secret-key"]]),
+    *(
+        pytest.param({key: "v"}, id=f"key={key!r}")
+        for key in [*CORPUS, *EDGE_VALUES["secret-key"]]
+    ),
     *(
         pytest.param({"token": value}, id=f"value={value[:40]!r}")
         for value in [*CORPUS, *EDGE_VALUES["secret-value"]]
@@ -236,7 +239,8 @@ def test_charm_and_cli_agree_on_every_script_secret(
 
 
 @pytest.mark.parametrize(
-    ("limit", "accepted"), [(-1, False), (0, False), (1, False), (2, True), (99, True), (100, False)]
+    ("limit", "accepted"),
+    [(-1, False), (0, False), (1, False), (2, True), (99, True), (100, False)],
 )
 def test_revision_limits_the_charm_accepts_the_cli_accepts(
     ctx: Ctx,

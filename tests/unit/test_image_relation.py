@@ -5,7 +5,7 @@ import json
 from ops import testing
 
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import Machine, base_state, emit, image_relation, cli_args
+from charm_helpers import Machine, base_state, cli_args, emit, image_relation
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 PREFIX = "github-runner-image-builder"

@@ -1,4 +1,4 @@
-"""The packed charm's layout imports the shared rules without the CLI (charmcraft cannot pack here).
+"""The packed charm's layout imports the shared rules without the CLI (no charmcraft pack here).
 
 The layout is made by the tools charmcraft itself runs: its charm builder links the project's
 files as the `charm` part does, and craft-parts runs charmcraft.yaml's `contract` part. The charm
@@ -46,7 +46,9 @@ def _prime_contract_part(work: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from craft_parts.packages.base import DummyRepository
 
     # The part installs no packages; this Debian host has no python-apt for craft-parts' probe.
-    monkeypatch.setattr(craft_parts.packages, "_get_repository_for_platform", lambda: DummyRepository)
+    monkeypatch.setattr(
+        craft_parts.packages, "_get_repository_for_platform", lambda: DummyRepository
+    )
     monkeypatch.chdir(ROOT)  # craft-parts resolves a local `source` from the project directory
     parts: dict[str, Any] = yaml.safe_load((ROOT / "charmcraft.yaml").read_text())["parts"]
     manager = LifecycleManager(
@@ -89,7 +91,14 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_contract_part_puts_only_the_rules_in_lib(packed: Path) -> None:
     shipped = sorted(p.name for p in (packed / "lib" / "image_builder_contract").iterdir())
-    assert shipped == ["__init__.py", "cli_args.py", "names.py", "platforms.py", "py.typed", "rules.py"]
+    assert shipped == [
+        "__init__.py",
+        "cli_args.py",
+        "names.py",
+        "platforms.py",
+        "py.typed",
+        "rules.py",
+    ]
     assert (packed / "lib" / "charms" / "github_runner_image_builder").is_dir()  # the charm part
     assert not (packed / "app").exists()  # .jujuignore: the CLI ships as wheels only
 
@@ -112,4 +121,6 @@ def test_packed_charm_imports_the_rules_from_lib_without_the_cli(packed: Path) -
     assert Path(answer["contract"]).resolve().is_relative_to(packed / "lib")
     assert answer["cli_importable"] is False
     # The rules work there: the CLI's script-URL rule refuses credentials.
-    assert any(p.startswith("script-url: invalid script URL: it carries") for p in answer["problems"])
+    assert any(
+        p.startswith("script-url: invalid script URL: it carries") for p in answer["problems"]
+    )

@@ -17,10 +17,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import NoReturn, TypeVar
 
-from image_builder_contract import names, rules
-
 from github_runner_image_builder import cloudimages, marker, platforms, userdata
 from github_runner_image_builder.cloud import Cloud
+from image_builder_contract import names, rules
 
 logger = logging.getLogger(__name__)
 

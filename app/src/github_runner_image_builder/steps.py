@@ -11,8 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from image_builder_contract import names
-
 from github_runner_image_builder import (
     backoff,
     baseimage,
@@ -26,6 +24,7 @@ from github_runner_image_builder import revisions as rev
 from github_runner_image_builder.cloud import Cloud, ImageInfo
 from github_runner_image_builder.pipeline import Step
 from github_runner_image_builder.report import Failure, ImageResult
+from image_builder_contract import names
 
 logger = logging.getLogger(__name__)
 

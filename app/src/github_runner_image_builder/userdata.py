@@ -16,9 +16,9 @@ import shlex
 from collections.abc import Mapping
 
 import jinja2
-from image_builder_contract import platforms, rules
 
 from github_runner_image_builder import marker
+from image_builder_contract import platforms, rules
 
 # The steps the script runs, in order; a failure marker names one of them. `proxy` and `script`
 # run only when a proxy or a script URL is given.
@@ -69,6 +69,7 @@ _SERIAL_CONSOLE: Mapping[str, str] = {"amd64": "/dev/ttyS0", "arm64": "/dev/ttyA
 MAX_USER_DATA_BASE64 = 65535
 
 _NONCE = re.compile(r"[0-9a-f]{8,64}")
+
 
 @dataclasses.dataclass(frozen=True)
 class UserDataOptions:

@@ -21,7 +21,7 @@ def check_value(value: str) -> None:
 
 
 def command_line(cloud: str, command: str, options: Mapping[str, str]) -> tuple[str, ...]:
-    """Return `--os-cloud=CLOUD COMMAND --flag=value …`; options with an empty value are left out."""
+    """Return `--os-cloud=CLOUD COMMAND --flag=value …`, leaving out options with no value."""
     return (
         option("--os-cloud", cloud),
         command,

@@ -78,7 +78,7 @@ def secret_name_problem(name: str) -> str | None:
 
 
 def check_secret(name: str, value: str) -> None:
-    """Reject a script secret whose name is no usable variable name or whose value no shell holds."""
+    """Reject a script secret whose name is no usable variable or whose value no shell holds."""
     problem = secret_name_problem(name)
     if problem:
         raise ValueError(f"invalid script secret name {name!r}: it {problem}; rename it")
@@ -112,9 +112,7 @@ def secret_environment(content: Mapping[str, str]) -> dict[str, str]:
     for key, value in sorted(content.items()):
         name = secret_env_name(key)
         if name in keys_of:
-            raise SecretKeyError(
-                (keys_of[name], key), f"both become {name}; rename one of them"
-            )
+            raise SecretKeyError((keys_of[name], key), f"both become {name}; rename one of them")
         problem = secret_name_problem(name)
         if problem:
             raise SecretKeyError((key,), f"becomes {name}, which {problem}; rename it")
