@@ -91,9 +91,10 @@ def charm_verdict(
     except testing.ActionFailed as failure:
         expected = f"cannot build until the configuration is fixed: {option}: "
         assert failure.message.startswith(expected), failure.message
-        out = ctx.run(ctx.on.config_changed(), state)
-        assert isinstance(out.unit_status, testing.BlockedStatus)
-        assert out.unit_status.message.startswith(f"{option}: ")
+        assert failure.state is not None
+        status = failure.state.unit_status
+        assert isinstance(status, testing.BlockedStatus)
+        assert status.message.startswith(f"{option}: ")
         return False, None
     [request] = started
     return True, request
@@ -180,7 +181,10 @@ def test_charm_and_cli_agree_on_every_config_value(
     ("variable", "key"),
     [("JUJU_CHARM_HTTP_PROXY", "juju-http-proxy"), ("JUJU_CHARM_HTTPS_PROXY", "juju-https-proxy")],
 )
-@pytest.mark.parametrize("value", dict.fromkeys([*CORPUS, *EDGE_VALUES["proxy"]]))
+# No environment variable can hold a NUL byte, so Juju cannot hand the charm such a proxy.
+@pytest.mark.parametrize(
+    "value", [v for v in dict.fromkeys([*CORPUS, *EDGE_VALUES["proxy"]]) if "\0" not in v]
+)
 def test_charm_and_cli_agree_on_every_model_proxy(
     ctx: Ctx,
     machine: Machine,
@@ -191,8 +195,6 @@ def test_charm_and_cli_agree_on_every_model_proxy(
     key: str,
     value: str,
 ) -> None:
-    if "\0" in value:
-        pytest.skip("no environment variable can hold a NUL byte, so Juju cannot set one")
     monkeypatch.setenv(variable, value)
     charm = charm_verdict(ctx, started, base_state(image_relation()), key)
     request = _agree(key, charm, _flag_argv("--proxy", value), {}, value)
