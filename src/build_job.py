@@ -9,19 +9,16 @@ from collections.abc import Mapping, Sequence
 
 import pydantic
 
+from image_builder_contract import cli_args, rules
+
 BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this cannot clash
-SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a secret
+SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
 BUILD_TIMEOUT = 2 * 60 * 60  # seconds the CLI may take; it cleans up after itself on timeout
 KILL_GRACE = 15 * 60  # the runner kills a CLI that overran its own timeout by this much
 # Builder resources older than this belong to no live build (the runner kills any CLI at
 # BUILD_TIMEOUT + KILL_GRACE), so the sweep before each build may delete them, even while a
 # build of another unit with the same prefix runs.
 LEFTOVER_AGE = 3 * 60 * 60
-PROXY_VARIABLES = {
-    "JUJU_CHARM_HTTP_PROXY": ("http_proxy", "HTTP_PROXY"),
-    "JUJU_CHARM_HTTPS_PROXY": ("https_proxy", "HTTPS_PROXY"),
-    "JUJU_CHARM_NO_PROXY": ("no_proxy", "NO_PROXY"),
-}
 
 
 class BuiltImage(pydantic.BaseModel):
@@ -131,53 +128,36 @@ class BuildCommandInput:
 
 def build_request(spec: BuildCommandInput) -> BuildRequest:
     """Return the CLI arguments for one build; secrets stay out of them, in the environment."""
-    args = [
-        "--os-cloud",
+    args = cli_args.command_line(
         BUILD_CLOUD,
         "build",
-        "--base",
-        ",".join(spec.bases),
-        "--arch",
-        spec.arch,
-        "--prefix",
-        spec.prefix,
-        "--upload-clouds",
-        ",".join(spec.upload_clouds),
-        "--keep-revisions",
-        str(spec.keep_revisions),
-        "--timeout",
-        str(BUILD_TIMEOUT),
-    ]
-    optional = {
-        "--flavor": spec.flavor,
-        "--network": spec.network,
-        "--runner-version": spec.runner_version,
-        "--script-url": spec.script_url,
-        "--proxy": spec.proxy,
-        "--protect": ",".join(sorted(set(spec.protect))),
-    }
-    for flag, value in optional.items():
-        if value:
-            args += [flag, value]
+        {
+            "--base": ",".join(spec.bases),
+            "--arch": spec.arch,
+            "--prefix": spec.prefix,
+            "--upload-clouds": ",".join(spec.upload_clouds),
+            "--keep-revisions": str(spec.keep_revisions),
+            "--timeout": str(BUILD_TIMEOUT),
+            "--flavor": spec.flavor,
+            "--network": spec.network,
+            "--runner-version": spec.runner_version,
+            "--script-url": spec.script_url,
+            "--proxy": spec.proxy,
+            "--protect": ",".join(sorted(set(spec.protect))),
+        },
+    )
     secret_env = {f"{SECRET_ENV_PREFIX}{k}": v for k, v in spec.script_secrets.items()}
     sweeps = tuple(
-        ("--os-cloud", cloud, "clean", "--prefix", spec.prefix, "--older-than", str(LEFTOVER_AGE))
+        cli_args.command_line(
+            cloud, "clean", {"--prefix": spec.prefix, "--older-than": str(LEFTOVER_AGE)}
+        )
         for cloud in dict.fromkeys((BUILD_CLOUD, *spec.upload_clouds))
     )
     return BuildRequest(
-        args=tuple(args),
+        args=args,
         sweeps=sweeps,
         secret_env=secret_env,
         fingerprint=spec.fingerprint,
         clouds=tuple(spec.upload_clouds),
         lookups=tuple(spec.lookups),
     )
-
-
-def proxy_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """Return the Juju model's proxy settings as the usual proxy variables."""
-    env: dict[str, str] = {}
-    for juju_name, names in PROXY_VARIABLES.items():
-        if value := environ.get(juju_name, ""):
-            env.update(dict.fromkeys(names, value))
-    return env

@@ -77,7 +77,8 @@ def look_up(args: argparse.Namespace) -> list[dict[str, str]] | None:
     """Return every looked-up image when all exist already, else None (then a build runs)."""
     found = []
     for lookup in args.lookups:
-        command = [args.cli[0], "--os-cloud", lookup["cloud"], "latest-build-id", lookup["name"]]
+        # `--os-cloud=ID`: one word, so no cloud id can read as an option (cli_args.option).
+        command = [args.cli[0], f"--os-cloud={lookup['cloud']}", "latest-build-id", lookup["name"]]
         try:
             done = call(command, args.lookup_timeout)
         except (OSError, subprocess.TimeoutExpired) as error:

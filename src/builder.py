@@ -48,7 +48,6 @@ from build_job import (
     BuildState,
     RunRecord,
     StartOutcome,
-    proxy_environment,
 )
 
 logger = logging.getLogger(__name__)
@@ -210,12 +209,12 @@ class Builder:
         self,
         paths: Paths,
         unit_name: str,
-        environ: Mapping[str, str],
+        proxy_env: Mapping[str, str],
         apt_install: Callable[[list[str]], object],
     ) -> None:
         self.paths = paths
         self.unit_name = unit_name
-        self._environ = environ
+        self._proxy_env = dict(proxy_env)  # the model's proxy, for the CLI's own API calls
         self._apt_install = apt_install
 
     # --- install ---------------------------------------------------------------------------
@@ -313,7 +312,7 @@ class Builder:
             "LANG": "C.UTF-8",
             "OS_CLIENT_CONFIG_FILE": str(self.paths.clouds_yaml),
         }
-        env.update(proxy_environment(self._environ))
+        env.update(self._proxy_env)
         return env
 
     @contextmanager

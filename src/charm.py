@@ -19,6 +19,7 @@ import image
 import metrics_service
 import state
 from charms.github_runner_image_builder.v0.image import CloudCredentials
+from image_builder_contract import names, platforms
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,11 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
+        self.proxy = state.ProxyConfig.from_env(os.environ)
         self.builder = builder.Builder(
             builder.default_paths(self.charm_dir, self.unit.name),
             self.unit.name,
-            os.environ,
+            self.proxy.environment(),
             apt_install=builder.apt_install,
         )
         self.images = image.ImageRelation(self)
@@ -102,7 +104,9 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         """Return the validated config, None when an option is bad (collect-status says which)."""
         if self._loaded is None:
             try:
-                self._loaded = state.load_config(self.config, self._read_secret)
+                self._loaded = state.load_config(
+                    self.config, self._read_secret, self.proxy, self.app.name
+                )
             except state.ConfigValidationError as errors:
                 self._loaded = errors
                 logger.warning("invalid configuration: %s", "; ".join(map(str, errors.errors)))
@@ -146,15 +150,14 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             build_job.BuildCommandInput(
                 bases=config.bases,
                 arch=config.arch,
-                prefix=self.app.name,
+                prefix=config.prefix,
                 upload_clouds=sorted(clouds),
                 keep_revisions=config.revision_history_limit,
                 flavor=config.flavor,
                 network=config.network,
                 runner_version=config.runner_version,
                 script_url=config.script_url,
-                proxy=os.environ.get("JUJU_CHARM_HTTP_PROXY")
-                or os.environ.get("JUJU_CHARM_HTTPS_PROXY", ""),
+                proxy=config.image_proxy,
                 protect=sorted(protect),
                 script_secrets={k: v.get_secret_value() for k, v in config.script_secrets.items()},
                 fingerprint=config.fingerprint(),
@@ -212,7 +215,9 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 cloud=cloud,
                 base=base,
                 arch=config.arch,
-                name=image.image_name(self.app.name, base, config.arch),
+                name=names.image_name(
+                    config.prefix, platforms.parse_base(base), platforms.parse_arch(config.arch)
+                ),
             )
             for cloud in clouds
             for base in image.missing(catalogue, cloud, config.bases, config.arch)

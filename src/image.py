@@ -29,11 +29,6 @@ def key(base: str, arch: str) -> str:
     return f"{base}/{arch}"
 
 
-def image_name(prefix: str, base: str, arch: str) -> str:
-    """Return the name every revision of an image carries (the CLI's naming rule)."""
-    return f"{prefix}-{base}-{arch}"
-
-
 def merge(catalogue: Mapping[str, Mapping[str, str]], images: Iterable[BuiltImage]) -> Catalogue:
     """Return the catalogue with newly built images replacing older ones."""
     merged = {cloud: dict(ids) for cloud, ids in catalogue.items()}

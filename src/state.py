@@ -1,50 +1,31 @@
 """Charm config and Juju secrets turned into typed, validated state.
 
 Nothing here touches the machine or the cloud. A bad or missing value raises InvalidConfigError
-naming the option and what is expected, which the charm shows as BlockedStatus.
+naming the option and what is expected, which the charm shows as BlockedStatus. Every value the
+CLI receives is checked with the CLI's own rules (image_builder_contract), so whatever the charm
+accepts, the CLI accepts too.
 """
 
 import functools
 import hashlib
 import json
-import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 
 import ops
 import pydantic
 
-# The charm cannot import the CLI's package (it lives in its own venv), so it keeps the few
-# words it must accept; the CLI's platforms module is the authority on what they mean.
-ARCHITECTURES: dict[str, str] = {
-    "amd64": "x64",
-    "x64": "x64",
-    "x86_64": "x64",
-    "arm64": "arm64",
-    "aarch64": "arm64",
-}
-BASES: dict[str, str] = {
-    "focal": "focal",
-    "20.04": "focal",
-    "jammy": "jammy",
-    "22.04": "jammy",
-    "noble": "noble",
-    "24.04": "noble",
-    "resolute": "resolute",
-    "26.04": "resolute",
-}
+from image_builder_contract import cli_args, names, platforms, rules
+
 BUILD_INTERVAL_RANGE = (1, 24)
 REVISION_HISTORY_RANGE = (2, 99)
-_RUNNER_VERSION = re.compile(r"^v?(\d+\.\d+\.\d+)$")
-# Juju secret keys are lowercase letters, digits and dashes; env names must be shell-safe.
-_SECRET_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-
-# Environment names the build script or its shell depends on; the CLI refuses them as secrets
-# (app/.../userdata.py), so the charm says so before a build instead of failing one.
-RESERVED_SECRET_NAMES = frozenset(
-    {"PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH"}
-)
-RESERVED_SECRET_PREFIXES = ("GRIB_", "BASH_")
+# Juju's model proxy reaches the charm in these variables, each set by one model-config key; the
+# CLI's own process (its OpenStack API calls) gets them as the usual proxy variables.
+PROXY_SETTINGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "JUJU_CHARM_HTTP_PROXY": ("juju-http-proxy", ("http_proxy", "HTTP_PROXY")),
+    "JUJU_CHARM_HTTPS_PROXY": ("juju-https-proxy", ("https_proxy", "HTTPS_PROXY")),
+    "JUJU_CHARM_NO_PROXY": ("juju-no-proxy", ("no_proxy", "NO_PROXY")),
+}
 
 ConfigValue = bool | int | float | str
 SecretReader = Callable[[str], dict[str, str]]
@@ -82,6 +63,45 @@ class BuildCloud(pydantic.BaseModel):
     username: str
 
 
+class ProxyConfig(pydantic.BaseModel):
+    """Juju's model proxy (model config juju-http-proxy, juju-https-proxy, juju-no-proxy)."""
+
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    # The environment variable each value came from -> its value; unset ones are left out.
+    settings: dict[str, str] = {}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "ProxyConfig":
+        """Return the model's proxy as the charm's environment gives it."""
+        return cls(settings={name: environ[name] for name in PROXY_SETTINGS if environ.get(name)})
+
+    def environment(self) -> dict[str, str]:
+        """Return the usual proxy variables, for the CLI's own process (its API calls)."""
+        env: dict[str, str] = {}
+        for name, value in self.settings.items():
+            env.update(dict.fromkeys(PROXY_SETTINGS[name][1], value))
+        return env
+
+    def for_image(self) -> str:
+        """Return the proxy the builder VM uses (http, else https), "" for none.
+
+        Raises InvalidConfigError naming the model-config key when the CLI would refuse it.
+        """
+        for name in ("JUJU_CHARM_HTTP_PROXY", "JUJU_CHARM_HTTPS_PROXY"):
+            if value := self.settings.get(name, "").strip():
+                key = PROXY_SETTINGS[name][0]
+                try:
+                    return rules.normalize_proxy(value)
+                except ValueError as exc:
+                    raise InvalidConfigError(
+                        key,
+                        f"{exc} (a build cannot use it); change the model config: "
+                        f"juju model-config {key}=http://<host>:<port>",
+                    ) from None
+        return ""
+
+
 class BuildConfig(pydantic.BaseModel):
     """Everything the charm's options say, validated and in the CLI's words."""
 
@@ -98,6 +118,8 @@ class BuildConfig(pydantic.BaseModel):
     # Environment variable name (without the CLI's prefix) -> value; never logged.
     script_secrets: dict[str, pydantic.SecretStr]
     build_cloud: BuildCloud
+    prefix: str  # of every image and builder name: the application's name
+    image_proxy: str = ""  # the proxy the builder VM uses (the CLI's --proxy); "" for none
 
     def fingerprint(self) -> str:
         """Return a digest of every setting that changes what an image contains.
@@ -148,26 +170,37 @@ def _int_in_range(
 
 
 def _arch(config: Mapping[str, ConfigValue]) -> str:
-    word = _text(config, "architecture").lower()
-    if word not in ARCHITECTURES:
-        raise InvalidConfigError("architecture", f"{word!r} is not supported; use amd64 or arm64")
-    return ARCHITECTURES[word]
+    word = _text(config, "architecture")
+    try:
+        arch = platforms.parse_arch(word)
+        platforms.check_runner_arch(arch)
+    except ValueError:
+        known = " or ".join(
+            a.ubuntu for a in platforms.ARCHES if a.github in platforms.RUNNER_ARCHES
+        )
+        raise InvalidConfigError(
+            "architecture", f"{word!r} is not supported; use {known}"
+        ) from None
+    return arch.github
 
 
 def _bases(config: Mapping[str, ConfigValue]) -> tuple[str, ...]:
-    words = [w.strip().lower() for w in _text(config, "base-image").split(",") if w.strip()]
+    words = rules.split_list(_text(config, "base-image"))
     if not words:
         raise InvalidConfigError("base-image", "is empty; set one or more releases, e.g. noble")
     bases: list[str] = []
     for word in words:
-        if word not in BASES:
-            known = ", ".join(k for k in BASES if not k[0].isdigit())
+        try:
+            base = platforms.parse_base(word)
+            platforms.check_runner_base(base)
+        except ValueError:
             raise InvalidConfigError(
                 "base-image",
-                f"unknown Ubuntu release {word!r}; use a codename or version of {known}",
-            )
-        if BASES[word] not in bases:
-            bases.append(BASES[word])
+                f"unknown Ubuntu release {word!r}; use a codename or version of "
+                f"{', '.join(platforms.RUNNER_BASES)}",
+            ) from None
+        if base.codename not in bases:
+            bases.append(base.codename)
     return tuple(bases)
 
 
@@ -175,12 +208,12 @@ def _runner_version(config: Mapping[str, ConfigValue]) -> str:
     word = _text(config, "runner-version")
     if not word:
         return ""
-    match = _RUNNER_VERSION.match(word)
-    if not match:
+    try:
+        return rules.normalize_runner_version(word)
+    except ValueError:
         raise InvalidConfigError(
             "runner-version", f"{word!r} is not a release number; use e.g. 2.321.0, or empty"
-        )
-    return match.group(1)
+        ) from None
 
 
 def _url(option: str, value: str, schemes: tuple[str, ...]) -> str:
@@ -193,7 +226,33 @@ def _url(option: str, value: str, schemes: tuple[str, ...]) -> str:
 
 def _script_url(config: Mapping[str, ConfigValue]) -> str:
     url = _text(config, "script-url")
-    return _url("script-url", url, ("https",)) if url else ""
+    if not url:
+        return ""
+    try:
+        rules.check_script_url(url)
+    except ValueError as exc:
+        raise InvalidConfigError("script-url", str(exc)) from None
+    return url
+
+
+def _argv_text(config: Mapping[str, ConfigValue], option: str) -> str:
+    """Return a free-text option the CLI takes as it is (flavor, network names)."""
+    value = _text(config, option)
+    try:
+        cli_args.check_value(value)
+    except ValueError as exc:
+        raise InvalidConfigError(option, str(exc)) from None
+    return value
+
+
+def _prefix(app_name: str) -> str:
+    try:
+        names.check_prefix(app_name)
+    except ValueError as exc:
+        raise InvalidConfigError(
+            "application name", f"{exc}; deploy the charm under such a name"
+        ) from None
+    return app_name
 
 
 def _secret(config: Mapping[str, ConfigValue], option: str, read: SecretReader) -> dict[str, str]:
@@ -217,20 +276,11 @@ def _script_secrets(
     if not _text(config, "script-secret-id"):
         return {}
     content = _secret(config, "script-secret-id", read)
-    env: dict[str, pydantic.SecretStr] = {}
-    for key, value in content.items():
-        if not _SECRET_KEY.match(key):
-            raise InvalidConfigError(
-                "script-secret-id", f"key {key!r} cannot be an environment variable name"
-            )
-        name = key.upper().replace("-", "_")
-        if name in RESERVED_SECRET_NAMES or name.startswith(RESERVED_SECRET_PREFIXES):
-            raise InvalidConfigError(
-                "script-secret-id",
-                f"key {key!r} becomes {name}, which the build reserves; rename it",
-            )
-        env[name] = pydantic.SecretStr(value)
-    return env
+    try:
+        env = rules.secret_environment(content)
+    except rules.SecretKeyError as exc:
+        raise InvalidConfigError("script-secret-id", str(exc)) from None
+    return {name: pydantic.SecretStr(value) for name, value in env.items()}
 
 
 def _build_cloud(config: Mapping[str, ConfigValue], read: SecretReader) -> BuildCloud:
@@ -284,8 +334,17 @@ def _build_cloud(config: Mapping[str, ConfigValue], read: SecretReader) -> Build
     )
 
 
-def load_config(config: Mapping[str, ConfigValue], read_secret: SecretReader) -> BuildConfig:
-    """Return the validated config, or raise ConfigValidationError listing every bad option."""
+def load_config(
+    config: Mapping[str, ConfigValue],
+    read_secret: SecretReader,
+    proxy: ProxyConfig,
+    app_name: str,
+) -> BuildConfig:
+    """Return the validated config, or raise ConfigValidationError listing every bad option.
+
+    The model's proxy and the application's name become CLI options too, so they are checked
+    here with the options.
+    """
     errors: list[InvalidConfigError] = []
     values: dict[str, object] = {}
     parsers: list[tuple[str, Callable[[], object]]] = [
@@ -302,15 +361,13 @@ def load_config(config: Mapping[str, ConfigValue], read_secret: SecretReader) ->
             ),
         ),
         ("runner_version", lambda: _runner_version(config)),
-        (
-            "script_url",
-            lambda: (
-                _text(config, "script-url")
-                and _url("script-url", _text(config, "script-url"), ("https",))
-            ),
-        ),
+        ("script_url", lambda: _script_url(config)),
+        ("flavor", lambda: _argv_text(config, "build-flavor")),
+        ("network", lambda: _argv_text(config, "build-network")),
         ("script_secrets", lambda: _script_secrets(config, read_secret)),
         ("build_cloud", lambda: _build_cloud(config, read_secret)),
+        ("image_proxy", proxy.for_image),
+        ("prefix", lambda: _prefix(app_name)),
     ]
     for field, parse in parsers:
         try:
@@ -321,6 +378,4 @@ def load_config(config: Mapping[str, ConfigValue], read_secret: SecretReader) ->
             errors.extend(many.errors)
     if errors:
         raise ConfigValidationError(errors)
-    values["flavor"] = _text(config, "build-flavor")
-    values["network"] = _text(config, "build-network")
     return BuildConfig.model_validate(values)

@@ -69,6 +69,13 @@ def test_durations(value: str, seconds: float) -> None:
     assert cli.parse_duration(value) == seconds
 
 
+@pytest.mark.parametrize("value", ["--", "-x", "--help", "--base=jammy"])
+def test_an_option_value_that_looks_like_an_option_stays_a_value(value: str) -> None:
+    args = cli.build_parser().parse_args(["build", f"--flavor={value}", f"--network={value}"])
+    assert (args.flavor, args.network) == (value, value)
+    assert [b.codename for b in args.base] == ["noble"]
+
+
 def test_os_cloud_after_the_command_and_defaults() -> None:
     args = cli.build_parser().parse_args(["build", "--os-cloud", "c"])
     assert args.os_cloud == "c"
@@ -146,7 +153,7 @@ def test_bad_secret_variable_name_is_a_usage_error(capsys: pytest.CaptureFixture
         env = {"IMAGE_BUILDER_SECRET_A-B": "x"}
         cli.main(["user-data"], env=env, deps=cli.Deps(render=render))
     assert exc.value.code == 2
-    assert "IMAGE_BUILDER_SECRET_A-B: 'A-B' is not a valid shell variable name" in (
+    assert "IMAGE_BUILDER_SECRET_A-B: 'A-B' is not a shell variable name" in (
         capsys.readouterr().err
     )
 

@@ -11,9 +11,11 @@ import pytest
 
 from app.tests.fakes import hostile_values
 from github_runner_image_builder import marker, platforms, userdata
+from image_builder_contract import platforms as contract_platforms
+from image_builder_contract import rules
 
 NONCE = "0123456789abcdef"
-BASES = [platforms.parse_base(name) for name in userdata.SUPPORTED_BASES]
+BASES = [platforms.parse_base(name) for name in contract_platforms.RUNNER_BASES]
 ARCHES = [platforms.parse_arch("x64"), platforms.parse_arch("arm64")]
 HOSTILE = hostile_values(NONCE)
 
@@ -179,7 +181,7 @@ def test_values_are_normalised() -> None:
     ],
 )
 def test_proxy_forms(proxy: str, expected: str) -> None:
-    assert userdata.normalize_proxy(proxy) == expected
+    assert rules.normalize_proxy(proxy) == expected
 
 
 def test_secrets_are_rendered_only_for_a_script() -> None:

@@ -27,6 +27,7 @@ from ops import testing
 
 import build_job
 import builder
+import state
 from charm import GithubRunnerImageBuilderCharm
 from lcloud import builds, cli, guest, mirror
 from lcloud.cloud import LocalCloud
@@ -48,7 +49,8 @@ with open({calls!r}, "a") as calls:
 
 CLI_WRAPPER = """#!/bin/sh
 # The unit's route to cloud-images.ubuntu.com: builds read the loopback mirror instead.
-if [ "${{3:-}}" = build ]; then exec {cli} "$@" --cloud-images-url {url}; fi
+# The charm writes `--os-cloud=NAME COMMAND ...`, so the command is the second word.
+if [ "${{2:-}}" = build ]; then exec {cli} "$@" --cloud-images-url={url}; fi
 exec {cli} "$@"
 """
 
@@ -115,7 +117,7 @@ def machine(
         sha256 = images.publish("noble", "amd64")
         got = Machine(tmp_path / "machine", images.url, sha256)
         monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: got.paths)
-        for name in build_job.PROXY_VARIABLES:
+        for name in state.PROXY_SETTINGS:
             monkeypatch.delenv(name, raising=False)
         yield got
         # Never leave a build behind: a failed test lets the build end, or stops it.
@@ -298,7 +300,7 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
 
     # 6. The rebuild was told to protect what is published, and nothing was left behind.
     log = machine.paths.build_log.read_text(errors="replace")
-    protect = log.split(f"build {second} starting: ", 1)[1].splitlines()[0].split("--protect ")[1]
+    protect = log.split(f"build {second} starting: ", 1)[1].splitlines()[0].split("--protect=")[1]
     assert set(protect.split()[0].split(",")) == {i.id for i in result.images}
     assert not [secret for secret in _secrets(cloud) if secret in log]
     assert _leftovers(cloud) == []

@@ -6,6 +6,7 @@ exercised for real: it forks, holds the lock, runs the "CLI", writes the result 
 "juju-exec", which records the call so the test can dispatch the event into Scenario.
 """
 
+import argparse
 import dataclasses
 import json
 import time
@@ -17,6 +18,7 @@ from ops import testing
 
 import builder
 from charm import GithubRunnerImageBuilderCharm
+from github_runner_image_builder.cli import build_parser
 
 SRC = Path(__file__).parents[2] / "src"
 PASSWORD = "build-cloud-pw-7f3a9"  # noqa: S105 - test value; checked to never reach a log
@@ -36,14 +38,16 @@ secrets = {{k: v for k, v in os.environ.items() if k.startswith("IMAGE_BUILDER_S
 env = {{k: os.environ.get(k, "") for k in ("OS_CLIENT_CONFIG_FILE", "http_proxy", "HTTPS_PROXY")}}
 with (home / "cli-calls.jsonl").open("a") as calls:
     calls.write(json.dumps({{"argv": argv, "secrets": secrets, "env": env}}) + "\\n")
-command = argv[2]
+# The charm writes `--os-cloud=NAME COMMAND --flag=value ...`.
+cloud, command = argv[0].split("=", 1)[1], argv[1]
 if command == "clean":
     print(json.dumps({{"servers": [], "security_groups": [], "images": [], "errors": []}}))
     sys.exit(0)
 if command == "latest-build-id":
-    print(plan.get("latest", {{}}).get(argv[1] + "/" + argv[3], ""))
+    print(plan.get("latest", {{}}).get(cloud + "/" + argv[2], ""))
     sys.exit(0)
-opts = dict(zip(argv[3::2], argv[4::2]))
+opts = dict(arg.split("=", 1) for arg in argv[2:])
+opts.setdefault("--upload-clouds", "")
 build = plan.get("build", {{}})
 if build.get("wait"):
     (home / "build-waiting").touch()
@@ -102,7 +106,7 @@ class Machine:
         return [json.loads(line) for line in lines]
 
     def build_calls(self) -> list[dict[str, Any]]:
-        return [c for c in self.cli_calls() if c["argv"][2] == "build"]
+        return [c for c in self.cli_calls() if c["argv"][1] == "build"]
 
     def juju_exec_calls(self) -> list[list[str]]:
         calls = self.home / "juju-exec-calls.jsonl"
@@ -119,6 +123,11 @@ class Machine:
 
     def wait_for_build_waiting(self) -> None:
         wait_until((self.home / "build-waiting").exists)
+
+
+def cli_args(argv: list[str]) -> argparse.Namespace:
+    """Return a command line the charm wrote, as the real CLI's parser reads it."""
+    return build_parser().parse_args(argv)
 
 
 def build_running(paths: builder.Paths) -> bool:

@@ -11,9 +11,9 @@ from ops import testing
 # Test modules import charm_helpers from this folder (pytest runs with importlib mode).
 sys.path.insert(0, str(Path(__file__).parent))
 
-import build_job
 import builder
 import metrics_service
+import state
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     FAKE_CLI,
@@ -40,7 +40,7 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine
     monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: paths)
     monkeypatch.setattr(builder, "apt_install", apt_calls.append)
     _fake_systemd(home, monkeypatch)
-    for name in build_job.PROXY_VARIABLES:
+    for name in state.PROXY_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     got = Machine(home=home, paths=paths, apt_calls=apt_calls)
     yield got

@@ -21,8 +21,8 @@ import builder
 paths = builder.Paths(**{{k: Path(v) for k, v in json.loads({paths!r}).items()}})
 b = builder.Builder(paths, {unit!r}, {{}}, apt_install=lambda _: None)
 request = build_job.BuildRequest(
-    args=("--os-cloud", "builder", "build", "--base", "noble", "--arch", "x64",
-          "--prefix", "p", "--upload-clouds", "c_u"),
+    args=("--os-cloud=builder", "build", "--base=noble", "--arch=x64", "--prefix=p",
+          "--upload-clouds=c_u"),
     secret_env={{}},
     fingerprint="f",
 )

@@ -11,6 +11,7 @@ from charm_helpers import (
     UNIT,
     Machine,
     base_state,
+    cli_args,
     emit,
     image_relation,
     password_secret,
@@ -57,11 +58,12 @@ def test_build_started_then_finished_publishes(ctx: Ctx, machine: Machine) -> No
         [UNIT, "JUJU_DISPATCH_PATH=hooks/build-finished", "./dispatch"]
     ]
     argv = machine.build_calls()[0]["argv"]
-    assert argv[:3] == ["--os-cloud", "builder", "build"]
-    assert argv[argv.index("--upload-clouds") + 1] == "runners_runner"
-    assert argv[argv.index("--keep-revisions") + 1] == "5"
-    assert argv[argv.index("--prefix") + 1] == "github-runner-image-builder"
-    assert "--protect" not in argv  # nothing is published yet
+    assert argv[:2] == ["--os-cloud=builder", "build"]
+    args = cli_args(argv)
+    assert args.upload_clouds == ["runners_runner"]
+    assert args.keep_revisions == 5
+    assert args.prefix == "github-runner-image-builder"
+    assert args.protect == []  # nothing is published yet
 
     out = emit(ctx, out, "build_finished")
     assert _published(out, relation) == {
@@ -129,7 +131,7 @@ def test_trigger_while_running_queues_one_follow_up(ctx: Ctx, machine: Machine) 
     assert _published(state, relation)["id"] == "img-runners_runner-noble-2"
     # The follow-up protected the image the first build published.
     argv = machine.build_calls()[1]["argv"]
-    assert argv[argv.index("--protect") + 1] == "img-runners_runner-noble-1"
+    assert cli_args(argv).protect == ["img-runners_runner-noble-1"]
     assert len(machine.build_calls()) == 2
 
 
@@ -239,7 +241,7 @@ def test_image_settings_change_rebuilds_but_schedule_change_does_not(
     ctx.run(ctx.on.config_changed(), base_state(relation, **{"runner-version": "2.321.0"}))
     machine.wait_for_callbacks(2)
     argv = machine.build_calls()[1]["argv"]
-    assert argv[argv.index("--runner-version") + 1] == "2.321.0"
+    assert cli_args(argv).runner_version == "2.321.0"
 
 
 def test_script_secret_reaches_the_cli_only_through_its_environment(
@@ -259,8 +261,8 @@ def test_script_secret_reaches_the_cli_only_through_its_environment(
     assert call["secrets"] == {"IMAGE_BUILDER_SECRET_API_TOKEN": SCRIPT_SECRET}
     assert SCRIPT_SECRET not in " ".join(call["argv"])
     argv = call["argv"]
-    assert argv[argv.index("--script-url") + 1] == "https://example.com/setup.sh"
-    assert argv[argv.index("--proxy") + 1] == "http://proxy.internal:3128"
+    assert cli_args(argv).script_url == "https://example.com/setup.sh"
+    assert cli_args(argv).proxy == "http://proxy.internal:3128"
     assert call["env"]["http_proxy"] == "http://proxy.internal:3128"
     assert call["env"]["OS_CLIENT_CONFIG_FILE"] == str(machine.paths.clouds_yaml)
     assert SCRIPT_SECRET not in machine.paths.build_log.read_text()
@@ -286,7 +288,7 @@ def test_base_change_keeps_the_old_image_published_until_the_new_one_exists(
     # While jammy builds, the runners keep booting the noble image.
     assert _published(state, relation)["id"] == "img-runners_runner-noble-1"
     argv = machine.build_calls()[1]["argv"]
-    assert argv[argv.index("--protect") + 1] == "img-runners_runner-noble-1"
+    assert cli_args(argv).protect == ["img-runners_runner-noble-1"]
 
     machine.plan(build={})
     machine.release()

@@ -4,7 +4,14 @@ import pytest
 from ops import testing
 
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import Machine, base_state, image_relation, password_secret, valid_config
+from charm_helpers import (
+    Machine,
+    base_state,
+    cli_args,
+    image_relation,
+    password_secret,
+    valid_config,
+)
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 
@@ -25,9 +32,15 @@ BAD_VALUES = [
     (
         "script-url",
         "http://example.com/s.sh",
-        "script-url: 'http://example.com/s.sh' is not a URL",
+        "script-url: invalid script URL 'http://example.com/s.sh': expected https://host/path",
     ),
-    ("script-url", "example.com/s.sh", "script-url: 'example.com/s.sh' is not a URL starting"),
+    ("script-url", "example.com/s.sh", "script-url: invalid script URL 'example.com/s.sh'"),
+    ("script-url", "https://u:pw@example.com/s.sh", "script-url: invalid script URL: it carries"),
+    ("script-url", "https://example.com/my script.sh", "script-url: invalid script URL"),
+    ("architecture", "s390x", "architecture: 's390x' is not supported; use amd64 or arm64"),
+    ("runner-version", "\u0662.321.0", "runner-version: '\u0662.321.0' is not a release"),
+    ("build-flavor", "small\0", "build-flavor: it contains a NUL byte"),
+    ("build-network", "\0", "build-network: it contains a NUL byte"),
     ("openstack-auth-url", "", "openstack-auth-url: is empty; set it, e.g. https://"),
     ("openstack-auth-url", "keystone:5000/v3", "openstack-auth-url: 'keystone:5000/v3' is not"),
     ("openstack-password-secret", None, "openstack-password-secret: is empty"),
@@ -86,7 +99,8 @@ def test_script_secret_key_that_is_no_variable_name_blocks(ctx: Ctx, machine: Ma
     )
     out = ctx.run(ctx.on.config_changed(), state)
     assert out.unit_status == testing.BlockedStatus(
-        "script-secret-id: key '9lives' cannot be an environment variable name"
+        "script-secret-id: key '9lives' becomes 9LIVES, which is not a shell variable name "
+        "(letters, digits and underscores, not starting with a digit); rename it"
     )
 
 
@@ -103,7 +117,94 @@ def test_script_secret_key_the_build_reserves_blocks(
     )
     out = ctx.run(ctx.on.config_changed(), state)
     assert out.unit_status == testing.BlockedStatus(
-        f"script-secret-id: key {key!r} becomes {name}, which the build reserves; rename it"
+        f"script-secret-id: key {key!r} becomes {name}, which is reserved by the shell or the "
+        "build script; rename it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        (("api-token", "api_token"), "'api-token' and 'api_token'"),
+        (("a-b", "A-B"), "'A-B' and 'a-b'"),
+    ],
+)
+def test_secret_keys_that_become_one_variable_block_naming_both(
+    ctx: Ctx, machine: Machine, keys: tuple[str, str], named: str
+) -> None:
+    secret = password_secret()
+    bad = testing.Secret(tracked_content=dict.fromkeys(keys, "x"))
+    state = testing.State(
+        config=valid_config(secret, **{"script-secret-id": bad.id}),
+        secrets={secret, bad},
+        relations={image_relation()},
+    )
+    out = ctx.run(ctx.on.config_changed(), state)
+    name = keys[0].upper().replace("-", "_")
+    assert out.unit_status == testing.BlockedStatus(
+        f"script-secret-id: keys {named} both become {name}; rename one of them"
+    )
+    assert machine.cli_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "key", "value", "problem"),
+    [
+        (
+            "JUJU_CHARM_HTTP_PROXY",
+            "juju-http-proxy",
+            "http://user:hunter2@squid.internal:3128",
+            "invalid proxy 'http://***@squid.internal:3128': it carries credentials",
+        ),
+        (
+            "JUJU_CHARM_HTTPS_PROXY",
+            "juju-https-proxy",
+            "http://squid.internal:3128/path",
+            "invalid proxy 'http://squid.internal:3128/path': it has a path",
+        ),
+        ("JUJU_CHARM_HTTP_PROXY", "juju-http-proxy", "socks5://s:1080", "scheme 'socks5'"),
+    ],
+)
+def test_model_proxy_the_cli_refuses_blocks_naming_the_model_config_key(
+    ctx: Ctx,
+    machine: Machine,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    key: str,
+    value: str,
+    problem: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    out = ctx.run(ctx.on.config_changed(), base_state(image_relation()))
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    message = out.unit_status.message
+    assert message.startswith(f"{key}: ")
+    assert problem in message
+    assert message.endswith(
+        f"change the model config: juju model-config {key}=http://<host>:<port>"
+    )
+    assert "hunter2" not in message
+    assert machine.cli_calls() == []
+
+
+def test_usable_model_proxy_reaches_the_cli_normalised(
+    ctx: Ctx, machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUJU_CHARM_HTTPS_PROXY", "squid.internal:3128")
+    ctx.run(ctx.on.action("run"), base_state(image_relation()))
+    machine.wait_for_callbacks(1)
+    call = machine.build_calls()[0]
+    assert cli_args(call["argv"]).proxy == "http://squid.internal:3128"
+    assert call["env"]["HTTPS_PROXY"] == "squid.internal:3128"
+
+
+def test_application_name_the_cli_refuses_as_prefix_blocks(machine: Machine) -> None:
+    name = "a" * 61
+    ctx = testing.Context(GithubRunnerImageBuilderCharm, app_name=name, unit_id=0)
+    out = ctx.run(ctx.on.config_changed(), base_state(image_relation()))
+    assert out.unit_status == testing.BlockedStatus(
+        f"application name: prefix {name!r} must be 1-60 letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit; deploy the charm under such a name"
     )
 
 
@@ -146,7 +247,7 @@ def test_base_words_reach_the_cli_as_codenames(
     ctx.run(ctx.on.action("run"), base_state(image_relation(), **{"base-image": words}))
     machine.wait_for_callbacks(1)
     argv = machine.build_calls()[0]["argv"]
-    assert argv[argv.index("--base") + 1] == ",".join(bases)
+    assert [b.codename for b in cli_args(argv).base] == bases
 
 
 @pytest.mark.parametrize(
@@ -158,4 +259,4 @@ def test_architecture_reaches_the_cli_in_github_words(
     ctx.run(ctx.on.action("run"), base_state(image_relation(), architecture=word))
     machine.wait_for_callbacks(1)
     argv = machine.build_calls()[0]["argv"]
-    assert argv[argv.index("--arch") + 1] == github
+    assert [a.github for a in cli_args(argv).arch] == [github]

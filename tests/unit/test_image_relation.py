@@ -5,7 +5,7 @@ import json
 from ops import testing
 
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import Machine, base_state, emit, image_relation
+from charm_helpers import Machine, base_state, cli_args, emit, image_relation
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 PREFIX = "github-runner-image-builder"
@@ -30,8 +30,8 @@ def test_existing_images_are_published_without_a_build(ctx: Ctx, machine: Machin
     machine.wait_for_callbacks(1)
     lookups = [c["argv"] for c in machine.cli_calls()]
     assert lookups == [
-        ["--os-cloud", "runners_runner", "latest-build-id", f"{PREFIX}-jammy-x64"],
-        ["--os-cloud", "runners_runner", "latest-build-id", f"{PREFIX}-noble-x64"],
+        ["--os-cloud=runners_runner", "latest-build-id", f"{PREFIX}-jammy-x64"],
+        ["--os-cloud=runners_runner", "latest-build-id", f"{PREFIX}-noble-x64"],
     ]
     out = emit(ctx, out, "build_finished")
     assert _published(out, relation) == {
@@ -55,7 +55,7 @@ def test_new_cloud_without_all_images_gets_a_build(ctx: Ctx, machine: Machine) -
     out = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
     machine.wait_for_callbacks(1)
     calls = machine.cli_calls()
-    assert [c["argv"][2] for c in calls] == [
+    assert [c["argv"][1] for c in calls] == [
         "latest-build-id",
         "latest-build-id",
         "clean",
@@ -65,11 +65,11 @@ def test_new_cloud_without_all_images_gets_a_build(ctx: Ctx, machine: Machine) -
     # Before building, what crashed builds left (older than any live build) is swept away in
     # the build cloud and in every upload cloud.
     assert [c["argv"] for c in calls[2:4]] == [
-        ["--os-cloud", cloud, "clean", "--prefix", PREFIX, "--older-than", "10800"]
+        [f"--os-cloud={cloud}", "clean", f"--prefix={PREFIX}", "--older-than=10800"]
         for cloud in ("builder", "runners_runner")
     ]
     argv = machine.build_calls()[0]["argv"]
-    assert argv[argv.index("--upload-clouds") + 1] == "runners_runner"
+    assert cli_args(argv).upload_clouds == ["runners_runner"]
     out = emit(ctx, out, "build_finished")
     assert json.loads(_published(out, relation)["images"]) == [
         {"id": "img-runners_runner-jammy-1", "tags": "x64,jammy"},
@@ -109,7 +109,7 @@ def test_two_requirer_clouds_each_get_their_own_ids(ctx: Ctx, machine: Machine) 
     state = ctx.run(ctx.on.action("run"), base_state(alpha, beta))
     machine.wait_for_callbacks(1)
     argv = machine.build_calls()[0]["argv"]
-    assert argv[argv.index("--upload-clouds") + 1] == "alpha_bot,beta_bot"
+    assert cli_args(argv).upload_clouds == ["alpha_bot", "beta_bot"]
     state = emit(ctx, state, "build_finished")
     assert _published(state, alpha)["id"] == "img-alpha_bot-noble-1"
     assert _published(state, beta)["id"] == "img-beta_bot-noble-1"

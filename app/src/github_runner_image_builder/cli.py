@@ -19,15 +19,14 @@ from typing import NoReturn, TypeVar
 
 from github_runner_image_builder import cloudimages, marker, platforms, userdata
 from github_runner_image_builder.cloud import Cloud
+from image_builder_contract import names, rules
 
 logger = logging.getLogger(__name__)
 
 PROG = "github-runner-image-builder"
-SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a secret
-DEFAULT_PREFIX = "github-runner-image-builder"
+SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
+DEFAULT_PREFIX = names.DEFAULT_PREFIX
 CLOUD_COMMANDS = ("build", "latest-build-id", "init", "clean")
-_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
 _T = TypeVar("_T")
 
@@ -42,6 +41,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Print one line naming the problem, and exit 2."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> object:
+        # `--flag=--` gives the option the value "--"; argparse before 3.13 takes it for the
+        # end-of-options marker and leaves the option empty (a flavor "--" became no flavor).
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
 
 
 # Option value types: each raises ArgumentTypeError with a message naming the fix.
@@ -59,7 +67,7 @@ def _checked(check: Callable[[str], _T]) -> Callable[[str], _T]:
 
 
 def _comma_list(value: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
+    items = rules.split_list(value)
     if not items:
         raise argparse.ArgumentTypeError("expected a comma-separated list, got nothing")
     return items
@@ -67,7 +75,7 @@ def _comma_list(value: str) -> list[str]:
 
 def _optional_list(value: str) -> list[str]:
     # An empty value means none, so a caller can always pass the option.
-    return [v.strip() for v in value.split(",") if v.strip()]
+    return rules.split_list(value)
 
 
 @_checked
@@ -90,12 +98,9 @@ def _arch(value: str) -> platforms.Arch:
     return platforms.parse_arch(value)
 
 
+@_checked
 def _prefix(value: str) -> str:
-    if not _PREFIX.match(value):
-        raise argparse.ArgumentTypeError(
-            f"prefix {value!r} must be 1-60 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    names.check_prefix(value)
     return value
 
 
@@ -115,21 +120,21 @@ def parse_duration(value: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-# The user-data module owns what a valid runner version, script URL and proxy are.
+# The contract owns what a valid runner version, script URL and proxy are (the charm uses it).
 @_checked
 def _runner_version(value: str) -> str:
-    return userdata.normalize_runner_version(value)
+    return rules.normalize_runner_version(value)
 
 
 @_checked
 def _script_url(value: str) -> str:
-    userdata.check_script_url(value)
+    rules.check_script_url(value)
     return value
 
 
 @_checked
 def _proxy(value: str) -> str:
-    userdata.normalize_proxy(value)
+    rules.normalize_proxy(value)
     return value
 
 
@@ -144,10 +149,9 @@ def script_secrets(env: Mapping[str, str]) -> dict[str, str]:
     for name, value in env.items():
         if name.startswith(SECRET_ENV_PREFIX):
             key = name[len(SECRET_ENV_PREFIX) :]
-            if not _ENV_NAME.match(key):
-                raise UsageError(
-                    f"environment variable {name}: {key!r} is not a valid shell variable name"
-                )
+            problem = rules.secret_name_problem(key)
+            if problem:
+                raise UsageError(f"environment variable {name}: {key!r} {problem}")
             secrets[key] = value
     return secrets
 

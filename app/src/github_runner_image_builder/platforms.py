@@ -1,69 +1,30 @@
-"""Ubuntu bases and CPU architectures, and the words each party uses for them.
+"""The CLI's name for the shared words of bases, architectures and image names.
 
-Ubuntu's cloud images say amd64/arm64, Glance's `architecture` property says x86_64/aarch64,
-GitHub's runner releases and labels say x64/arm64. This module is the one place that maps them.
+They are defined once, in `image_builder_contract` (which the charm ships too); this module
+only lets the CLI's modules keep saying `platforms.parse_base`.
 """
 
-import dataclasses
-
-
-@dataclasses.dataclass(frozen=True)
-class Arch:
-    """One CPU architecture under each party's name."""
-
-    ubuntu: str
-    glance: str
-    github: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Base:
-    """One Ubuntu release."""
-
-    codename: str
-    version: str
-
-
-ARCHES: tuple[Arch, ...] = (
-    Arch(ubuntu="amd64", glance="x86_64", github="x64"),
-    Arch(ubuntu="arm64", glance="aarch64", github="arm64"),
-    Arch(ubuntu="s390x", glance="s390x", github="s390x"),
-    Arch(ubuntu="ppc64el", glance="ppc64le", github="ppc64le"),
+from image_builder_contract.names import base_image_name, image_name
+from image_builder_contract.platforms import (
+    ARCHES,
+    BASES,
+    Arch,
+    Base,
+    check_runner_arch,
+    check_runner_base,
+    parse_arch,
+    parse_base,
 )
 
-BASES: tuple[Base, ...] = (
-    Base(codename="focal", version="20.04"),
-    Base(codename="jammy", version="22.04"),
-    Base(codename="noble", version="24.04"),
-    Base(codename="resolute", version="26.04"),
-)
-
-
-def parse_arch(word: str) -> Arch:
-    """Return the architecture any party's word names (x64, amd64, x86_64, arm64, aarch64 …)."""
-    wanted = word.strip().lower()
-    for arch in ARCHES:
-        if wanted in (arch.ubuntu, arch.glance, arch.github):
-            return arch
-    known = ", ".join(f"{a.github}/{a.ubuntu}" for a in ARCHES)
-    raise ValueError(f"unknown architecture {word!r}; expected one of {known}")
-
-
-def parse_base(word: str) -> Base:
-    """Return the Ubuntu release a codename or version names (noble, 24.04 …)."""
-    wanted = word.strip().lower()
-    for base in BASES:
-        if wanted in (base.codename, base.version):
-            return base
-    known = ", ".join(f"{b.codename}/{b.version}" for b in BASES)
-    raise ValueError(f"unknown Ubuntu base {word!r}; expected one of {known}")
-
-
-def image_name(prefix: str, base: Base, arch: Arch) -> str:
-    """Return the name every revision of this (base, arch) image carries."""
-    return f"{prefix}-{base.codename}-{arch.github}"
-
-
-def base_image_name(prefix: str, base: Base, arch: Arch) -> str:
-    """Return the name of the Ubuntu cloud image the builds of (base, arch) boot from."""
-    return f"{prefix}-base-{base.codename}-{arch.ubuntu}"
+__all__ = [
+    "ARCHES",
+    "BASES",
+    "Arch",
+    "Base",
+    "base_image_name",
+    "check_runner_arch",
+    "check_runner_base",
+    "image_name",
+    "parse_arch",
+    "parse_base",
+]

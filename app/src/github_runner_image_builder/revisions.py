@@ -7,6 +7,8 @@ import dataclasses
 import datetime
 from collections.abc import Collection, Sequence
 
+from image_builder_contract import names
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageRecord:
@@ -96,7 +98,7 @@ def leftovers(
     whose name starts with `<prefix>-`. Active images are never touched here: pruning them is
     `build`'s job, with the revision count and the protected IDs.
     """
-    builder = f"{prefix}-builder-"
+    builder = names.builder_prefix(prefix)
     stuck = [
         i
         for i in images

@@ -24,6 +24,7 @@ from github_runner_image_builder import revisions as rev
 from github_runner_image_builder.cloud import Cloud, ImageInfo
 from github_runner_image_builder.pipeline import Step
 from github_runner_image_builder.report import Failure, ImageResult
+from image_builder_contract import names
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def _redact(text: str, secrets: Mapping[str, str]) -> str:
 
 
 def _name(options: BuildOptions, state: BuildState, kind: str) -> str:
-    return f"{options.prefix}-{kind}-{state.base.codename}-{state.arch.github}-{state.nonce}"
+    return names.resource_name(options.prefix, kind, state.base, state.arch, state.nonce)
 
 
 @dataclasses.dataclass

@@ -13,12 +13,12 @@ import base64
 import dataclasses
 import re
 import shlex
-import urllib.parse
 from collections.abc import Mapping
 
 import jinja2
 
-from github_runner_image_builder import marker, platforms
+from github_runner_image_builder import marker
+from image_builder_contract import platforms, rules
 
 # The steps the script runs, in order; a failure marker names one of them. `proxy` and `script`
 # run only when a proxy or a script URL is given.
@@ -59,7 +59,6 @@ PACKAGES: tuple[str, ...] = (
 )
 HOSTNAME = "github-runner"
 
-SUPPORTED_BASES: tuple[str, ...] = ("focal", "jammy", "noble", "resolute")
 # focal's archive has no gh and jammy's is years old (2.4): use cli.github.com's repository.
 _GH_FROM_GITHUB: frozenset[str] = frozenset({"focal", "jammy"})
 # The serial port a Nova (libvirt) console log records, per architecture: ttyS0 on x86, the
@@ -69,18 +68,7 @@ _SERIAL_CONSOLE: Mapping[str, str] = {"amd64": "/dev/ttyS0", "arm64": "/dev/ttyA
 # Nova rejects user-data longer than 65535 bytes once base64-encoded.
 MAX_USER_DATA_BASE64 = 65535
 
-_VERSION = re.compile(r"v?([0-9]+\.[0-9]+\.[0-9]+)")
 _NONCE = re.compile(r"[0-9a-f]{8,64}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
-_IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
-# Names the script or the shell itself depends on: a secret may not replace them.
-_RESERVED_NAMES: frozenset[str] = frozenset(
-    {"PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH"}
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,126 +97,22 @@ class UserDataOptions:
 
     def __post_init__(self) -> None:
         """Reject options the script could not use, naming the option and the fix."""
-        if self.base.codename not in SUPPORTED_BASES:
-            raise ValueError(
-                f"unsupported base {self.base.codename!r}; "
-                f"the user-data supports {', '.join(SUPPORTED_BASES)}"
-            )
-        if self.arch.ubuntu not in _SERIAL_CONSOLE:
-            raise ValueError(
-                f"unsupported architecture {self.arch.github!r}: GitHub publishes Actions runner "
-                "builds for x64 and arm64 only"
-            )
+        platforms.check_runner_base(self.base)
+        platforms.check_runner_arch(self.arch)
         if not _NONCE.fullmatch(self.nonce):
             raise ValueError(
                 f"invalid nonce {self.nonce!r}: expected 8-64 lowercase hex digits "
                 "(use marker.new_nonce())"
             )
+        # The option rules live in the contract, which the charm applies too.
         if self.runner_version is not None:
-            normalize_runner_version(self.runner_version)
+            rules.normalize_runner_version(self.runner_version)
         if self.script_url is not None:
-            check_script_url(self.script_url)
+            rules.check_script_url(self.script_url)
         for name, value in self.script_secrets.items():
-            check_secret(name, value)
+            rules.check_secret(name, value)
         if self.proxy is not None:
-            normalize_proxy(self.proxy)
-
-
-def normalize_runner_version(version: str) -> str:
-    """Return a runner version as GitHub's release tags carry it without the `v` (2.321.0)."""
-    match = _VERSION.fullmatch(version.strip())
-    if not match:
-        raise ValueError(
-            f"invalid runner version {version!r}: expected MAJOR.MINOR.PATCH such as 2.321.0, "
-            "or leave it unset for the latest release"
-        )
-    return match.group(1)
-
-
-def check_script_url(url: str) -> None:
-    """Reject a script URL that is not a plain https URL."""
-    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
-        raise ValueError(
-            f"invalid script URL {url!r}: it contains whitespace or control characters "
-            "(percent-encode them)"
-        )
-    try:
-        parts = urllib.parse.urlsplit(url)
-        hostname = parts.hostname
-    except ValueError as exc:
-        raise ValueError(f"invalid script URL {url!r}: {exc}") from None
-    if parts.scheme != "https" or not hostname:
-        raise ValueError(
-            f"invalid script URL {url!r}: expected https://host/path (the script runs as root, "
-            "so it must come over TLS)"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            "invalid script URL: it carries credentials; serve the script without them and "
-            "pass secrets to it as script secrets"
-        )
-
-
-def check_secret(name: str, value: str) -> None:
-    """Reject a script secret whose name is not a usable environment variable name."""
-    if not _ENV_NAME.fullmatch(name):
-        raise ValueError(
-            f"invalid script secret name {name!r}: use letters, digits and underscores, "
-            "not starting with a digit"
-        )
-    if name in _RESERVED_NAMES or name.startswith(("GRIB_", "BASH_")):
-        raise ValueError(
-            f"script secret name {name!r} is reserved by the shell or the build script; rename it"
-        )
-    if "\0" in value:
-        raise ValueError(f"script secret {name!r} contains a NUL byte, which no shell can hold")
-
-
-def normalize_proxy(proxy: str) -> str:
-    """Return a proxy as the URL apt, snap, docker and the environment take (http://host:port)."""
-    text = proxy.strip()
-    candidate = text if "://" in text else f"http://{text}"
-    problem = _proxy_problem(candidate)
-    if problem:
-        raise ValueError(
-            f"invalid proxy {proxy!r}: {problem}; expected host:port or http://host:port"
-        )
-    parts = urllib.parse.urlsplit(candidate)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _proxy_problem(url: str) -> str | None:
-    """Return what is wrong with a proxy URL, or None when it is usable."""
-    if any(ord(char) <= 0x20 or ord(char) >= 0x7F for char in url):
-        return "it contains whitespace, control or non-ASCII characters"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        hostname = parts.hostname
-    except ValueError:
-        return "the host is not a hostname or an IP address"
-    try:
-        port = parts.port
-    except ValueError:
-        return "the port is not a number from 1 to 65535"
-    problem: str | None = None
-    if parts.scheme not in ("http", "https"):
-        problem = f"scheme {parts.scheme!r} is not http or https"
-    elif parts.username is not None or parts.password is not None:
-        problem = "it carries credentials, which would stay in the image"
-    elif parts.path not in ("", "/") or parts.query or parts.fragment:
-        problem = "it has a path, query or fragment"
-    elif not hostname or not _valid_host(hostname, parts.netloc):
-        problem = "the host is not a hostname or an IP address"
-    elif port == 0 or parts.netloc.endswith(":"):
-        problem = "the port is not a number from 1 to 65535"
-    return problem
-
-
-def _valid_host(hostname: str, netloc: str) -> bool:
-    """Say whether a proxy host is a DNS name, an IPv4 address or a bracketed IPv6 address."""
-    if netloc.startswith("["):
-        return bool(_IPV6.fullmatch(hostname)) and ":" in hostname
-    return bool(_HOSTNAME.fullmatch(hostname))
+            rules.normalize_proxy(self.proxy)
 
 
 class _Quoted(str):
@@ -290,9 +174,11 @@ def render_user_data(options: UserDataOptions) -> str:
             deb_arch=options.arch.ubuntu,
             runner_arch=options.arch.github,
             runner_version=(
-                normalize_runner_version(options.runner_version) if options.runner_version else ""
+                rules.normalize_runner_version(options.runner_version)
+                if options.runner_version
+                else ""
             ),
-            proxy=normalize_proxy(options.proxy) if options.proxy else "",
+            proxy=rules.normalize_proxy(options.proxy) if options.proxy else "",
             script_url=options.script_url or "",
             secrets=secrets,
             packages=PACKAGES,

@@ -78,7 +78,7 @@ class GuestDriver(fake.FakeDriver):  # type: ignore[misc]
         with (STATE_DIR / "consoles" / f"{uuid}.log").open("a") as log:
             log.write(line + "\n")
 
-    def spawn(  # noqa: PLR0917 (Nova's signature)
+    def spawn(
         self,
         context: Any,
         instance: Any,

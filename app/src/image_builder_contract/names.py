@@ -1,0 +1,40 @@
+"""The names of everything a build creates in a cloud, all derived from one prefix.
+
+The charm uses the application name as the prefix; the CLI's `--prefix` takes it.
+"""
+
+import re
+
+from image_builder_contract.platforms import Arch, Base
+
+DEFAULT_PREFIX = "github-runner-image-builder"
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")
+
+
+def check_prefix(prefix: str) -> None:
+    """Raise ValueError unless `prefix` can start every resource name (1-60 safe characters)."""
+    if not _PREFIX.fullmatch(prefix):
+        raise ValueError(
+            f"prefix {prefix!r} must be 1-60 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+
+
+def image_name(prefix: str, base: Base, arch: Arch) -> str:
+    """Return the name every revision of this (base, arch) image carries."""
+    return f"{prefix}-{base.codename}-{arch.github}"
+
+
+def base_image_name(prefix: str, base: Base, arch: Arch) -> str:
+    """Return the name of the Ubuntu cloud image the builds of (base, arch) boot from."""
+    return f"{prefix}-base-{base.codename}-{arch.ubuntu}"
+
+
+def builder_prefix(prefix: str) -> str:
+    """Return how the names of builder servers and their security groups begin."""
+    return f"{prefix}-builder-"
+
+
+def resource_name(prefix: str, kind: str, base: Base, arch: Arch, nonce: str) -> str:
+    """Return the name of one build's server or security group (`kind`: builder, test …)."""
+    return f"{prefix}-{kind}-{base.codename}-{arch.github}-{nonce}"

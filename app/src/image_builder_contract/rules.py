@@ -1,0 +1,179 @@
+"""What a valid option value is, for every option the charm hands the CLI.
+
+Each function raises ValueError with a message naming the problem and the fix; the CLI turns it
+into a usage error, the charm into a Blocked status naming its own option.
+"""
+
+import re
+import urllib.parse
+from collections.abc import Mapping
+
+# Script secrets reach the CLI as environment variables SECRET_ENV_PREFIX + <NAME>.
+SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a secret
+# Names the build script or the shell itself depends on: a secret may not replace them.
+RESERVED_SECRET_NAMES: frozenset[str] = frozenset(
+    {"PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH"}
+)
+RESERVED_SECRET_PREFIXES: tuple[str, ...] = ("GRIB_", "BASH_")
+
+_VERSION = re.compile(r"v?([0-9]+\.[0-9]+\.[0-9]+)")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
+
+
+def split_list(text: str) -> list[str]:
+    """Return the items of a comma-separated list, stripped, empty items dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def normalize_runner_version(version: str) -> str:
+    """Return a runner version as GitHub's release tags carry it without the `v` (2.321.0)."""
+    match = _VERSION.fullmatch(version.strip())
+    if not match:
+        raise ValueError(
+            f"invalid runner version {version!r}: expected MAJOR.MINOR.PATCH such as 2.321.0, "
+            "or leave it unset for the latest release"
+        )
+    return match.group(1)
+
+
+def check_script_url(url: str) -> None:
+    """Reject a script URL that is not a plain https URL without credentials."""
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+        raise ValueError(
+            f"invalid script URL {url!r}: it contains whitespace or control characters "
+            "(percent-encode them)"
+        )
+    try:
+        parts = urllib.parse.urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:
+        raise ValueError(f"invalid script URL {url!r}: {exc}") from None
+    if parts.scheme != "https" or not hostname:
+        raise ValueError(
+            f"invalid script URL {url!r}: expected https://host/path (the script runs as root, "
+            "so it must come over TLS)"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "invalid script URL: it carries credentials; serve the script without them and "
+            "pass secrets to it as script secrets"
+        )
+
+
+def secret_name_problem(name: str) -> str | None:
+    """Return why `name` cannot hold a script secret (completes "NAME ..."), or None."""
+    if not _ENV_NAME.fullmatch(name):
+        return (
+            "is not a shell variable name (letters, digits and underscores, "
+            "not starting with a digit)"
+        )
+    if name in RESERVED_SECRET_NAMES or name.startswith(RESERVED_SECRET_PREFIXES):
+        return "is reserved by the shell or the build script"
+    return None
+
+
+def check_secret(name: str, value: str) -> None:
+    """Reject a script secret whose name is no usable variable or whose value no shell holds."""
+    problem = secret_name_problem(name)
+    if problem:
+        raise ValueError(f"invalid script secret name {name!r}: it {problem}; rename it")
+    if "\0" in value:
+        raise ValueError(f"script secret {name!r} contains a NUL byte, which no shell can hold")
+
+
+def secret_env_name(key: str) -> str:
+    """Return the variable name a Juju secret key becomes (`api-token` → API_TOKEN)."""
+    return key.upper().replace("-", "_")
+
+
+class SecretKeyError(ValueError):
+    """Keys of a secret that cannot become the script's variables, and why."""
+
+    def __init__(self, keys: tuple[str, ...], problem: str) -> None:
+        named = " and ".join(repr(key) for key in keys)
+        super().__init__(f"key{'s' if len(keys) > 1 else ''} {named} {problem}")
+        self.keys = keys
+        self.problem = problem
+
+
+def secret_environment(content: Mapping[str, str]) -> dict[str, str]:
+    """Return {variable name: value} for a secret's keys; raise SecretKeyError naming the keys.
+
+    Two keys that become the same name (`api-token`, `api_token`) are refused: one would
+    silently replace the other.
+    """
+    env: dict[str, str] = {}
+    keys_of: dict[str, str] = {}
+    for key, value in sorted(content.items()):
+        name = secret_env_name(key)
+        if name in keys_of:
+            raise SecretKeyError((keys_of[name], key), f"both become {name}; rename one of them")
+        problem = secret_name_problem(name)
+        if problem:
+            raise SecretKeyError((key,), f"becomes {name}, which {problem}; rename it")
+        if "\0" in value:
+            raise SecretKeyError((key,), "holds a NUL byte, which no shell variable can hold")
+        keys_of[name] = key
+        env[name] = value
+    return env
+
+
+def normalize_proxy(proxy: str) -> str:
+    """Return a proxy as the URL apt, snap, docker and the environment take (http://host:port)."""
+    text = proxy.strip()
+    candidate = text if "://" in text else f"http://{text}"
+    problem = proxy_problem(candidate)
+    if problem:
+        raise ValueError(
+            f"invalid proxy {redact_url(proxy)!r}: {problem}; expected host:port or "
+            "http://host:port"
+        )
+    parts = urllib.parse.urlsplit(candidate)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def redact_url(url: str) -> str:
+    """Return a URL with any user:password replaced, for messages and logs."""
+    scheme, sep, rest = url.rpartition("://")
+    if "@" not in rest.split("/", 1)[0]:
+        return url
+    return f"{scheme}{sep}***@{rest.split('@', 1)[1]}"
+
+
+def proxy_problem(url: str) -> str | None:
+    """Return what is wrong with a proxy URL (scheme://host:port), or None when it is usable."""
+    if any(ord(char) <= 0x20 or ord(char) >= 0x7F for char in url):
+        return "it contains whitespace, control or non-ASCII characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        return "the host is not a hostname or an IP address"
+    try:
+        port = parts.port
+    except ValueError:
+        return "the port is not a number from 1 to 65535"
+    problem: str | None = None
+    if parts.scheme not in ("http", "https"):
+        problem = f"scheme {parts.scheme!r} is not http or https"
+    elif parts.username is not None or parts.password is not None:
+        problem = "it carries credentials, which would stay in the image"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment:
+        problem = "it has a path, query or fragment"
+    elif not hostname or not _valid_host(hostname, parts.netloc):
+        problem = "the host is not a hostname or an IP address"
+    elif port == 0 or parts.netloc.endswith(":"):
+        problem = "the port is not a number from 1 to 65535"
+    return problem
+
+
+def _valid_host(hostname: str, netloc: str) -> bool:
+    """Say whether a proxy host is a DNS name, an IPv4 address or a bracketed IPv6 address."""
+    if netloc.startswith("["):
+        return bool(_IPV6.fullmatch(hostname)) and ":" in hostname
+    return bool(_HOSTNAME.fullmatch(hostname))

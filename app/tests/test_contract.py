@@ -1,0 +1,59 @@
+"""Tests of the rules the charm and the CLI share (image_builder_contract)."""
+
+import pytest
+
+from image_builder_contract import cli_args, names, platforms, rules
+
+
+def test_command_line_joins_each_value_to_its_flag_and_leaves_out_empty_ones() -> None:
+    line = cli_args.command_line("-x", "build", {"--flavor": "--help", "--network": ""})
+    assert line == ("--os-cloud=-x", "build", "--flavor=--help")
+
+
+@pytest.mark.parametrize(("flag", "value"), [("flavor", "x"), ("--a=b", "x"), ("--a", "x\0")])
+def test_option_refuses_what_no_command_line_can_carry(flag: str, value: str) -> None:
+    with pytest.raises(ValueError):
+        cli_args.option(flag, value)
+
+
+def test_secret_keys_that_become_one_variable_are_refused_naming_both() -> None:
+    with pytest.raises(rules.SecretKeyError) as error:
+        rules.secret_environment({"api-token": "a", "api_token": "b"})
+    assert error.value.keys == ("api-token", "api_token")
+    assert (
+        str(error.value)
+        == "keys 'api-token' and 'api_token' both become API_TOKEN; rename one of them"
+    )
+
+
+def test_secret_environment_maps_juju_keys_to_variable_names() -> None:
+    assert rules.secret_environment({"api-token": "a", "b2": "c"}) == {"API_TOKEN": "a", "B2": "c"}
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://u:pw@p:3128", "http://***@p:3128"),
+        ("u:pw@p:3128", "***@p:3128"),
+        ("http://p:3128", "http://p:3128"),
+        ("http://p:3128/a@b", "http://p:3128/a@b"),
+    ],
+)
+def test_proxy_credentials_never_reach_a_message(url: str, shown: str) -> None:
+    assert rules.redact_url(url) == shown
+    if "pw" in url:
+        with pytest.raises(ValueError) as error:
+            rules.normalize_proxy(url)
+        assert "pw" not in str(error.value)
+
+
+def test_builder_names_begin_with_the_builder_prefix() -> None:
+    base, arch = platforms.parse_base("noble"), platforms.parse_arch("arm64")
+    name = names.resource_name("p", "builder", base, arch, "ab12")
+    assert name == "p-builder-noble-arm64-ab12"
+    assert name.startswith(names.builder_prefix("p"))
+
+
+def test_every_runner_arch_and_base_is_a_known_word() -> None:
+    assert set(platforms.RUNNER_ARCHES) <= {a.github for a in platforms.ARCHES}
+    assert set(platforms.RUNNER_BASES) <= {b.codename for b in platforms.BASES}
