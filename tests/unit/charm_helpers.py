@@ -17,6 +17,7 @@ from ops import testing
 
 import builder
 from charm import GithubRunnerImageBuilderCharm
+from charms.github_runner_image_builder.v0.image import CloudCredentials
 
 SRC = Path(__file__).parents[2] / "src"
 PASSWORD = "build-cloud-pw-7f3a9"  # noqa: S105 - test value; checked to never reach a log
@@ -36,14 +37,14 @@ secrets = {{k: v for k, v in os.environ.items() if k.startswith("IMAGE_BUILDER_S
 env = {{k: os.environ.get(k, "") for k in ("OS_CLIENT_CONFIG_FILE", "http_proxy", "HTTPS_PROXY")}}
 with (home / "cli-calls.jsonl").open("a") as calls:
     calls.write(json.dumps({{"argv": argv, "secrets": secrets, "env": env}}) + "\\n")
-command = argv[2]
+opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+command = argv[1]
 if command == "clean":
     print(json.dumps({{"servers": [], "security_groups": [], "images": [], "errors": []}}))
     sys.exit(0)
 if command == "latest-build-id":
-    print(plan.get("latest", {{}}).get(argv[1] + "/" + argv[3], ""))
+    print(plan.get("latest", {{}}).get(opts["os-cloud"] + "/" + argv[2], ""))
     sys.exit(0)
-opts = dict(zip(argv[3::2], argv[4::2]))
 build = plan.get("build", {{}})
 if build.get("wait"):
     (home / "build-waiting").touch()
@@ -57,14 +58,14 @@ n = int(counter.read_text()) + 1 if counter.exists() else 1
 counter.write_text(str(n))
 failed = set(build.get("fail_bases", []))
 images, failures = [], []
-for base in opts["--base"].split(","):
-    for cloud in opts["--upload-clouds"].split(","):
+for base in opts["base"].split(","):
+    for cloud in opts["upload-clouds"].split(","):
         if base in failed:
-            failures.append({{"base": base, "arch": opts["--arch"], "cloud": cloud,
+            failures.append({{"base": base, "arch": opts["arch"], "cloud": cloud,
                               "step": "boot", "error": "builder VM never reached SHUTOFF"}})
         else:
-            images.append({{"name": opts["--prefix"] + "-" + base + "-" + opts["--arch"],
-                            "base": base, "arch": opts["--arch"], "cloud": cloud,
+            images.append({{"name": opts["prefix"] + "-" + base + "-" + opts["arch"],
+                            "base": base, "arch": opts["arch"], "cloud": cloud,
                             "id": "img-" + cloud + "-" + base + "-" + str(n)}})
 print(json.dumps({{"images": images, "failures": failures}}))
 sys.exit(1 if failures else 0)
@@ -102,7 +103,7 @@ class Machine:
         return [json.loads(line) for line in lines]
 
     def build_calls(self) -> list[dict[str, Any]]:
-        return [c for c in self.cli_calls() if c["argv"][2] == "build"]
+        return [c for c in self.cli_calls() if c["argv"][1] == "build"]
 
     def juju_exec_calls(self) -> list[list[str]]:
         calls = self.home / "juju-exec-calls.jsonl"
@@ -119,6 +120,11 @@ class Machine:
 
     def wait_for_build_waiting(self) -> None:
         wait_until((self.home / "build-waiting").exists)
+
+
+def options(argv: list[str]) -> dict[str, str]:
+    """Return a CLI command line's `--flag=value` options as {flag: value}."""
+    return dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
 
 
 def build_running(paths: builder.Paths) -> bool:
@@ -170,6 +176,17 @@ def requirer_data(project: str, user: str, password: str = REQUIRER_PASSWORD) ->
         "user_domain_name": "Default",
         "username": user,
     }
+
+
+def cloud_id(project: str, user: str) -> str:
+    """Return the id the charm gives a requirer cloud of image_relation(project, user)."""
+    return CloudCredentials.from_databag(requirer_data(project, user)).cloud_id
+
+
+RUNNERS = cloud_id("runners", "runner")
+ALPHA = cloud_id("alpha", "bot")
+BETA = cloud_id("beta", "bot")
+SHARED = cloud_id("shared", "bot")
 
 
 def image_relation(

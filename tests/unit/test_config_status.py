@@ -4,7 +4,14 @@ import pytest
 from ops import testing
 
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import Machine, base_state, image_relation, password_secret, valid_config
+from charm_helpers import (
+    Machine,
+    base_state,
+    image_relation,
+    options,
+    password_secret,
+    valid_config,
+)
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 
@@ -146,7 +153,7 @@ def test_base_words_reach_the_cli_as_codenames(
     ctx.run(ctx.on.action("run"), base_state(image_relation(), **{"base-image": words}))
     machine.wait_for_callbacks(1)
     argv = machine.build_calls()[0]["argv"]
-    assert argv[argv.index("--base") + 1] == ",".join(bases)
+    assert options(argv)["base"] == ",".join(bases)
 
 
 @pytest.mark.parametrize(
@@ -158,4 +165,4 @@ def test_architecture_reaches_the_cli_in_github_words(
     ctx.run(ctx.on.action("run"), base_state(image_relation(), architecture=word))
     machine.wait_for_callbacks(1)
     argv = machine.build_calls()[0]["argv"]
-    assert argv[argv.index("--arch") + 1] == github
+    assert options(argv)["arch"] == github
