@@ -124,7 +124,7 @@ def test_under_systemd_a_service_that_cannot_start_is_an_error(machine: Machine)
             bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
         )
     )
-    with pytest.raises(RuntimeError, match="systemd-run could not start the build .*no bus"):
+    with pytest.raises(RuntimeError, match=r"systemd-run could not start the build .*no bus"):
         b.start(request)
 
 

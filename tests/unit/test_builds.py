@@ -6,7 +6,6 @@ import pytest
 from ops import testing
 
 from catalogue import Catalogue
-
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     RUNNERS,

@@ -5,7 +5,6 @@ import json
 from ops import testing
 
 from catalogue import Catalogue
-
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     ALPHA,
