@@ -8,6 +8,7 @@ exercised for real: it forks, holds the lock, runs the "CLI", writes the result 
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -120,6 +121,15 @@ class Machine:
 
     def wait_for_build_waiting(self) -> None:
         wait_until((self.home / "build-waiting").exists)
+
+
+def new_machine(home: Path) -> Machine:
+    """Return a temporary machine with the fake CLI and juju-exec in place."""
+    home.mkdir(parents=True, exist_ok=True)
+    paths = builder.Paths.under(home, runner=SRC / "build_runner.py")
+    script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
+    script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
+    return Machine(home=home, paths=paths, apt_calls=[])
 
 
 def options(argv: list[str]) -> dict[str, str]:

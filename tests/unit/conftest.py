@@ -14,15 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import build_job
 import builder
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import (
-    FAKE_CLI,
-    FAKE_JUJU_EXEC,
-    SRC,
-    Machine,
-    build_running,
-    script,
-    wait_until,
-)
+from charm_helpers import Machine, build_running, new_machine, wait_until
 
 # charmcraft warns on every import without a private runtime directory.
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
@@ -30,17 +22,12 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 @pytest.fixture
 def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
-    home = tmp_path / "machine"
-    home.mkdir()
-    paths = builder.Paths.under(home, runner=SRC / "build_runner.py")
-    script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
-    script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
-    apt_calls: list[list[str]] = []
+    got = new_machine(tmp_path / "machine")
+    paths = got.paths
     monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: paths)
-    monkeypatch.setattr(builder, "apt_install", apt_calls.append)
+    monkeypatch.setattr(builder, "apt_install", got.apt_calls.append)
     for name in build_job.PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    got = Machine(home=home, paths=paths, apt_calls=apt_calls)
     yield got
     # Never leave a build behind: release a waiting fake CLI and wait for the lock to free.
     got.release()
