@@ -282,6 +282,11 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         self.builder.install()
         self._migrate()
         self._on_config_changed(None)
+        # A cloud the earlier charm never served (two clouds that shared one id) gets its
+        # images looked up; clouds that have images are not rebuilt.
+        config = self._config()
+        if config is not None and self.unit.is_leader() and not self.builder.is_running():
+            self._serve_new_clouds(config, list(self.images.clouds()))
 
     def _on_config_changed(self, _: ops.EventBase | None) -> None:
         config = self._reconcile()

@@ -49,7 +49,10 @@ with open({calls!r}, "a") as calls:
 
 CLI_WRAPPER = """#!/bin/sh
 # The unit's route to cloud-images.ubuntu.com: builds read the loopback mirror instead.
-if [ "${{3:-}}" = build ]; then exec {cli} "$@" --cloud-images-url {url}; fi
+# The charm writes every option as --flag=value, so the command is the only bare `build`.
+for arg in "$@"; do
+    if [ "$arg" = build ]; then exec {cli} "$@" --cloud-images-url={url}; fi
+done
 exec {cli} "$@"
 """
 
