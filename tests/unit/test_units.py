@@ -88,7 +88,7 @@ class Model:
         else:  # Juju refuses app data from a non-leader; so does ops, before it gets here
             assert dict(peer.local_app_data) == self.app_data
         self.unit_data[unit] = dict(peer.local_unit_data)
-        data = out.get_relation(self.relation.id).local_unit_data
+        data: dict[str, str] = dict(out.get_relation(self.relation.id).local_unit_data)
         self.published[unit] = {k: v for k, v in data.items() if k in IMAGE_KEYS}
         self.last[unit] = out
         return out

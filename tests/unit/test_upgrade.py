@@ -64,8 +64,9 @@ def no_venv(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def _published(relation: testing.Relation) -> dict[str, str]:
-    return {k: v for k, v in relation.local_unit_data.items() if k in ("id", "tags", "images")}
+def _published(relation: testing.RelationBase) -> dict[str, str]:
+    data: dict[str, str] = dict(relation.local_unit_data)
+    return {k: v for k, v in data.items() if k in ("id", "tags", "images")}
 
 
 def _canonical_databag(*pairs: tuple[str, str]) -> dict[str, str]:
