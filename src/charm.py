@@ -158,6 +158,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 catalogue = catalogue.merge(taken.images)
             catalogue = catalogue.settle(config.bases, config.arch).restrict(clouds)
             self._save_catalogue(catalogue)
+            self.peers.clear_handover()  # its own, from before it was leader again: taken in
         else:
             self.builder.remove_cron()
             self._save_catalogue(catalogue)

@@ -7,6 +7,7 @@ publishes on the image relation.
 """
 
 import dataclasses
+import datetime
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -264,3 +265,22 @@ def test_a_unit_joining_late_serves_the_leaders_images_without_building(
     )
     # The leader learns what unit 2 publishes, and protects it.
     assert json.loads(model.unit_data[2][peers.PUBLISHED]) == [model.published[0]["id"]]
+
+
+def test_a_unit_that_regains_leadership_takes_in_its_own_handover(
+    cluster: dict[int, Machine],
+) -> None:
+    model = Model({0: cluster[0], 1: cluster[1]}, leader=0)
+    model.run(0, run_action)
+    _built(model, 0, 1)
+    first = model.catalogue().get(RUNNERS, "noble", "x64")
+    assert first is not None
+    # Unit 0 lost leadership mid-build and handed its result over; then it is leader again.
+    later = first.model_copy(
+        update={"id": "img-late", "built_at": first.built_at + datetime.timedelta(hours=1)}
+    )
+    model.unit_data[0][peers.HANDOVER] = Catalogue.of([later]).to_json()
+    model.run(0, lambda ctx: ctx.on.leader_elected())
+    assert model.catalogue().get(RUNNERS, "noble", "x64") == later
+    assert model.published[0]["id"] == "img-late"
+    assert peers.HANDOVER not in model.unit_data[0]
