@@ -131,6 +131,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[in
         (machine.home / "counter").write_text(str(100 * unit))
     by_unit = {name(unit): m.paths for unit, m in machines.items()}
     monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: by_unit[unit])
+    monkeypatch.setattr(builder, "apt_install", machines[0].apt_calls.append)  # never the real one
     yield machines
     for machine in machines.values():
         machine.release()
@@ -284,3 +285,33 @@ def test_a_unit_that_regains_leadership_takes_in_its_own_handover(
     assert model.catalogue().get(RUNNERS, "noble", "x64") == later
     assert model.published[0]["id"] == "img-late"
     assert peers.HANDOVER not in model.unit_data[0]
+
+
+def test_switch_from_canonical_with_two_units_protects_what_each_published(
+    cluster: dict[int, Machine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each of Canonical's units built and published its own image (read from its image.py)."""
+    monkeypatch.setattr(builder.Builder, "_install_venv", lambda self: None)
+    model = Model({0: cluster[0], 1: cluster[1]}, leader=0)
+    for unit in (0, 1):
+        images = [{"id": f"can-{unit}", "tags": "x64,noble"}]
+        model.published[unit] = {"id": f"can-{unit}", "tags": "x64,noble"}
+        model.published[unit]["images"] = json.dumps(images)  # Canonical's spacing
+    cluster[0].plan(build={"wait": True})
+    # Juju upgrades the units one by one; here the standby first.
+    model.run(1, lambda ctx: ctx.on.upgrade_charm())
+    assert cluster[1].cli_calls() == []
+    assert model.published[1]["id"] == "can-1"
+    model.run(0, lambda ctx: ctx.on.upgrade_charm())
+    cluster[0].wait_for_build_waiting()
+    protect = set(options(cluster[0].build_calls()[0]["argv"])["protect"].split(","))
+    assert {"can-0", "can-1"} <= protect
+    # Until our first build is in, each unit keeps publishing what it published.
+    model.peers_changed(1)
+    assert (model.published[0]["id"], model.published[1]["id"]) == ("can-0", "can-0")
+    cluster[0].plan(build={})
+    cluster[0].release()
+    _built(model, 0, 1)
+    model.peers_changed(1)
+    ours = f"img-{RUNNERS}-noble-1"
+    assert (model.published[0]["id"], model.published[1]["id"]) == (ours, ours)
