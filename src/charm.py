@@ -173,6 +173,9 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             catalogue = catalogue.restrict(clouds)
         self.images.publish(catalogue, config.bases, config.arch)
         self.peers.share_published(self.images.published_ids())
+        build = self.builder.state()
+        running = build.current.clouds if build.running and build.current else []
+        self.peers.share_building(running)
         return config
 
     def _start_build(
@@ -209,6 +212,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         outcome = self.builder.start(request)
         if outcome.started:
             self.peers.save_fingerprint(request.fingerprint)
+            self.peers.share_building(list(request.clouds))
             logger.info("build %s started (%s)", outcome.run_id, reason)
         else:
             logger.info("build requested (%s) while %s runs: queued", reason, outcome.run_id)
@@ -298,10 +302,12 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             self._start_build(config, "the image settings changed")
 
     def _on_leader_elected(self, _: ops.EventBase) -> None:
-        # The new leader takes over the schedule (in reconcile) and any cloud still unserved.
+        # The new leader takes over the schedule (in reconcile) and any cloud still unserved,
+        # but not one the old leader's running job serves: its result comes as a handover.
         config = self._reconcile()
         if config is not None and self.unit.is_leader() and not self.builder.is_running():
-            self._serve_new_clouds(config, list(self.images.clouds()))
+            elsewhere = self.peers.built_elsewhere()
+            self._serve_new_clouds(config, [c for c in self.images.clouds() if c not in elsewhere])
 
     def _on_peers_changed(self, _: ops.EventBase) -> None:
         # A standby unit follows the leader's catalogue; the leader takes in handovers.
@@ -397,7 +403,12 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         elif build.last_result is not None:
             event.add_status(ops.ActiveStatus(summary(build.last_result)))
         else:
-            event.add_status(ops.ActiveStatus("No build has run on this unit yet"))
+            served = len(self._catalogue().restrict(clouds).clouds())
+            event.add_status(
+                ops.ActiveStatus(
+                    f"No build has run on this unit yet; {served} of {len(clouds)} clouds served"
+                )
+            )
 
 
 def _log_result(result: build_job.BuildResult) -> None:

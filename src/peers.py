@@ -2,8 +2,9 @@
 
 Application data (the leader writes it): the catalogue every unit publishes, the leader's unit
 name (so that a standby unit can name it) and the fingerprint of the settings of the last build.
-Unit data (each unit its own): the image IDs it publishes right now, and a handover — the
-images of a build it finished after it lost leadership, for the leader to take in. The leader
+Unit data (each unit its own): the image IDs it publishes right now, the clouds its running
+job serves (so a new leader does not start the same job again), and a handover — the images of
+a build it finished after it lost leadership, for the leader to take in. The leader
 protects all of them from pruning.
 """
 
@@ -23,6 +24,7 @@ LEADER = "leader"
 FINGERPRINT = "fingerprint"
 PUBLISHED = "published"
 HANDOVER = "handover"
+BUILDING = "building"
 
 
 class Peers:
@@ -100,6 +102,29 @@ class Peers:
         value = json.dumps(sorted(ids))
         if data is not None and data.get(PUBLISHED) != value:
             data[PUBLISHED] = value
+
+    def share_building(self, clouds: list[str]) -> None:
+        """Tell the other units which clouds this unit's running job serves ([]: none)."""
+        data = self._unit()
+        if data is None:
+            return
+        if clouds:
+            data[BUILDING] = json.dumps(sorted(clouds))
+        else:
+            data.pop(BUILDING, None)
+
+    def built_elsewhere(self) -> set[str]:
+        """Return the clouds that another unit's running job serves."""
+        relation = self.relation
+        clouds: set[str] = set()
+        if relation is None:
+            return clouds
+        for unit in relation.units:
+            try:
+                clouds.update(str(c) for c in json.loads(relation.data[unit].get(BUILDING, "[]")))
+            except (ValueError, TypeError):
+                logger.warning("ignoring an unreadable list of clouds in %s's peer data", unit)
+        return clouds
 
     def handover(self) -> Catalogue | None:
         """Return this unit's handover, if any."""

@@ -315,3 +315,25 @@ def test_switch_from_canonical_with_two_units_protects_what_each_published(
     model.peers_changed(1)
     ours = f"img-{RUNNERS}-noble-1"
     assert (model.published[0]["id"], model.published[1]["id"]) == (ours, ours)
+
+
+def test_a_new_leader_leaves_the_old_leaders_running_job_alone(
+    cluster: dict[int, Machine],
+) -> None:
+    model = Model({0: cluster[0], 1: cluster[1]}, leader=0)
+    cluster[0].plan(build={"wait": True})
+    model.run(0, run_action)  # the first build: no cloud has an image yet
+    cluster[0].wait_for_build_waiting()
+    assert json.loads(model.unit_data[0][peers.BUILDING]) == [RUNNERS]
+    model.leader = 1
+    model.run(1, lambda ctx: ctx.on.leader_elected())
+    assert cluster[1].cli_calls() == []  # RUNNERS lacks images, but unit 0's job serves it
+    cluster[0].plan(build={})
+    cluster[0].release()
+    _built(model, 0, 1)
+    assert peers.BUILDING not in model.unit_data[0]
+    model.peers_changed(1)
+    assert model.published[1]["id"] == f"img-{RUNNERS}-noble-1"
+    assert model.status(1) == testing.ActiveStatus(
+        "No build has run on this unit yet; 1 of 1 clouds served"
+    )
