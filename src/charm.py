@@ -98,7 +98,12 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         observe(self.on[image.RELATION_NAME].relation_changed, self._on_image_relation_changed)
         observe(self.on[image.RELATION_NAME].relation_departed, self._on_image_relation_gone)
         observe(self.on[image.RELATION_NAME].relation_broken, self._on_image_relation_gone)
-        for event in ("relation_joined", "relation_changed", "relation_departed"):
+        for event in (
+            "relation_created",
+            "relation_joined",
+            "relation_changed",
+            "relation_departed",
+        ):
             observe(getattr(self.on[peers.PEER_RELATION], event), self._on_peers_changed)
         observe(self.on.collect_unit_status, self._on_collect_status)
 
@@ -163,7 +168,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             self.builder.remove_cron()
             self._save_catalogue(catalogue)
             handover = self.peers.handover()
-            if built is not None:
+            if built is not None and built.images:
                 self.peers.hand_over(built)
                 logger.info("images handed over to the leader %s", self._leader_name())
             elif handover is not None and catalogue.covers(

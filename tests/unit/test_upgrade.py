@@ -9,6 +9,7 @@ named `<app>-<base>-<arch>`, clouds `<project>_<user>` in /home/ubuntu/clouds.ya
 /etc/cron.d/build-runner-image dispatching `run`.
 """
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,14 @@ def test_upgrade_moves_an_old_cloud_id_without_a_rebuild(
     clouds = yaml.safe_load(machine.paths.clouds_yaml.read_text())["clouds"]
     assert sorted(clouds) == sorted(["builder", RUNNERS])
     assert _published(out.get_relation(relation.id)) == old
+    # The peer relation is new in this revision: once Juju creates it, the leader shares the
+    # migrated catalogue there.
+    peer = testing.PeerRelation("peers")
+    out = ctx.run(
+        ctx.on.relation_created(peer), dataclasses.replace(out, relations={*out.relations, peer})
+    )
+    shared = Catalogue.from_json(out.get_relation(peer.id).local_app_data["catalogue"])
+    assert shared.get(RUNNERS, "noble", "x64") == image
 
 
 def test_upgrade_separates_two_clouds_that_shared_an_id(
