@@ -124,9 +124,11 @@ def test_upgrade_moves_an_old_cloud_id_without_a_rebuild(
     # migrated catalogue there.
     peer = testing.PeerRelation("peers")
     out = ctx.run(
-        ctx.on.relation_created(peer), dataclasses.replace(out, relations={*out.relations, peer})
+        ctx.on.relation_created(peer),
+        dataclasses.replace(out, relations=frozenset({*out.relations, peer})),
     )
-    shared = Catalogue.from_json(out.get_relation(peer.id).local_app_data["catalogue"])
+    app_data: dict[str, str] = dict(out.get_relation(peer.id).local_app_data)
+    shared = Catalogue.from_json(app_data["catalogue"])
     assert shared.get(RUNNERS, "noble", "x64") == image
 
 
