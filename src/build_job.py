@@ -1,11 +1,13 @@
-"""What a build job is: the request the charm decides on, and the records of its run.
+"""What a build job is: the job file the charm writes, the runner reads, and the result it writes.
 
-Pure data and decisions; src/builder.py does the I/O (launching, reading and writing these).
+One contract between the charm and its detached runner (src/build_runner.py), both of which
+import this module: pydantic models and pure functions, no I/O. src/builder.py writes the job
+and reads the result; the runner renders the CLI's command lines from the job (`build_argv`,
+`lookup_argv`, `sweep_argv`: the only place that knows the CLI's flags).
 """
 
 import dataclasses
 import datetime
-from collections.abc import Mapping, Sequence
 
 import pydantic
 
@@ -15,6 +17,7 @@ BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this
 SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
 BUILD_TIMEOUT = 2 * 60 * 60  # seconds the CLI may take; it cleans up after itself on timeout
 KILL_GRACE = 15 * 60  # the runner kills a CLI that overran its own timeout by this much
+LOOKUP_TIMEOUT = 120  # seconds per latest-build-id call
 # Builder resources older than this belong to no live build (the runner kills any CLI at
 # BUILD_TIMEOUT + KILL_GRACE), so the sweep before each build may delete them, even while a
 # build of another unit with the same prefix runs.
@@ -41,8 +44,15 @@ class BuildFailure(pydantic.BaseModel):
     error: str = ""
 
 
+class CliAnswer(pydantic.BaseModel):
+    """What `build` prints on stdout (extra keys of newer CLIs are ignored)."""
+
+    images: list[BuiltImage] = []
+    failures: list[BuildFailure] = []
+
+
 class BuildResult(pydantic.BaseModel):
-    """What one finished build produced, as the runner recorded it."""
+    """What one finished job produced: written by the runner, read by the charm."""
 
     run_id: str
     started_at: datetime.datetime
@@ -71,21 +81,73 @@ class Lookup(pydantic.BaseModel):
     name: str
 
 
-@dataclasses.dataclass(frozen=True)
-class BuildRequest:
-    """A build the charm decided to run: the CLI's arguments and its secret environment.
+class BuildOptions(pydantic.BaseModel):
+    """The CLI `build` options the charm decided on (secrets are not options: see BuildRequest).
+
+    A new CLI option is one field here and one line in `build_argv`.
+    """
+
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    bases: tuple[str, ...]
+    arch: str
+    prefix: str
+    upload_clouds: tuple[str, ...]
+    keep_revisions: int
+    timeout: int = BUILD_TIMEOUT
+    flavor: str = ""
+    network: str = ""
+    runner_version: str = ""
+    script_url: str = ""
+    proxy: str = ""
+    protect: tuple[str, ...] = ()
+
+
+class BuildRequest(pydantic.BaseModel):
+    """A job the charm decided to run: the build, its secrets and what to try before it.
 
     With lookups, the runner first asks the CLI for those existing images and skips the build
     when every one exists (a new requirer cloud that already has images).
     """
 
-    args: tuple[str, ...]
-    secret_env: Mapping[str, str] = dataclasses.field(repr=False)
-    fingerprint: str
-    clouds: tuple[str, ...] = ()
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    options: BuildOptions
+    # Environment name (without SECRET_ENV_PREFIX) -> value; only ever in the 0600 job file.
+    script_secrets: dict[str, pydantic.SecretStr] = {}
+    fingerprint: str = ""
     lookups: tuple[Lookup, ...] = ()
-    # CLI command lines the runner runs before the build: sweeps of what crashed builds left.
-    sweeps: tuple[tuple[str, ...], ...] = ()
+
+    @pydantic.field_serializer("script_secrets", when_used="json")
+    def _reveal(self, secrets: dict[str, pydantic.SecretStr]) -> dict[str, str]:
+        # The job file is the one place the runner can read them from (0600, like clouds.yaml).
+        return {name: value.get_secret_value() for name, value in secrets.items()}
+
+    @property
+    def clouds(self) -> tuple[str, ...]:
+        """Return the clouds this job serves."""
+        return self.options.upload_clouds
+
+
+class BuildJob(pydantic.BaseModel):
+    """The job file: one request plus where the runner finds and puts everything."""
+
+    run_id: str
+    started_at: datetime.datetime
+    unit: str
+    cli: str  # the CLI's console script
+    juju_exec: str
+    result: str  # where the runner writes the BuildResult
+    lock: str  # the build lock; the runner holds it while it runs
+    # Set when the runner inherits the hook's locked descriptor (a new session, not systemd).
+    lock_fd: int | None = None
+    # The runner forks away from the hook (new session); under systemd it is the service itself.
+    fork: bool = True
+    env: dict[str, str] = {}  # the CLI's environment, without secrets
+    kill_after: float = BUILD_TIMEOUT + KILL_GRACE
+    lookup_timeout: float = LOOKUP_TIMEOUT
+    leftover_age: int = LEFTOVER_AGE
+    request: BuildRequest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,58 +168,45 @@ class BuildState:
     last_result: BuildResult | None
 
 
-@dataclasses.dataclass(frozen=True)
-class BuildCommandInput:
-    """Everything that decides a build's command line (see build_request)."""
+def build_argv(job: BuildJob) -> list[str]:
+    """Return the CLI's `build` command line (`--flag=value` words); empty options left out."""
+    opts = job.request.options
+    options = {
+        "--base": ",".join(opts.bases),
+        "--arch": opts.arch,
+        "--prefix": opts.prefix,
+        "--upload-clouds": ",".join(opts.upload_clouds),
+        "--keep-revisions": str(opts.keep_revisions),
+        "--timeout": str(opts.timeout),
+        "--flavor": opts.flavor,
+        "--network": opts.network,
+        "--runner-version": opts.runner_version,
+        "--script-url": opts.script_url,
+        "--proxy": opts.proxy,
+        "--protect": ",".join(sorted(set(opts.protect))),
+    }
+    return [job.cli, *cli_args.command_line(BUILD_CLOUD, "build", options)]
 
-    bases: Sequence[str]
-    arch: str
-    prefix: str
-    upload_clouds: Sequence[str]
-    keep_revisions: int
-    flavor: str
-    network: str
-    runner_version: str
-    script_url: str
-    proxy: str
-    protect: Sequence[str]
-    script_secrets: Mapping[str, str] = dataclasses.field(repr=False)
-    fingerprint: str
-    lookups: Sequence[Lookup] = ()
+
+def lookup_argv(job: BuildJob, lookup: Lookup) -> list[str]:
+    """Return the command line that asks one cloud for the newest image of a name."""
+    return [job.cli, *cli_args.command_line(lookup.cloud, "latest-build-id", {}), lookup.name]
 
 
-def build_request(spec: BuildCommandInput) -> BuildRequest:
-    """Return the CLI arguments for one build; secrets stay out of them, in the environment."""
-    args = cli_args.command_line(
-        BUILD_CLOUD,
-        "build",
-        {
-            "--base": ",".join(spec.bases),
-            "--arch": spec.arch,
-            "--prefix": spec.prefix,
-            "--upload-clouds": ",".join(spec.upload_clouds),
-            "--keep-revisions": str(spec.keep_revisions),
-            "--timeout": str(BUILD_TIMEOUT),
-            "--flavor": spec.flavor,
-            "--network": spec.network,
-            "--runner-version": spec.runner_version,
-            "--script-url": spec.script_url,
-            "--proxy": spec.proxy,
-            "--protect": ",".join(sorted(set(spec.protect))),
-        },
-    )
-    secret_env = {f"{SECRET_ENV_PREFIX}{k}": v for k, v in spec.script_secrets.items()}
-    sweeps = tuple(
-        cli_args.command_line(
-            cloud, "clean", {"--prefix": spec.prefix, "--older-than": str(LEFTOVER_AGE)}
-        )
-        for cloud in dict.fromkeys((BUILD_CLOUD, *spec.upload_clouds))
-    )
-    return BuildRequest(
-        args=args,
-        sweeps=sweeps,
-        secret_env=secret_env,
-        fingerprint=spec.fingerprint,
-        clouds=tuple(spec.upload_clouds),
-        lookups=tuple(spec.lookups),
-    )
+def sweep_argv(job: BuildJob) -> list[list[str]]:
+    """Return the `clean` command lines for the build cloud and every upload cloud."""
+    opts = job.request.options
+    options = {"--prefix": opts.prefix, "--older-than": str(job.leftover_age)}
+    return [
+        [job.cli, *cli_args.command_line(cloud, "clean", options)]
+        for cloud in dict.fromkeys((BUILD_CLOUD, *opts.upload_clouds))
+    ]
+
+
+def cli_environment(job: BuildJob) -> dict[str, str]:
+    """Return the CLI's environment: the job's plus the script secrets under their prefix."""
+    secrets = {
+        f"{SECRET_ENV_PREFIX}{name}": value.get_secret_value()
+        for name, value in job.request.script_secrets.items()
+    }
+    return {**job.env, **secrets}

@@ -1,47 +1,41 @@
 #!/usr/bin/env python3
-"""Runs one image build outside any hook; started by builder.Builder.start (stdlib only).
+"""Runs one build job outside any hook; started by builder.Builder.start with the job file.
 
-It inherits the build lock's descriptor, forks so the hook that started it can return, runs the
-CLI, writes the result file, releases the lock and finally dispatches the charm's
-`build_finished` event with juju-exec. The CLI's secrets arrive in the environment; juju-exec
-gets the environment without them.
+Usage: `build_runner.py JOB_FILE`. The job (build_job.BuildJob, written by the charm) says
+everything; the runner imports build_job from the charm's src/ and pydantic from the charm's
+venv (the launcher puts both on PYTHONPATH). It takes the build lock (inherited already locked
+in a new session; taken itself under systemd), runs the lookups or the sweeps and the build,
+writes the result (build_job.BuildResult), releases the lock and finally dispatches the charm's
+`build_finished` event with juju-exec. Secrets live in the job file and reach only the CLI's
+environment.
 """
 
-import argparse
 import datetime
 import fcntl
-import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import pydantic
+
+from build_job import (
+    BuildJob,
+    BuildResult,
+    BuiltImage,
+    CliAnswer,
+    build_argv,
+    cli_environment,
+    lookup_argv,
+    sweep_argv,
+)
 
 # Seconds one `clean` may take: it waits for each leftover server to be gone (300 s at most).
 SWEEP_TIMEOUT = 600
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """Return the runner's options; everything after `--` is the CLI's command line."""
-    parser = argparse.ArgumentParser(prog="build_runner")
-    parser.add_argument("--lock-fd", type=int, required=True)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--started-at", required=True)
-    parser.add_argument("--result", type=Path, required=True)
-    parser.add_argument("--juju-exec", required=True)
-    parser.add_argument("--unit", required=True)
-    parser.add_argument("--kill-after", type=float, required=True)
-    parser.add_argument("--secret-prefix", required=True)
-    parser.add_argument("--lookups", type=json.loads, default=[])
-    parser.add_argument("--lookup-timeout", type=float, default=120)
-    parser.add_argument("--sweeps", type=json.loads, default=[])
-    parser.add_argument("cli", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if args.cli[:1] == ["--"]:
-        args.cli = args.cli[1:]
-    if not args.cli:
-        parser.error("the CLI command line is missing after --")
-    return args
+# Seconds a runner started by systemd waits for the hook that launched it to let the lock go.
+LOCK_WAIT = 60
 
 
 def log(message: str) -> None:
@@ -50,130 +44,164 @@ def log(message: str) -> None:
     print(f"{now} build_runner: {message}", flush=True)
 
 
-def call(command: list[str], timeout: float) -> "subprocess.CompletedProcess[str]":
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def read_job(path: Path) -> BuildJob:
+    """Return the job the charm wrote."""
+    return BuildJob.model_validate_json(path.read_text())
+
+
+def call(job: BuildJob, command: list[str], timeout: float) -> "subprocess.CompletedProcess[str]":
     """Run a CLI command; stderr goes straight to the build log, stdout is returned."""
     return subprocess.run(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
+        env=cli_environment(job),
         text=True,
         timeout=timeout,
         check=False,
     )
 
 
-def run_cli(cli: list[str], kill_after: float) -> tuple[int, str, str]:
+def run_cli(job: BuildJob, command: list[str]) -> tuple[int, str, str]:
     """Run the CLI; return its exit code, stdout, and an error when it gave no usable answer."""
     try:
-        done = call(cli, kill_after)
+        done = call(job, command, job.kill_after)
     except subprocess.TimeoutExpired:
-        return -1, "", f"the CLI ran longer than {int(kill_after)} s and was killed"
+        return -1, "", f"the CLI ran longer than {int(job.kill_after)} s and was killed"
     except OSError as error:
         return -1, "", f"cannot run the CLI: {error}"
     return done.returncode, done.stdout, ""
 
 
-def look_up(args: argparse.Namespace) -> list[dict[str, str]] | None:
+def look_up(job: BuildJob) -> list[BuiltImage] | None:
     """Return every looked-up image when all exist already, else None (then a build runs)."""
     found = []
-    for lookup in args.lookups:
-        # `--os-cloud=ID`: one word, so no cloud id can read as an option (cli_args.option).
-        command = [args.cli[0], f"--os-cloud={lookup['cloud']}", "latest-build-id", lookup["name"]]
+    for lookup in job.request.lookups:
         try:
-            done = call(command, args.lookup_timeout)
+            done = call(job, lookup_argv(job, lookup), job.lookup_timeout)
         except (OSError, subprocess.TimeoutExpired) as error:
-            log(f"lookup of {lookup['name']} in {lookup['cloud']} failed: {error}")
+            log(f"lookup of {lookup.name} in {lookup.cloud} failed: {error}")
             return None
         image_id = done.stdout.strip() if done.returncode == 0 else ""
         if not image_id:
-            log(f"no image {lookup['name']} in {lookup['cloud']} yet: building")
+            log(f"no image {lookup.name} in {lookup.cloud} yet: building")
             return None
-        found.append({**lookup, "id": image_id})
+        found.append(BuiltImage(id=image_id, **lookup.model_dump()))
     return found
 
 
-def sweep(args: argparse.Namespace) -> None:
+def sweep(job: BuildJob) -> None:
     """Delete what crashed builds left behind; a failure here never stops the build."""
-    for command in args.sweeps:
+    for command in sweep_argv(job):
+        shown = " ".join(command[1:])
         try:
-            done = call([args.cli[0], *command], SWEEP_TIMEOUT)
+            done = call(job, command, SWEEP_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as error:
-            log(f"sweep {' '.join(command)} failed: {error}")
+            log(f"sweep {shown} failed: {error}")
             continue
-        log(f"sweep {' '.join(command)}: exit {done.returncode} {done.stdout.strip()}")
+        log(f"sweep {shown}: exit {done.returncode} {done.stdout.strip()}")
 
 
-def make_result(args: argparse.Namespace, code: int, stdout: str, error: str) -> dict[str, object]:
-    """Return the result document the charm reads."""
-    result: dict[str, object] = {
-        "run_id": args.run_id,
-        "started_at": args.started_at,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "exit_code": code,
-        "images": [],
-        "failures": [],
-        "error": error,
-        "kind": "build",
-    }
+def make_result(job: BuildJob, code: int, stdout: str, error: str) -> BuildResult:
+    """Return the result the charm reads."""
+    result = BuildResult(
+        run_id=job.run_id,
+        started_at=job.started_at,
+        finished_at=_now(),
+        exit_code=code,
+        error=error,
+    )
     if error:
         return result
     try:
-        answer = json.loads(stdout)
-        result["images"] = list(answer.get("images", []))
-        result["failures"] = list(answer.get("failures", []))
-    except (ValueError, AttributeError, TypeError):
-        result["error"] = f"the CLI exited {code} without a JSON answer; see the build log"
+        answer = CliAnswer.model_validate_json(stdout)
+    except pydantic.ValidationError:
+        result.error = f"the CLI exited {code} without a JSON answer; see the build log"
         return result
-    if code != 0 and not result["failures"]:
-        result["error"] = f"the CLI exited {code}; see the build log"
+    result.images, result.failures = answer.images, answer.failures
+    if code != 0 and not result.failures:
+        result.error = f"the CLI exited {code}; see the build log"
     return result
 
 
-def write_result(path: Path, result: dict[str, object]) -> None:
+def write_result(path: Path, result: BuildResult) -> None:
     """Write the result atomically, readable only by root like the rest of the state dir."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as file:
-        json.dump(result, file)
+        file.write(result.model_dump_json())
     os.replace(tmp, path)
 
 
-def dispatch(args: argparse.Namespace) -> None:
+def dispatch(job: BuildJob) -> None:
     """Bring the charm's build_finished event; update-status covers a failure here."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(args.secret_prefix)}
-    command = [args.juju_exec, args.unit, "JUJU_DISPATCH_PATH=hooks/build-finished", "./dispatch"]
+    command = [job.juju_exec, job.unit, "JUJU_DISPATCH_PATH=hooks/build-finished", "./dispatch"]
     try:
         done = subprocess.run(
-            command, env=env, stdin=subprocess.DEVNULL, timeout=3600, check=False
+            command, env=job.env, stdin=subprocess.DEVNULL, timeout=3600, check=False
         )
         log(f"juju-exec build-finished exited {done.returncode}")
     except (OSError, subprocess.TimeoutExpired) as error:
         log(f"juju-exec build-finished failed: {error}")
 
 
-def main(argv: list[str]) -> int:
-    """Detach, build, record, release, dispatch."""
-    args = parse_args(argv)
-    # The hook waits for this first process only; the child carries on as an orphan of init.
-    if os.fork() > 0:
-        return 0
-    # The descriptor is already locked (the hook took the lock); flock on the same open file is a
-    # no-op that proves it.
-    fcntl.flock(args.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    found = look_up(args) if args.lookups else None
+def take_lock(job: BuildJob) -> int | None:
+    """Return the locked build lock's descriptor; None when another build keeps it."""
+    if job.lock_fd is not None:
+        # Inherited already locked from the hook; flock on the same open file proves it.
+        fcntl.flock(job.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return job.lock_fd
+    # Under systemd nothing is inherited: the hook lets go once we run, so we wait for it.
+    fd = os.open(job.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def run(job: BuildJob) -> int:
+    """Build (or look up), record, release, dispatch."""
+    lock_fd = take_lock(job)
+    if lock_fd is None:
+        log(f"job {job.run_id}: another build holds {job.lock}; this one does not run")
+        return 1
+    found = look_up(job) if job.request.lookups else None
     if found is not None:
-        result = make_result(args, 0, json.dumps({"images": found}), "")
-        result["kind"] = "lookup"
+        result = make_result(job, 0, CliAnswer(images=found).model_dump_json(), "")
+        result.kind = "lookup"
     else:
-        sweep(args)
-        log(f"build {args.run_id} starting: {' '.join(args.cli)}")
-        code, stdout, error = run_cli(args.cli, args.kill_after)
-        result = make_result(args, code, stdout, error)
-    write_result(args.result, result)
-    log(f"{result['kind']} {args.run_id} finished: exit {result['exit_code']} {result['error']}")
-    os.close(args.lock_fd)  # released before the callback, so the handler may start the next one
-    dispatch(args)
+        sweep(job)
+        command = build_argv(job)
+        log(f"build {job.run_id} starting: {' '.join(command[1:])}")
+        result = make_result(job, *run_cli(job, command))
+    write_result(Path(job.result), result)
+    log(f"{result.kind} {job.run_id} finished: exit {result.exit_code} {result.error}")
+    os.close(lock_fd)  # released before the callback, so the handler may start the next one
+    dispatch(job)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """Read the job; detach from the hook unless systemd already did; run it."""
+    if len(argv) != 1:
+        print("usage: build_runner.py JOB_FILE", file=sys.stderr)
+        return 2
+    job = read_job(Path(argv[0]))
+    # In a new session the hook waits for this first process only; the child carries on as an
+    # orphan of init. Under systemd the runner is the service's main process: it must not fork.
+    if job.fork and os.fork() > 0:
+        return 0
+    return run(job)
 
 
 if __name__ == "__main__":

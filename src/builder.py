@@ -6,26 +6,31 @@ runs, so "is a build running" is simply "is the lock taken". Launch protocol:
 1. The hook opens and flocks `build.lock` itself (non-blocking). Taken → a build runs: the hook
    writes the `queued` flag and returns. The next finished-build handler starts the follow-up
    with the state of that moment, so any number of triggers coalesce into one rebuild.
-2. Free → the hook writes `current.json` and starts the runner with
-   `Popen(start_new_session=True)`, handing it the locked descriptor (`pass_fds`), stdin from
-   /dev/null and stdout/stderr into the build log (Juju waits for a hook's output pipes to
-   close, so the runner must not inherit them).
-   The runner forks once more and the hook only waits for that first process, which exits at
-   once: the build is orphaned to init and the lock passes to it without a free moment.
-3. The runner runs the CLI, writes `result.json`, releases the lock, then runs
-   `juju-exec <unit> JUJU_DISPATCH_PATH=hooks/build-finished ./dispatch`, which brings the
-   charm's `build_finished` event. update-status handles a result whose callback was lost.
+2. Free → the hook writes `current.json` and the job file (build_job.BuildJob, 0600: it holds
+   the script secrets) and starts the runner with that file as its only argument:
+   - where systemd runs, as a transient service (`systemd-run --collect`), so that a restart
+     of the Juju agent, which kills the agent's process group, does not kill a build. The
+     runner takes the lock itself; the hook lets it go and waits (bounded) until the runner
+     holds it or has finished. Hooks of a unit never run at once, so nothing slips in between.
+   - elsewhere, in a new session (`Popen(start_new_session=True)`), handing it the locked
+     descriptor (`pass_fds`), stdin from /dev/null and stdout/stderr into the build log (Juju
+     waits for a hook's output pipes to close, so the runner must not inherit them). The runner
+     forks once more and the hook only waits for that first process, which exits at once: the
+     build is orphaned to init and the lock passes to it without a free moment.
+3. The runner runs the CLI, writes `result.json` (build_job.BuildResult), releases the lock,
+   then runs `juju-exec <unit> JUJU_DISPATCH_PATH=hooks/build-finished ./dispatch`, which
+   brings the charm's `build_finished` event. update-status handles a lost callback.
 """
 
 import dataclasses
 import datetime
 import fcntl
-import json
 import logging
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -38,24 +43,26 @@ import yaml
 from charmlibs import apt
 from crontab import CronTab
 
+import build_job
+import image_builder_contract
 from build_job import (
     BUILD_CLOUD,
-    BUILD_TIMEOUT,
-    KILL_GRACE,
-    SECRET_ENV_PREFIX,
+    BuildJob,
     BuildRequest,
     BuildResult,
     BuildState,
     RunRecord,
     StartOutcome,
 )
+from catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
 _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 APT_PACKAGES = ["python3-venv", "cron", "logrotate"]
 CLI_NAME = "github-runner-image-builder"
-LOOKUP_TIMEOUT = 120  # seconds per latest-build-id call, in the runner
+SYSTEMD_RUN = Path("/usr/bin/systemd-run")
+RUNNER_START_TIMEOUT = 30  # seconds a hook waits for the runner it launched to hold the lock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,11 +78,24 @@ class Paths:
     juju_exec: Path
     runner: Path
     system_python: Path
-    # The interpreter that runs the runner script (stdlib only), by default the charm's own.
+    # The interpreter that runs the runner script, by default the charm's own; it finds the
+    # charm's modules through the PYTHONPATH the launcher gives it (runner_pythonpath).
     runner_python: Path = Path(sys.executable)
+    # systemd-run, where systemd manages the machine; None: the runner starts in a new session.
+    systemd_run: Path | None = None
+    # What Canonical's charm left on the machine (after `juju refresh --switch` to this one): its
+    # cron file would dispatch `run` a second time, its clouds.yaml holds passwords in clear.
+    canonical_cron: Path = Path("/etc/cron.d/build-runner-image")
+    canonical_clouds_yaml: Path = Path("/home/ubuntu/clouds.yaml")
 
     @classmethod
-    def under(cls, root: Path, runner: Path, python: Path = Path(sys.executable)) -> "Paths":
+    def under(
+        cls,
+        root: Path,
+        runner: Path,
+        python: Path = Path(sys.executable),
+        systemd_run: Path | None = None,
+    ) -> "Paths":
         """Return paths that all live inside `root` (tests, a developer's machine)."""
         return cls(
             state_dir=root / "state",
@@ -88,6 +108,9 @@ class Paths:
             runner=runner,
             system_python=python,
             runner_python=python,
+            systemd_run=systemd_run,
+            canonical_cron=root / "cron.d" / "build-runner-image",
+            canonical_clouds_yaml=root / "home" / "ubuntu" / "clouds.yaml",
         )
 
     @property
@@ -119,6 +142,11 @@ class Paths:
     def result(self) -> Path:
         """Return the last finished build's result (written by the runner)."""
         return self.state_dir / "result.json"
+
+    @property
+    def job(self) -> Path:
+        """Return the last started build's job file (0600: it holds the script secrets)."""
+        return self.state_dir / "job.json"
 
     @property
     def handled(self) -> Path:
@@ -154,7 +182,36 @@ def default_paths(charm_dir: Path, unit_name: str) -> Paths:
         juju_exec=Path("/usr/bin/juju-exec"),
         runner=charm_dir / "src" / "build_runner.py",
         system_python=Path("/usr/bin/python3"),
+        systemd_run=SYSTEMD_RUN if systemd_manages_machine() else None,
     )
+
+
+def systemd_manages_machine(booted: Path = Path("/run/systemd/system")) -> bool:
+    """Return whether systemd is PID 1 here (sd_booted's test) and systemd-run exists."""
+    return booted.is_dir() and SYSTEMD_RUN.exists()
+
+
+def _import_root(module: object) -> Path:
+    """Return the sys.path entry a module was imported from."""
+    file = Path(str(getattr(module, "__file__", "")))
+    return file.parents[1] if file.name == "__init__.py" else file.parent
+
+
+def runner_pythonpath() -> str:
+    """Return the PYTHONPATH on which the runner finds build_job and pydantic, as the charm does.
+
+    The packed charm keeps its modules in src/ and its dependencies in venv/; the runner runs
+    with the machine's python, which has neither.
+    """
+    import annotated_types  # noqa: PLC0415 - only to find where pydantic's dependencies are
+    import pydantic_core  # noqa: PLC0415
+    import typing_extensions  # noqa: PLC0415
+    import typing_inspection  # noqa: PLC0415
+
+    modules = (build_job, image_builder_contract, pydantic, pydantic_core, typing_extensions)
+    modules = (*modules, annotated_types)
+    roots = [_import_root(m) for m in (*modules, typing_inspection)]
+    return os.pathsep.join(str(root) for root in dict.fromkeys(roots))
 
 
 def _utcnow() -> datetime.datetime:
@@ -289,6 +346,35 @@ class Builder:
             clouds[cloud_id] = _cloud_entry(auth)
         _write_atomic(self.paths.clouds_yaml, yaml.safe_dump({"clouds": clouds}), mode=0o600)
 
+    def read_clouds_yaml_auth(self) -> dict[str, dict[str, object]]:
+        """Return each clouds.yaml entry's auth block, as written before (for migrations)."""
+        if not self.paths.clouds_yaml.exists():
+            return {}
+        try:
+            data = yaml.safe_load(self.paths.clouds_yaml.read_text()) or {}
+            clouds = dict(data.get("clouds") or {})
+            return {str(name): dict(entry.get("auth") or {}) for name, entry in clouds.items()}
+        except (yaml.YAMLError, AttributeError, TypeError, ValueError):
+            logger.warning("ignoring an unreadable %s", self.paths.clouds_yaml)
+            return {}
+
+    def remove_canonical_files(self) -> list[Path]:
+        """Delete what Canonical's charm left that would act or leak; return what went."""
+        gone = []
+        for path in (self.paths.canonical_cron, self.paths.canonical_clouds_yaml):
+            if path.exists():
+                path.unlink()
+                gone.append(path)
+        return gone
+
+    def remove_cron(self) -> None:
+        """Stop this unit's schedule (a standby unit does not build)."""
+        self.cron_file.unlink(missing_ok=True)
+
+    def drop_queued(self) -> None:
+        """Forget a queued rebuild (this unit is no longer the one that builds)."""
+        self.paths.queued.unlink(missing_ok=True)
+
     def write_cron(self, interval_hours: int) -> None:
         """Write the cron file that dispatches the charm's `run` event every interval."""
         # Spread units over the hour so several builders do not start at the same minute.
@@ -344,44 +430,41 @@ class Builder:
             self.paths.queued.unlink(missing_ok=True)
             _write_atomic(self.paths.current, run.model_dump_json())
             _write_atomic(self.paths.fingerprint, request.fingerprint)
-            self._launch(fd, run, request)
-            return StartOutcome(started=True, run_id=run.run_id)
+            self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            if self.paths.systemd_run is None:
+                self._launch_in_session(fd, self._job(run, request, lock_fd=fd))
+        if self.paths.systemd_run is not None:
+            # Launched after the lock is let go: the service takes it itself.
+            self._launch_under_systemd(self.paths.systemd_run, self._job(run, request))
+        logger.info("build %s started (%s)", run.run_id, ", ".join(request.clouds))
+        return StartOutcome(started=True, run_id=run.run_id)
 
-    def _launch(self, lock_fd: int, run: RunRecord, request: BuildRequest) -> None:
-        self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        argv = [
-            str(self.paths.runner_python),
-            str(self.paths.runner),
-            "--lock-fd",
-            str(lock_fd),
-            "--run-id",
-            run.run_id,
-            "--started-at",
-            run.started_at.isoformat(),
-            "--result",
-            str(self.paths.result),
-            "--juju-exec",
-            str(self.paths.juju_exec),
-            "--unit",
-            self.unit_name,
-            "--kill-after",
-            str(BUILD_TIMEOUT + KILL_GRACE),
-            "--secret-prefix",
-            SECRET_ENV_PREFIX,
-            "--lookups",
-            json.dumps([lookup.model_dump() for lookup in request.lookups]),
-            "--lookup-timeout",
-            str(LOOKUP_TIMEOUT),
-            "--sweeps",
-            json.dumps([list(sweep) for sweep in request.sweeps]),
-            "--",
-            str(self.paths.cli),
-            *request.args,
-        ]
-        env = self._env() | dict(request.secret_env)
+    def _job(self, run: RunRecord, request: BuildRequest, lock_fd: int | None = None) -> Path:
+        """Write the job file for this run; return its path."""
+        job = BuildJob(
+            run_id=run.run_id,
+            started_at=run.started_at,
+            unit=self.unit_name,
+            cli=str(self.paths.cli),
+            juju_exec=str(self.paths.juju_exec),
+            result=str(self.paths.result),
+            lock=str(self.paths.lock),
+            lock_fd=lock_fd,
+            fork=lock_fd is not None,
+            env=self._env(),
+            request=request,
+        )
+        _write_atomic(self.paths.job, job.model_dump_json(), mode=0o600)
+        return self.paths.job
+
+    def _runner_argv(self, job: Path) -> list[str]:
+        return [str(self.paths.runner_python), str(self.paths.runner), str(job)]
+
+    def _launch_in_session(self, lock_fd: int, job: Path) -> None:
+        env = {**self._env(), "PYTHONPATH": runner_pythonpath()}
         with self.paths.build_log.open("ab") as log:
             first = subprocess.Popen(
-                argv,
+                self._runner_argv(job),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -391,12 +474,57 @@ class Builder:
                 start_new_session=True,
             )
         # The runner's first process forks the real build and exits at once.
-        code = first.wait(timeout=30)
+        code = first.wait(timeout=RUNNER_START_TIMEOUT)
         if code != 0:
             raise RuntimeError(
                 f"build runner failed to start (exit {code}); see {self.paths.build_log}"
             )
-        logger.info("build %s started: %s %s", run.run_id, self.paths.cli, " ".join(request.args))
+
+    def systemd_unit(self, run_id: str) -> str:
+        """Return the name of the transient service that runs one build."""
+        return f"{self._slug}-build-{run_id[:12]}"
+
+    def _launch_under_systemd(self, systemd_run: Path, job: Path) -> None:
+        run_id = BuildJob.model_validate_json(job.read_text()).run_id
+        log = self.paths.build_log
+        argv = [
+            str(systemd_run),
+            f"--unit={self.systemd_unit(run_id)}",
+            f"--description=GitHub runner image build {run_id} of {self.unit_name}",
+            "--collect",  # unloaded when it ends, whatever its exit code
+            "--quiet",
+            f"--working-directory={self.paths.state_dir}",
+            f"--property=StandardOutput=append:{log}",
+            f"--property=StandardError=append:{log}",
+            # On stop, SIGTERM reaches the CLI too: let it undo what it created.
+            f"--property=TimeoutStopSec={build_job.KILL_GRACE}",
+            # Not secret; everything else the runner needs is in the job file.
+            f"--setenv=PYTHONPATH={runner_pythonpath()}",
+            "--",
+            *self._runner_argv(job),
+        ]
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"systemd-run could not start the build (exit {done.returncode}): "
+                f"{done.stderr.strip()[:300]}"
+            )
+        # Wait until the service holds the lock (or already finished), so that the next hook
+        # sees the build as running, not as one that vanished without a result.
+        deadline = time.monotonic() + RUNNER_START_TIMEOUT
+        while not (self.is_running() or self._finished(run_id)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the build service {self.systemd_unit(run_id)} did not start within "
+                    f"{RUNNER_START_TIMEOUT} s; see {log} and journalctl"
+                )
+            time.sleep(0.05)
+
+    def _finished(self, run_id: str) -> bool:
+        result = self._read(self.paths.result, BuildResult)
+        return result is not None and result.run_id == run_id
 
     def is_running(self) -> bool:
         """Return whether a build holds the lock right now."""
@@ -443,16 +571,19 @@ class Builder:
 
     # --- catalogue -------------------------------------------------------------------------
 
-    def load_catalogue(self) -> dict[str, dict[str, str]]:
-        """Return the known images: cloud id -> "base/arch" -> image ID."""
+    def load_catalogue(self) -> Catalogue | None:
+        """Return this unit's copy of the catalogue; None before the first one was saved."""
         if not self.paths.catalogue.exists():
-            return {}
-        data = json.loads(self.paths.catalogue.read_text())
-        return {str(c): {str(k): str(v) for k, v in m.items()} for c, m in data.items()}
+            return None
+        try:
+            return Catalogue.from_json(self.paths.catalogue.read_text())
+        except ValueError:  # pydantic.ValidationError is a ValueError too
+            logger.warning("ignoring unreadable %s", self.paths.catalogue)
+            return None
 
-    def save_catalogue(self, catalogue: Mapping[str, Mapping[str, str]]) -> None:
-        """Persist the known images."""
-        _write_atomic(self.paths.catalogue, json.dumps(catalogue, sort_keys=True, indent=1))
+    def save_catalogue(self, catalogue: Catalogue) -> None:
+        """Keep this unit's copy of the catalogue (the peer relation holds the shared one)."""
+        _write_atomic(self.paths.catalogue, catalogue.model_dump_json(indent=1))
 
     @staticmethod
     def _read(path: Path, model: type[_Model]) -> _Model | None:

@@ -4,6 +4,10 @@
 Three intents: reconcile (clouds.yaml, cron, published relation data follow the state), start a
 build (detached; never waited for), publish a finished build. The unit status is derived once
 per hook from the state in `collect-status`.
+
+Only the leader builds (schedule, action, new requirers) and keeps the catalogue, in the peer
+relation; every unit publishes from it. A unit that finishes a build after it lost leadership
+hands the images over through its peer data; the leader takes them in.
 """
 
 import logging
@@ -17,12 +21,19 @@ import builder
 import cos
 import image
 import metrics_service
+import migrate
+import peers
 import state
+from catalogue import Catalogue
 from charms.github_runner_image_builder.v0.image import CloudCredentials
 from image_builder_contract import names, platforms
 
 logger = logging.getLogger(__name__)
 
+STANDBY = (
+    "this unit is on standby: the leader {leader} builds; run the action there: "
+    "juju run {leader} run"
+)
 NO_CREDENTIALS = (
     "no image relation has given OpenStack credentials yet; "
     "integrate a runner charm first: juju integrate {app}:image github-runner:image"
@@ -71,15 +82,17 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             apt_install=builder.apt_install,
         )
         self.images = image.ImageRelation(self)
+        self.peers = peers.Peers(self)
         # Observes its own relation events and upgrade-charm: logs, Loki rules, dashboard.
         self.cos = cos.CosAgentProvider(self, self.builder.paths.log_dir)
         self._loaded: state.BuildConfig | state.ConfigValidationError | None = None
 
         observe = framework.observe
         observe(self.on.install, self._on_install)
-        observe(self.on.upgrade_charm, self._on_install)
+        observe(self.on.upgrade_charm, self._on_upgrade_charm)
         observe(self.on.config_changed, self._on_config_changed)
         observe(self.on.secret_changed, self._on_config_changed)
+        observe(self.on.leader_elected, self._on_leader_elected)
         observe(self.on.update_status, self._on_build_finished)
         observe(self.on.build_finished, self._on_build_finished)
         observe(self.on.run, self._on_run)
@@ -88,6 +101,13 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         observe(self.on[image.RELATION_NAME].relation_changed, self._on_image_relation_changed)
         observe(self.on[image.RELATION_NAME].relation_departed, self._on_image_relation_gone)
         observe(self.on[image.RELATION_NAME].relation_broken, self._on_image_relation_gone)
+        for event in (
+            "relation_created",
+            "relation_joined",
+            "relation_changed",
+            "relation_departed",
+        ):
+            observe(getattr(self.on[peers.PEER_RELATION], event), self._on_peers_changed)
         observe(self.on.collect_unit_status, self._on_collect_status)
         # Last, so its end-of-hook record sees what the handlers above did.
         self.metrics = metrics_service.MetricsService(
@@ -116,10 +136,31 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         config = self._config()
         return config.build_interval if config is not None else None
 
+    def _catalogue(self) -> Catalogue:
+        """Return the shared catalogue; this unit's copy before the leader shared one."""
+        shared = self.peers.catalogue()
+        if shared is not None:
+            return shared
+        return self.builder.load_catalogue() or Catalogue()
+
+    def _save_catalogue(self, catalogue: Catalogue) -> None:
+        """Share the catalogue (leader) and keep this unit's copy."""
+        if self.unit.is_leader():
+            self.peers.save_catalogue(catalogue)
+        if catalogue != self.builder.load_catalogue():
+            self.builder.save_catalogue(catalogue)
+
+    def _leader_name(self) -> str:
+        return self.peers.leader() or "(not known yet)"
+
     # --- intents ---------------------------------------------------------------------------
 
-    def _reconcile(self) -> state.BuildConfig | None:
-        """Make clouds.yaml, cron and the relation data follow the state; None when blocked."""
+    def _reconcile(self, built: Catalogue | None = None) -> state.BuildConfig | None:
+        """Make clouds.yaml, cron, the catalogue and the relation data follow the state.
+
+        The leader takes in `built` (its own finished build) and every unit's handover; a
+        standby unit only follows the leader's catalogue. None when the config is blocked.
+        """
         config = self._config()
         if config is None:
             return None
@@ -127,12 +168,32 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         self.builder.write_clouds_yaml(
             _auth(config.build_cloud), {cloud_id: _auth(c) for cloud_id, c in clouds.items()}
         )
-        self.builder.write_cron(config.build_interval)
-        catalogue = self.builder.load_catalogue()
-        kept = {cloud: ids for cloud, ids in catalogue.items() if cloud in clouds}
-        if kept != catalogue:
-            self.builder.save_catalogue(kept)
-        self.images.publish(kept, config.bases, config.arch)
+        catalogue = self._catalogue()
+        if self.unit.is_leader():
+            self.builder.write_cron(config.build_interval)
+            self.peers.claim_leadership()
+            for taken in [built or Catalogue(), *self.peers.handovers()]:
+                catalogue = catalogue.merge(taken.images)
+            catalogue = catalogue.settle(config.bases, config.arch).restrict(clouds)
+            self._save_catalogue(catalogue)
+            self.peers.clear_handover()  # its own, from before it was leader again: taken in
+        else:
+            self.builder.remove_cron()
+            self._save_catalogue(catalogue)
+            handover = self.peers.handover()
+            if built is not None and built.images:
+                self.peers.hand_over(built)
+                logger.info("images handed over to the leader %s", self._leader_name())
+            elif handover is not None and catalogue.covers(
+                i for i in handover.images if i.cloud in clouds
+            ):
+                self.peers.clear_handover()
+            catalogue = catalogue.restrict(clouds)
+        self.images.publish(catalogue, config.bases, config.arch)
+        self.peers.share_published(self.images.published_ids())
+        build = self.builder.state()
+        running = build.current.clouds if build.running and build.current else []
+        self.peers.share_building(running)
         return config
 
     def _start_build(
@@ -143,62 +204,52 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         if not clouds:
             logger.info("no build for %s: %s", reason, NO_CREDENTIALS.format(app=self.app.name))
             return None
-        catalogue = self.builder.load_catalogue()
-        protect = self.images.published_ids()
-        protect.update(i for ids in catalogue.values() for i in ids.values())
-        request = build_job.build_request(
-            build_job.BuildCommandInput(
+        # Nothing any unit publishes or hands over may be pruned, nor anything catalogued.
+        protect = (
+            self._catalogue().ids() | self.images.published_ids() | self.peers.protected_ids()
+        )
+        request = build_job.BuildRequest(
+            options=build_job.BuildOptions(
                 bases=config.bases,
                 arch=config.arch,
                 prefix=config.prefix,
-                upload_clouds=sorted(clouds),
+                upload_clouds=tuple(sorted(clouds)),
                 keep_revisions=config.revision_history_limit,
                 flavor=config.flavor,
                 network=config.network,
                 runner_version=config.runner_version,
                 script_url=config.script_url,
                 proxy=config.image_proxy,
-                protect=sorted(protect),
-                script_secrets={k: v.get_secret_value() for k, v in config.script_secrets.items()},
-                fingerprint=config.fingerprint(),
-                lookups=lookups,
-            )
+                protect=tuple(sorted(protect)),
+            ),
+            script_secrets=dict(config.script_secrets),
+            fingerprint=config.fingerprint(),
+            lookups=tuple(lookups),
         )
         outcome = self.builder.start(request)
         if outcome.started:
+            self.peers.save_fingerprint(request.fingerprint)
+            self.peers.share_building(list(request.clouds))
             logger.info("build %s started (%s)", outcome.run_id, reason)
         else:
             logger.info("build requested (%s) while %s runs: queued", reason, outcome.run_id)
         return outcome
 
-    def _publish_finished(self, config: state.BuildConfig) -> None:
-        """Publish a finished build not yet handled, then start a queued rebuild."""
+    def _publish_finished(self) -> None:
+        """Publish (or hand over) a finished build not yet handled; then start what is due."""
         result = self.builder.take_result()
+        built = None
         if result is not None:
-            merged = image.merge(self.builder.load_catalogue(), result.images)
-            catalogue = image.settle(merged, config.bases, config.arch)
-            self.builder.save_catalogue(catalogue)
-            self.images.publish(catalogue, config.bases, config.arch)
-            logger.info(
-                "build %s finished: exit %s, %d images, %d failed",
-                result.run_id,
-                result.exit_code,
-                len(result.images),
-                len(result.failures),
-            )
-            for failure in result.failures:
-                logger.error(
-                    "build failed: %s/%s cloud %s step %s: %s",
-                    failure.base,
-                    failure.arch,
-                    failure.cloud,
-                    failure.step,
-                    failure.error,
-                )
-            if result.error:
-                logger.error("build %s failed: %s", result.run_id, result.error)
+            built = Catalogue.from_built(result.images, result.started_at)
+            _log_result(result)
+        config = self._reconcile(built)
+        if config is None:
+            return
         build = self.builder.state()
         if build.running:
+            return
+        if not self.unit.is_leader():
+            self.builder.drop_queued()  # the leader's schedule serves it
             return
         if build.queued:
             self._start_build(config, "queued rebuild")
@@ -209,7 +260,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
 
     def _serve_new_clouds(self, config: state.BuildConfig, clouds: Sequence[str]) -> None:
         """Start a job for clouds lacking images: it looks them up, and builds only if needed."""
-        catalogue = self.builder.load_catalogue()
+        catalogue = self._catalogue()
         lookups = [
             build_job.Lookup(
                 cloud=cloud,
@@ -220,11 +271,28 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 ),
             )
             for cloud in clouds
-            for base in image.missing(catalogue, cloud, config.bases, config.arch)
+            for base in catalogue.missing(cloud, config.bases, config.arch)
         ]
         if lookups:
             lacking = sorted({lookup.cloud for lookup in lookups})
             self._start_build(config, f"no image yet in {', '.join(lacking)}", lookups)
+
+    def _migrate(self) -> None:
+        """Carry an earlier charm's catalogue and published IDs over (upgrade, switch)."""
+        clouds = self.images.clouds()
+        catalogue = migrate.rename_legacy_clouds(
+            self._catalogue(), clouds, self.builder.read_clouds_yaml_auth()
+        )
+        published = [
+            (creds, images)
+            for relation in self.images.relations
+            if (creds := self.images.cloud_of(relation)) is not None
+            and (images := self.images.published_on(relation)) is not None
+        ]
+        catalogue = migrate.adopt_published(catalogue, clouds, published)
+        self._save_catalogue(catalogue)
+        for path in self.builder.remove_canonical_files():
+            logger.info("removed %s, left by Canonical's charm", path)
 
     # --- event handlers --------------------------------------------------------------------
 
@@ -233,25 +301,50 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         self.builder.install()
         self._on_config_changed(None)
 
+    def _on_upgrade_charm(self, _: ops.EventBase) -> None:
+        self.unit.status = ops.MaintenanceStatus("upgrading the image builder")
+        self.builder.install()
+        self._migrate()
+        self._on_config_changed(None)
+        # A cloud the earlier charm never served (two clouds that shared one id) gets its
+        # images looked up; clouds that have images are not rebuilt.
+        config = self._config()
+        if config is not None and self.unit.is_leader() and not self.builder.is_running():
+            self._serve_new_clouds(config, list(self.images.clouds()))
+
     def _on_config_changed(self, _: ops.EventBase | None) -> None:
         config = self._reconcile()
-        if config is None or not self.images.clouds():
+        if config is None or not self.images.clouds() or not self.unit.is_leader():
             return
-        if config.fingerprint() != self.builder.stored_fingerprint():
+        built_with = self.peers.fingerprint() or self.builder.stored_fingerprint()
+        if config.fingerprint() != built_with:
             self._start_build(config, "the image settings changed")
 
-    def _on_build_finished(self, _: ops.EventBase) -> None:
+    def _on_leader_elected(self, _: ops.EventBase) -> None:
+        # The new leader takes over the schedule (in reconcile) and any cloud still unserved,
+        # but not one the old leader's running job serves: its result comes as a handover.
         config = self._reconcile()
-        if config is not None:
-            self._publish_finished(config)
+        if config is not None and self.unit.is_leader() and not self.builder.is_running():
+            elsewhere = self.peers.built_elsewhere()
+            self._serve_new_clouds(config, [c for c in self.images.clouds() if c not in elsewhere])
+
+    def _on_peers_changed(self, _: ops.EventBase) -> None:
+        # A standby unit follows the leader's catalogue; the leader takes in handovers.
+        self._reconcile()
+
+    def _on_build_finished(self, _: ops.EventBase) -> None:
+        self._publish_finished()
 
     def _on_run(self, _: RunEvent) -> None:
         config = self._reconcile()
-        if config is not None:
+        if config is not None and self.unit.is_leader():
             self._start_build(config, "schedule")
 
     def _on_run_action(self, event: ops.ActionEvent) -> None:
         config = self._reconcile()
+        if not self.unit.is_leader():
+            event.fail(STANDBY.format(leader=self._leader_name()))
+            return
         if config is None:
             assert isinstance(self._loaded, state.ConfigValidationError)  # noqa: S101 - set by _config
             event.fail(f"cannot build until the configuration is fixed: {self._loaded}")
@@ -272,7 +365,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
 
     def _on_image_relation_changed(self, event: ops.RelationEvent) -> None:
         config = self._reconcile()
-        if config is None:
+        if config is None or not self.unit.is_leader():
             return
         creds = self.images.cloud_of(event.relation)
         if creds is None:
@@ -303,20 +396,59 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         if not self.images.relations:
             event.add_status(ops.BlockedStatus("image integration required"))
             return
-        if not self.images.clouds():
+        clouds = self.images.clouds()
+        if not clouds:
             event.add_status(
                 ops.WaitingStatus("waiting for OpenStack credentials from a requirer")
             )
             return
         build = self.builder.state()
+        leader = self.unit.is_leader()
         if build.running and build.current is not None:
-            queued = ", rebuild queued" if build.queued else ""
+            queued = ", rebuild queued" if build.queued and leader else ""
             started = build.current.started_at.strftime("%H:%M")
-            event.add_status(ops.MaintenanceStatus(f"Building images since {started} UTC{queued}"))
+            handing = "" if leader else "; its images go to the leader"
+            event.add_status(
+                ops.MaintenanceStatus(f"Building images since {started} UTC{queued}{handing}")
+            )
+        elif not leader:
+            served = len(self._catalogue().restrict(clouds).clouds())
+            event.add_status(
+                ops.ActiveStatus(
+                    f"Standby: serving the images of the leader {self._leader_name()} "
+                    f"({served} of {len(clouds)} clouds)"
+                )
+            )
         elif build.last_result is not None:
             event.add_status(ops.ActiveStatus(summary(build.last_result)))
         else:
-            event.add_status(ops.ActiveStatus("No build has run on this unit yet"))
+            served = len(self._catalogue().restrict(clouds).clouds())
+            event.add_status(
+                ops.ActiveStatus(
+                    f"No build has run on this unit yet; {served} of {len(clouds)} clouds served"
+                )
+            )
+
+
+def _log_result(result: build_job.BuildResult) -> None:
+    logger.info(
+        "build %s finished: exit %s, %d images, %d failed",
+        result.run_id,
+        result.exit_code,
+        len(result.images),
+        len(result.failures),
+    )
+    for failure in result.failures:
+        logger.error(
+            "build failed: %s/%s cloud %s step %s: %s",
+            failure.base,
+            failure.arch,
+            failure.cloud,
+            failure.step,
+            failure.error,
+        )
+    if result.error:
+        logger.error("build %s failed: %s", result.run_id, result.error)
 
 
 def summary(result: build_job.BuildResult) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import build, marker, platforms, steps, userdata
+from github_runner_image_builder import build, marker, platforms, revisions, steps, userdata
 from github_runner_image_builder.cloud import Cloud
 from github_runner_image_builder.report import Report
 
@@ -278,12 +278,15 @@ def test_every_upload_cloud_failing_fails_the_build(mirror: str) -> None:
 
 def test_prune_keeps_revisions_and_protected(mirror: str) -> None:
     cloud = FakeCloud("build")
-    old = [cloud.add_image("p-noble-x64", qcow2(10)) for _ in range(4)]
-    other = cloud.add_image("p-jammy-x64", qcow2(10))
+    # The oldest one was built by another builder (Canonical's charm names images alike).
+    foreign = cloud.add_image("p-noble-x64", qcow2(10))
+    ours = {revisions.BUILT_BY_US: "2026-01-01T00:00:00Z"}
+    old = [cloud.add_image("p-noble-x64", qcow2(10), properties=ours) for _ in range(4)]
+    other = cloud.add_image("p-jammy-x64", qcow2(10), properties=ours)
     report = run(options(mirror, keep_revisions=2, protect=frozenset({old[0]})), {"build": cloud})
     assert report.exit_code == 0
     remaining = {i.id for i in cloud.image_info.values() if i.name == "p-noble-x64"}
-    assert remaining == {report.images[0].id, old[3], old[0]}
+    assert remaining == {report.images[0].id, old[3], old[0], foreign}
     assert other in cloud.image_info
 
 

@@ -33,6 +33,12 @@ def test_prune_with_fewer_than_keep_deletes_nothing() -> None:
     assert rev.to_prune(IMAGES, "p-noble-x64", 10, set()) == []
 
 
+def test_prune_never_deletes_an_image_another_builder_made() -> None:
+    foreign = ImageRecord("canonical", "p-noble-x64", "active", "2025-12-01T00:00:00Z", ours=False)
+    doomed = rev.to_prune([foreign, *IMAGES], "p-noble-x64", 1, set())
+    assert [i.id for i in doomed] == ["id3", "id2", "id1"]
+
+
 def test_prune_orders_same_second_images_stably() -> None:
     same = [ImageRecord("b", "n", "active", "t"), ImageRecord("a", "n", "active", "t")]
     assert [i.id for i in rev.to_prune(same, "n", 1, set())] == ["a"]

@@ -29,6 +29,7 @@ import build_job
 import builder
 import state
 from charm import GithubRunnerImageBuilderCharm
+from charms.github_runner_image_builder.v0.image import CloudCredentials
 from lcloud import builds, cli, guest, mirror
 from lcloud.cloud import LocalCloud
 
@@ -49,8 +50,10 @@ with open({calls!r}, "a") as calls:
 
 CLI_WRAPPER = """#!/bin/sh
 # The unit's route to cloud-images.ubuntu.com: builds read the loopback mirror instead.
-# The charm writes `--os-cloud=NAME COMMAND ...`, so the command is the second word.
-if [ "${{2:-}}" = build ]; then exec {cli} "$@" --cloud-images-url={url}; fi
+# The charm writes every option as --flag=value, so the command is the only bare `build`.
+for arg in "$@"; do
+    if [ "$arg" = build ]; then exec {cli} "$@" --cloud-images-url={url}; fi
+done
 exec {cli} "$@"
 """
 
@@ -156,6 +159,11 @@ def _auth(cloud: LocalCloud, name: str) -> dict[str, str]:
     return auth
 
 
+def _cloud_id(cloud: LocalCloud, name: str) -> str:
+    """Return the id the charm gives a requirer cloud with this account's credentials."""
+    return CloudCredentials.from_databag(_auth(cloud, name)).cloud_id
+
+
 def _charm_state(
     cloud: LocalCloud, *requirers: str
 ) -> tuple[testing.State, list[testing.Relation]]:
@@ -252,7 +260,8 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     assert ctx.action_results["result"] == "started"
     first = str(ctx.action_results["build-id"])
     written = yaml.safe_load(machine.paths.clouds_yaml.read_text())["clouds"]
-    assert set(written) == {build_job.BUILD_CLOUD, "runner-a_runner-a", "runner-b_runner-b"}
+    ids = {_cloud_id(cloud, name) for name in (LocalCloud.RUNNER_A, LocalCloud.RUNNER_B)}
+    assert set(written) == {build_job.BUILD_CLOUD, *ids}
     assert machine.paths.clouds_yaml.stat().st_mode & 0o077 == 0
 
     # 2. A second trigger while it runs is queued, not started: the same build is reported.
@@ -266,7 +275,7 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     # 3. The build ends: one image per requirer cloud, recorded, and the callback made.
     result = machine.wait_for_result(first)
     assert result.error == "" and result.failures == [] and result.exit_code == 0
-    assert sorted(i.cloud for i in result.images) == ["runner-a_runner-a", "runner-b_runner-b"]
+    assert {i.cloud for i in result.images} == ids
     _check_callback(machine, cloud, 1)
 
     # The queued rebuild will boot a guest that fails at its "apt" step.
@@ -320,12 +329,13 @@ def test_new_requirer_gets_existing_images_without_a_build(
 
     state = ctx.run(ctx.on.relation_changed(rel_b, remote_unit=0), state)
     current = machine.builder.state().current
-    assert current is not None and current.clouds == ["runner-b_runner-b"]
+    runner_b = _cloud_id(cloud, LocalCloud.RUNNER_B)
+    assert current is not None and current.clouds == [runner_b]
     result = machine.wait_for_result(current.run_id)
     _check_callback(machine, cloud, 1)
     assert result.kind == "lookup" and result.error == ""
     assert [(i.cloud, i.base, i.arch, i.id) for i in result.images] == [
-        ("runner-b_runner-b", "noble", "x64", earlier.id)
+        (runner_b, "noble", "x64", earlier.id)
     ]
 
     state = _emit(ctx, state, "build_finished")

@@ -146,10 +146,15 @@ def test_latest_build_id_by_creation_order_and_any_status(cloud: LocalCloud) -> 
 
 
 def test_prune_keeps_the_newest_revisions_and_protected_ones(
-    cloud: LocalCloud, images: mirror.CloudImagesMirror
+    cloud: LocalCloud, images: mirror.CloudImagesMirror, tmp_path: Path
 ) -> None:
     prefix = "prune"
     cloud.guests([guest.GuestScript(match=prefix, after=0.5)])
+    # An image of the same name that another builder made (Canonical's charm names its images
+    # alike): it carries none of our properties, so it is never pruned, however old.
+    path = builds.fake_cloud_image(tmp_path / "foreign.qcow2", "noble", "amd64")
+    foreign = builds.upload_base(cloud.connect(LocalCloud.RUNNER_A), f"{prefix}-noble-x64", path)
+    time.sleep(1.1)
     ids: list[str] = []
     for _ in range(4):
         protect = ["--protect", ids[0]] if ids else []
@@ -158,7 +163,8 @@ def test_prune_keeps_the_newest_revisions_and_protected_ones(
         ids.append(result.json()["images"][0]["id"])
         time.sleep(1.1)  # distinct created_at seconds, so "newest" is well defined
     left = {i.id for i in _named(cloud.connect(LocalCloud.RUNNER_A), f"{prefix}-noble-x64")}
-    assert left == {ids[0], ids[2], ids[3]}
+    assert left == {ids[0], ids[2], ids[3], foreign.id}
+    cloud.connect(LocalCloud.RUNNER_A).image.delete_image(foreign)
 
 
 # --- faults: each one fails the build (exit 1, named), leaves nothing, keeps the last image ---

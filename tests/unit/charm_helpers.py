@@ -9,6 +9,7 @@ exercised for real: it forks, holds the lock, runs the "CLI", writes the result 
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from ops import testing
 
 import builder
 from charm import GithubRunnerImageBuilderCharm
+from charms.github_runner_image_builder.v0.image import CloudCredentials
 from github_runner_image_builder.cli import build_parser
 
 SRC = Path(__file__).parents[2] / "src"
@@ -39,15 +41,14 @@ env = {{k: os.environ.get(k, "") for k in ("OS_CLIENT_CONFIG_FILE", "http_proxy"
 with (home / "cli-calls.jsonl").open("a") as calls:
     calls.write(json.dumps({{"argv": argv, "secrets": secrets, "env": env}}) + "\\n")
 # The charm writes `--os-cloud=NAME COMMAND --flag=value ...`.
-cloud, command = argv[0].split("=", 1)[1], argv[1]
+opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+command = argv[1]
 if command == "clean":
     print(json.dumps({{"servers": [], "security_groups": [], "images": [], "errors": []}}))
     sys.exit(0)
 if command == "latest-build-id":
-    print(plan.get("latest", {{}}).get(cloud + "/" + argv[2], ""))
+    print(plan.get("latest", {{}}).get(opts["os-cloud"] + "/" + argv[2], ""))
     sys.exit(0)
-opts = dict(arg.split("=", 1) for arg in argv[2:])
-opts.setdefault("--upload-clouds", "")
 build = plan.get("build", {{}})
 if build.get("wait"):
     (home / "build-waiting").touch()
@@ -61,14 +62,14 @@ n = int(counter.read_text()) + 1 if counter.exists() else 1
 counter.write_text(str(n))
 failed = set(build.get("fail_bases", []))
 images, failures = [], []
-for base in opts["--base"].split(","):
-    for cloud in opts["--upload-clouds"].split(","):
+for base in opts["base"].split(","):
+    for cloud in opts.get("upload-clouds", "").split(","):
         if base in failed:
-            failures.append({{"base": base, "arch": opts["--arch"], "cloud": cloud,
+            failures.append({{"base": base, "arch": opts["arch"], "cloud": cloud,
                               "step": "boot", "error": "builder VM never reached SHUTOFF"}})
         else:
-            images.append({{"name": opts["--prefix"] + "-" + base + "-" + opts["--arch"],
-                            "base": base, "arch": opts["--arch"], "cloud": cloud,
+            images.append({{"name": opts["prefix"] + "-" + base + "-" + opts["arch"],
+                            "base": base, "arch": opts["arch"], "cloud": cloud,
                             "id": "img-" + cloud + "-" + base + "-" + str(n)}})
 print(json.dumps({{"images": images, "failures": failures}}))
 sys.exit(1 if failures else 0)
@@ -130,6 +131,20 @@ def cli_args(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+def new_machine(home: Path) -> Machine:
+    """Return a temporary machine with the fake CLI and juju-exec in place."""
+    home.mkdir(parents=True, exist_ok=True)
+    paths = builder.Paths.under(home, runner=SRC / "build_runner.py")
+    script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
+    script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
+    return Machine(home=home, paths=paths, apt_calls=[])
+
+
+def options(argv: list[str]) -> dict[str, str]:
+    """Return a CLI command line's `--flag=value` options as {flag: value}."""
+    return dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+
+
 def build_running(paths: builder.Paths) -> bool:
     b = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
     return b.is_running()
@@ -179,6 +194,17 @@ def requirer_data(project: str, user: str, password: str = REQUIRER_PASSWORD) ->
         "user_domain_name": "Default",
         "username": user,
     }
+
+
+def cloud_id(project: str, user: str) -> str:
+    """Return the id the charm gives a requirer cloud of image_relation(project, user)."""
+    return CloudCredentials.from_databag(requirer_data(project, user)).cloud_id
+
+
+RUNNERS = cloud_id("runners", "runner")
+ALPHA = cloud_id("alpha", "bot")
+BETA = cloud_id("beta", "bot")
+SHARED = cloud_id("shared", "bot")
 
 
 def image_relation(

@@ -15,15 +15,7 @@ import builder
 import metrics_service
 import state
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import (
-    FAKE_CLI,
-    FAKE_JUJU_EXEC,
-    SRC,
-    Machine,
-    build_running,
-    script,
-    wait_until,
-)
+from charm_helpers import Machine, build_running, new_machine, wait_until
 
 # charmcraft warns on every import without a private runtime directory.
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
@@ -31,18 +23,13 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 @pytest.fixture
 def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
-    home = tmp_path / "machine"
-    home.mkdir()
-    paths = builder.Paths.under(home, runner=SRC / "build_runner.py")
-    script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
-    script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
-    apt_calls: list[list[str]] = []
+    got = new_machine(tmp_path / "machine")
+    paths = got.paths
     monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: paths)
-    monkeypatch.setattr(builder, "apt_install", apt_calls.append)
-    _fake_systemd(home, monkeypatch)
+    monkeypatch.setattr(builder, "apt_install", got.apt_calls.append)
+    _fake_systemd(got.home, monkeypatch)
     for name in state.PROXY_SETTINGS:
         monkeypatch.delenv(name, raising=False)
-    got = Machine(home=home, paths=paths, apt_calls=apt_calls)
     yield got
     # Never leave a build behind: release a waiting fake CLI and wait for the lock to free.
     got.release()

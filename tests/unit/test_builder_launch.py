@@ -1,12 +1,16 @@
-"""The launch from a real hook process: the hook's output pipes close while the build runs on."""
+"""The launch from a real hook process, in a new session and as a transient systemd service."""
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+import build_job
 import builder
-from charm_helpers import UNIT, Machine, build_running
+from charm_helpers import UNIT, Machine, build_running, script
 
 SRC = Path(__file__).parents[2] / "src"
 
@@ -18,34 +22,111 @@ from pathlib import Path
 sys.path.insert(0, {src!r})
 import build_job
 import builder
-paths = builder.Paths(**{{k: Path(v) for k, v in json.loads({paths!r}).items()}})
+fields = json.loads({paths!r})
+paths = builder.Paths(**{{k: Path(v) if v else None for k, v in fields.items()}})
 b = builder.Builder(paths, {unit!r}, {{}}, apt_install=lambda _: None)
 request = build_job.BuildRequest(
-    args=("--os-cloud=builder", "build", "--base=noble", "--arch=x64", "--prefix=p",
-          "--upload-clouds=c_u"),
-    secret_env={{}},
+    options=build_job.BuildOptions(
+        bases=("noble",), arch="x64", prefix="p", upload_clouds=("c_u_1",), keep_revisions=5
+    ),
+    script_secrets={{"API_TOKEN": "hook-secret-77"}},
     fingerprint="f",
 )
 print(json.dumps(b.start(request).__dict__))
 """
 
+# systemd-run as far as the launch needs it: records its arguments, then starts the command
+# after `--` detached, with only the --setenv environment and the output properties, as
+# systemd does for a transient service (no descriptors, no environment of the caller).
+FAKE_SYSTEMD_RUN = """#!{python}
+import json, subprocess, sys
+from pathlib import Path
+argv = sys.argv[1:]
+with (Path({home!r}) / "systemd-run-calls.jsonl").open("a") as calls:
+    calls.write(json.dumps(argv) + "\\n")
+split = argv.index("--")
+options, command = argv[:split], argv[split + 1:]
+env = dict(o[len("--setenv="):].split("=", 1) for o in options if o.startswith("--setenv="))
+props = dict(o[len("--property="):].split("=", 1) for o in options if o.startswith("--property="))
+cwd = next(o.split("=", 1)[1] for o in options if o.startswith("--working-directory="))
+log = open(props["StandardOutput"].removeprefix("append:"), "ab")
+subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+"""
 
-def test_hook_returns_and_closes_its_pipes_while_the_build_runs(machine: Machine) -> None:
-    machine.plan(build={"wait": True})
-    paths = json.dumps({k: str(v) for k, v in machine.paths.__dict__.items()})
-    hook = HOOK.format(src=str(SRC), paths=paths, unit=UNIT)
+
+def _run_hook(paths: builder.Paths) -> dict[str, object]:
+    fields = {k: str(v) if v else "" for k, v in dataclasses.asdict(paths).items()}
+    hook = HOOK.format(src=str(SRC), paths=json.dumps(fields), unit=UNIT)
     # The deadline only guards against a hang: a runner holding the pipes would block here.
     done = subprocess.run(
         [sys.executable, "-c", hook], capture_output=True, text=True, timeout=60, check=True
     )
-    assert json.loads(done.stdout)["started"] is True
+    outcome: dict[str, object] = json.loads(done.stdout)
+    return outcome
+
+
+def _check_build_runs_on_after_the_hook(machine: Machine, paths: builder.Paths) -> str:
+    outcome = _run_hook(paths)
+    assert outcome["started"] is True
     machine.wait_for_build_waiting()
-    assert build_running(machine.paths)  # the hook is gone; the build holds the lock
-    again = builder.Builder(machine.paths, UNIT, {}, apt_install=lambda _: None)
+    assert build_running(paths)  # the hook is gone; the build holds the lock
+    again = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
     assert again.state().running
     machine.release()
     machine.wait_for_callbacks(1)
-    assert not build_running(machine.paths)
-    result = json.loads(machine.paths.result.read_text())
-    assert result["run_id"] == json.loads(done.stdout)["run_id"]
-    assert result["images"][0]["cloud"] == "c_u"
+    assert not build_running(paths)
+    result = build_job.BuildResult.model_validate_json(paths.result.read_text())
+    assert result.run_id == outcome["run_id"]
+    assert [i.cloud for i in result.images] == ["c_u_1"]
+    # The secret reached the CLI through its environment only, and the job file is private.
+    (call,) = machine.build_calls()
+    assert call["secrets"] == {"IMAGE_BUILDER_SECRET_API_TOKEN": "hook-secret-77"}
+    assert paths.job.stat().st_mode & 0o777 == 0o600
+    assert "hook-secret-77" not in paths.build_log.read_text()
+    return str(outcome["run_id"])
+
+
+def test_in_a_new_session_the_hook_returns_while_the_build_runs(machine: Machine) -> None:
+    machine.plan(build={"wait": True})
+    _check_build_runs_on_after_the_hook(machine, machine.paths)
+    assert not (machine.home / "systemd-run-calls.jsonl").exists()
+
+
+def test_under_systemd_the_build_is_a_transient_service(machine: Machine) -> None:
+    fake = script(
+        machine.home / "bin" / "systemd-run",
+        FAKE_SYSTEMD_RUN.format(python=sys.executable, home=str(machine.home)),
+    )
+    paths = dataclasses.replace(machine.paths, systemd_run=fake)
+    machine.plan(build={"wait": True})
+    run_id = _check_build_runs_on_after_the_hook(machine, paths)
+    calls = [json.loads(line) for line in (machine.home / "systemd-run-calls.jsonl").open()]
+    (argv,) = calls
+    split = argv.index("--")
+    assert argv[split + 1 :] == [sys.executable, str(SRC / "build_runner.py"), str(paths.job)]
+    assert f"--unit=github-runner-image-builder-0-build-{run_id[:12]}" in argv
+    assert "--collect" in argv
+    assert f"--property=StandardOutput=append:{paths.build_log}" in argv
+    (pythonpath,) = [a for a in argv if a.startswith("--setenv=")]
+    assert pythonpath.startswith(f"--setenv=PYTHONPATH={SRC}")
+    assert "hook-secret-77" not in json.dumps(argv)
+    job = build_job.BuildJob.model_validate_json(paths.job.read_text())
+    assert (job.fork, job.lock_fd) == (False, None)  # the service is the runner: no fork
+
+
+def test_under_systemd_a_service_that_cannot_start_is_an_error(machine: Machine) -> None:
+    fake = script(machine.home / "bin" / "systemd-run", "#!/bin/sh\necho 'no bus' >&2\nexit 1\n")
+    paths = dataclasses.replace(machine.paths, systemd_run=fake)
+    b = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
+    request = build_job.BuildRequest(
+        options=build_job.BuildOptions(
+            bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
+        )
+    )
+    with pytest.raises(RuntimeError, match=r"systemd-run could not start the build .*no bus"):
+        b.start(request)
+
+
+def test_systemd_is_used_only_where_it_manages_the_machine(tmp_path: Path) -> None:
+    assert not builder.systemd_manages_machine(tmp_path / "no-such-dir")

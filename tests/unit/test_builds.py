@@ -5,15 +5,17 @@ import json
 import pytest
 from ops import testing
 
+from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
+    RUNNERS,
     SCRIPT_SECRET,
     UNIT,
     Machine,
     base_state,
-    cli_args,
     emit,
     image_relation,
+    options,
     password_secret,
     script_secret,
     valid_config,
@@ -59,17 +61,16 @@ def test_build_started_then_finished_publishes(ctx: Ctx, machine: Machine) -> No
     ]
     argv = machine.build_calls()[0]["argv"]
     assert argv[:2] == ["--os-cloud=builder", "build"]
-    args = cli_args(argv)
-    assert args.upload_clouds == ["runners_runner"]
-    assert args.keep_revisions == 5
-    assert args.prefix == "github-runner-image-builder"
-    assert args.protect == []  # nothing is published yet
+    assert options(argv)["upload-clouds"] == RUNNERS
+    assert options(argv)["keep-revisions"] == "5"
+    assert options(argv)["prefix"] == "github-runner-image-builder"
+    assert "protect" not in options(argv)  # nothing is published yet
 
     out = emit(ctx, out, "build_finished")
     assert _published(out, relation) == {
-        "id": "img-runners_runner-noble-1",
+        "id": f"img-{RUNNERS}-noble-1",
         "tags": "x64,noble",
-        "images": '[{"id":"img-runners_runner-noble-1","tags":"x64,noble"}]',
+        "images": f'[{{"id":"img-{RUNNERS}-noble-1","tags":"x64,noble"}}]',
     }
     assert isinstance(out.unit_status, testing.ActiveStatus)
     assert out.unit_status.message.startswith("Last build ")
@@ -87,11 +88,11 @@ def test_two_bases_publish_first_as_id_and_all_in_images(ctx: Ctx, machine: Mach
     machine.wait_for_callbacks(1)
     out = emit(ctx, out, "build_finished")
     published = _published(out, relation)
-    assert published["id"] == "img-runners_runner-jammy-1"
+    assert published["id"] == f"img-{RUNNERS}-jammy-1"
     assert published["tags"] == "x64,jammy"
     assert json.loads(published["images"]) == [
-        {"id": "img-runners_runner-jammy-1", "tags": "x64,jammy"},
-        {"id": "img-runners_runner-noble-1", "tags": "x64,noble"},
+        {"id": f"img-{RUNNERS}-jammy-1", "tags": "x64,jammy"},
+        {"id": f"img-{RUNNERS}-noble-1", "tags": "x64,noble"},
     ]
     assert out.unit_status.message.endswith(" UTC: 2 images, 0 failed")
 
@@ -123,15 +124,15 @@ def test_trigger_while_running_queues_one_follow_up(ctx: Ctx, machine: Machine) 
     machine.wait_for_callbacks(1)
     state = emit(ctx, state, "build_finished")
     # The handler published the first build and started exactly one follow-up.
-    assert _published(state, relation)["id"] == "img-runners_runner-noble-1"
+    assert _published(state, relation)["id"] == f"img-{RUNNERS}-noble-1"
     machine.wait_for_callbacks(2)
     assert len(machine.build_calls()) == 2
     assert not machine.paths.queued.exists()
     state = emit(ctx, state, "build_finished")
-    assert _published(state, relation)["id"] == "img-runners_runner-noble-2"
+    assert _published(state, relation)["id"] == f"img-{RUNNERS}-noble-2"
     # The follow-up protected the image the first build published.
     argv = machine.build_calls()[1]["argv"]
-    assert cli_args(argv).protect == ["img-runners_runner-noble-1"]
+    assert options(argv)["protect"] == f"img-{RUNNERS}-noble-1"
     assert len(machine.build_calls()) == 2
 
 
@@ -150,15 +151,15 @@ def test_failed_build_keeps_published_images_and_says_what_failed(
     state = emit(ctx, state, "build_finished")
     after = _published(state, relation)
     # jammy failed: its old image stays; noble was rebuilt and replaces its predecessor.
-    assert after["id"] == before["id"] == "img-runners_runner-jammy-1"
+    assert after["id"] == before["id"] == f"img-{RUNNERS}-jammy-1"
     assert json.loads(after["images"]) == [
-        {"id": "img-runners_runner-jammy-1", "tags": "x64,jammy"},
-        {"id": "img-runners_runner-noble-2", "tags": "x64,noble"},
+        {"id": f"img-{RUNNERS}-jammy-1", "tags": "x64,jammy"},
+        {"id": f"img-{RUNNERS}-noble-2", "tags": "x64,noble"},
     ]
     message = state.unit_status.message
     assert isinstance(state.unit_status, testing.ActiveStatus)
     assert message.endswith(
-        " UTC: 1 image, 1 failed (jammy/x64 in runners_runner at boot: "
+        f" UTC: 1 image, 1 failed (jammy/x64 in {RUNNERS} at boot: "
         "builder VM never reached SHUTOFF)"
     )
 
@@ -194,7 +195,7 @@ def test_update_status_publishes_a_build_whose_callback_was_lost(
     machine.wait_for_callbacks(1)
     # The juju-exec callback never reached the charm; update-status is the safety net.
     state = ctx.run(ctx.on.update_status(), state)
-    assert _published(state, relation)["id"] == "img-runners_runner-noble-1"
+    assert _published(state, relation)["id"] == f"img-{RUNNERS}-noble-1"
     assert state.unit_status.message.endswith(" UTC: 1 image, 0 failed")
 
 
@@ -210,7 +211,7 @@ def test_build_killed_without_result_is_reported(ctx: Ctx, machine: Machine) -> 
     assert state.unit_status.message.endswith(
         " UTC failed: the build process ended without a result (killed or rebooted?)"
     )
-    assert _published(state, relation)["id"] == "img-runners_runner-noble-1"
+    assert _published(state, relation)["id"] == f"img-{RUNNERS}-noble-1"
 
 
 def test_cron_run_event_starts_a_build(ctx: Ctx, machine: Machine) -> None:
@@ -241,7 +242,7 @@ def test_image_settings_change_rebuilds_but_schedule_change_does_not(
     ctx.run(ctx.on.config_changed(), base_state(relation, **{"runner-version": "2.321.0"}))
     machine.wait_for_callbacks(2)
     argv = machine.build_calls()[1]["argv"]
-    assert cli_args(argv).runner_version == "2.321.0"
+    assert options(argv)["runner-version"] == "2.321.0"
 
 
 def test_script_secret_reaches_the_cli_only_through_its_environment(
@@ -254,15 +255,17 @@ def test_script_secret_reaches_the_cli_only_through_its_environment(
         password,
         **{"script-secret-id": script.id, "script-url": "https://example.com/setup.sh"},
     )
-    state = testing.State(config=config, secrets={password, script}, relations={image_relation()})
+    state = testing.State(
+        config=config, secrets={password, script}, relations={image_relation()}, leader=True
+    )
     ctx.run(ctx.on.action("run"), state)
     machine.wait_for_callbacks(1)
     call = machine.build_calls()[0]
     assert call["secrets"] == {"IMAGE_BUILDER_SECRET_API_TOKEN": SCRIPT_SECRET}
     assert SCRIPT_SECRET not in " ".join(call["argv"])
     argv = call["argv"]
-    assert cli_args(argv).script_url == "https://example.com/setup.sh"
-    assert cli_args(argv).proxy == "http://proxy.internal:3128"
+    assert options(argv)["script-url"] == "https://example.com/setup.sh"
+    assert options(argv)["proxy"] == "http://proxy.internal:3128"
     assert call["env"]["http_proxy"] == "http://proxy.internal:3128"
     assert call["env"]["OS_CLIENT_CONFIG_FILE"] == str(machine.paths.clouds_yaml)
     assert SCRIPT_SECRET not in machine.paths.build_log.read_text()
@@ -282,24 +285,26 @@ def test_base_change_keeps_the_old_image_published_until_the_new_one_exists(
         config={**state.config, "base-image": "jammy"},
         secrets=state.secrets,
         relations=state.relations,
+        leader=True,
     )
     state = ctx.run(ctx.on.config_changed(), changed)
     machine.wait_for_build_waiting()
     # While jammy builds, the runners keep booting the noble image.
-    assert _published(state, relation)["id"] == "img-runners_runner-noble-1"
+    assert _published(state, relation)["id"] == f"img-{RUNNERS}-noble-1"
     argv = machine.build_calls()[1]["argv"]
-    assert cli_args(argv).protect == ["img-runners_runner-noble-1"]
+    assert options(argv)["protect"] == f"img-{RUNNERS}-noble-1"
 
     machine.plan(build={})
     machine.release()
     machine.wait_for_callbacks(2)
     state = emit(ctx, state, "build_finished")
     assert _published(state, relation) == {
-        "id": "img-runners_runner-jammy-2",
+        "id": f"img-{RUNNERS}-jammy-2",
         "tags": "x64,jammy",
-        "images": '[{"id":"img-runners_runner-jammy-2","tags":"x64,jammy"}]',
+        "images": f'[{{"id":"img-{RUNNERS}-jammy-2","tags":"x64,jammy"}}]',
     }
     # The noble image is no longer current, so the next build may prune it.
-    assert json.loads(machine.paths.catalogue.read_text()) == {
-        "runners_runner": {"jammy/x64": "img-runners_runner-jammy-2"}
-    }
+    catalogue = Catalogue.from_json(machine.paths.catalogue.read_text())
+    assert [(i.cloud, i.base, i.id) for i in catalogue.images] == [
+        (RUNNERS, "jammy", f"img-{RUNNERS}-jammy-2")
+    ]

@@ -19,6 +19,7 @@ from charm_helpers import (
     FAKE_JUJU_EXEC,
     PASSWORD,
     REQUIRER_PASSWORD,
+    RUNNERS,
     SCRIPT_SECRET,
     Machine,
     base_state,
@@ -293,7 +294,7 @@ def test_stalled_rule_counts_lookups_and_builds(ctx: Ctx, machine: Machine) -> N
     state = ctx.run(ctx.on.relation_joined(cos, remote_unit=0), base_state(cos, images))
     (finished,) = line_filters(rules_by_name(published(state, cos))["ImageBuildsStalled"]["expr"])
 
-    machine.plan(latest={f"runners_runner/{APP}-noble-x64": "old-noble"})
+    machine.plan(latest={f"{RUNNERS}/{APP}-noble-x64": "old-noble"})
     state = ctx.run(ctx.on.relation_changed(images, remote_unit=0), state)
     machine.wait_for_callbacks(1)  # a lookup found the image: no build
     state = emit(ctx, state, "build_finished")

@@ -128,7 +128,8 @@ def requirer_run(
 def test_full_credentials_are_read() -> None:
     creds = provider_credentials(CREDS)
     assert creds == CloudCredentials(**CREDS)
-    assert creds is not None and creds.cloud_id == "runners_builder"
+    assert creds is not None and creds.cloud_id.startswith("runners_builder_")
+    assert creds.legacy_cloud_id == "runners_builder"
 
 
 @pytest.mark.parametrize("missing", sorted(CREDS))
@@ -181,10 +182,31 @@ def test_two_relations_give_two_clouds() -> None:
     state, charm = provider_run(first, second, pending)
     clouds = charm.image.requirer_clouds()
     assert clouds == {
-        "runners_builder": CloudCredentials(**CREDS),
-        "garm_garm-user": CloudCredentials(**OTHER_CREDS),
+        CloudCredentials(**CREDS).cloud_id: CloudCredentials(**CREDS),
+        CloudCredentials(**OTHER_CREDS).cloud_id: CloudCredentials(**OTHER_CREDS),
     }
-    assert state.unit_status == testing.ActiveStatus("clouds: garm_garm-user,runners_builder")
+    assert state.unit_status == testing.ActiveStatus(f"clouds: {','.join(sorted(clouds))}")
+
+
+def test_clouds_with_the_same_names_elsewhere_get_their_own_ids() -> None:
+    """Two regions, two OpenStacks, two domains: same project and user names, four clouds."""
+    variants = [
+        CREDS,
+        {**CREDS, "auth_url": "https://keystone.region-two.example:5000/v3"},
+        {**CREDS, "project_domain_name": "other"},
+        {**CREDS, "user_domain_name": "other"},
+    ]
+    ids = {CloudCredentials(**creds).cloud_id for creds in variants}
+    assert len(ids) == 4
+    assert all(i.startswith("runners_builder_") for i in ids)
+    # The same cloud keeps its id whatever the password, or a slash ending the URL.
+    same = {**CREDS, "password": "rotated", "auth_url": CREDS["auth_url"] + "/"}
+    assert CloudCredentials(**same).cloud_id == CloudCredentials(**CREDS).cloud_id
+
+
+def test_cloud_id_never_holds_a_list_separator() -> None:
+    odd = {**CREDS, "project_name": "a,b c", "username": "x\ny"}
+    assert CloudCredentials(**odd).cloud_id.startswith("a-b-c_x-y_")
 
 
 def test_password_not_in_repr() -> None:

@@ -4,8 +4,19 @@ import json
 
 from ops import testing
 
+from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import Machine, base_state, cli_args, emit, image_relation
+from charm_helpers import (
+    ALPHA,
+    BETA,
+    RUNNERS,
+    SHARED,
+    Machine,
+    base_state,
+    emit,
+    image_relation,
+    options,
+)
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 PREFIX = "github-runner-image-builder"
@@ -19,8 +30,8 @@ def _published(state: testing.State, relation: testing.Relation) -> dict[str, st
 def test_existing_images_are_published_without_a_build(ctx: Ctx, machine: Machine) -> None:
     machine.plan(
         latest={
-            f"runners_runner/{PREFIX}-jammy-x64": "old-jammy",
-            f"runners_runner/{PREFIX}-noble-x64": "old-noble",
+            f"{RUNNERS}/{PREFIX}-jammy-x64": "old-jammy",
+            f"{RUNNERS}/{PREFIX}-noble-x64": "old-noble",
         }
     )
     relation = image_relation()
@@ -30,8 +41,8 @@ def test_existing_images_are_published_without_a_build(ctx: Ctx, machine: Machin
     machine.wait_for_callbacks(1)
     lookups = [c["argv"] for c in machine.cli_calls()]
     assert lookups == [
-        ["--os-cloud=runners_runner", "latest-build-id", f"{PREFIX}-jammy-x64"],
-        ["--os-cloud=runners_runner", "latest-build-id", f"{PREFIX}-noble-x64"],
+        [f"--os-cloud={RUNNERS}", "latest-build-id", f"{PREFIX}-jammy-x64"],
+        [f"--os-cloud={RUNNERS}", "latest-build-id", f"{PREFIX}-noble-x64"],
     ]
     out = emit(ctx, out, "build_finished")
     assert _published(out, relation) == {
@@ -49,7 +60,7 @@ def test_existing_images_are_published_without_a_build(ctx: Ctx, machine: Machin
 
 
 def test_new_cloud_without_all_images_gets_a_build(ctx: Ctx, machine: Machine) -> None:
-    machine.plan(latest={f"runners_runner/{PREFIX}-jammy-x64": "old-jammy"})
+    machine.plan(latest={f"{RUNNERS}/{PREFIX}-jammy-x64": "old-jammy"})
     relation = image_relation()
     state = base_state(relation, **{"base-image": "jammy,noble"})
     out = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
@@ -66,20 +77,20 @@ def test_new_cloud_without_all_images_gets_a_build(ctx: Ctx, machine: Machine) -
     # the build cloud and in every upload cloud.
     assert [c["argv"] for c in calls[2:4]] == [
         [f"--os-cloud={cloud}", "clean", f"--prefix={PREFIX}", "--older-than=10800"]
-        for cloud in ("builder", "runners_runner")
+        for cloud in ("builder", RUNNERS)
     ]
     argv = machine.build_calls()[0]["argv"]
-    assert cli_args(argv).upload_clouds == ["runners_runner"]
+    assert options(argv)["upload-clouds"] == RUNNERS
     out = emit(ctx, out, "build_finished")
     assert json.loads(_published(out, relation)["images"]) == [
-        {"id": "img-runners_runner-jammy-1", "tags": "x64,jammy"},
-        {"id": "img-runners_runner-noble-1", "tags": "x64,noble"},
+        {"id": f"img-{RUNNERS}-jammy-1", "tags": "x64,jammy"},
+        {"id": f"img-{RUNNERS}-noble-1", "tags": "x64,noble"},
     ]
     assert out.unit_status.message.endswith(" UTC: 2 images, 0 failed")
 
 
 def test_cloud_joining_during_a_build_is_served_after_it(ctx: Ctx, machine: Machine) -> None:
-    machine.plan(build={"wait": True}, latest={f"beta_bot/{PREFIX}-noble-x64": "beta-old"})
+    machine.plan(build={"wait": True}, latest={f"{BETA}/{PREFIX}-noble-x64": "beta-old"})
     alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
     state = ctx.run(ctx.on.action("run"), base_state(alpha))
     machine.wait_for_build_waiting()
@@ -87,13 +98,14 @@ def test_cloud_joining_during_a_build_is_served_after_it(ctx: Ctx, machine: Mach
         config=state.config,
         secrets=state.secrets,
         relations={state.get_relation(alpha.id), beta},
+        leader=True,
     )
     state = ctx.run(ctx.on.relation_changed(beta, remote_unit=0), state)
     assert not machine.paths.queued.exists()  # not a full rebuild: a lookup after the build
     machine.release()
     machine.wait_for_callbacks(1)
     state = emit(ctx, state, "build_finished")
-    assert _published(state, alpha)["id"] == "img-alpha_bot-noble-1"
+    assert _published(state, alpha)["id"] == f"img-{ALPHA}-noble-1"
     machine.wait_for_callbacks(2)
     lookup_job = machine.paths.current.read_text()
     state = emit(ctx, state, "build_finished")
@@ -109,10 +121,10 @@ def test_two_requirer_clouds_each_get_their_own_ids(ctx: Ctx, machine: Machine) 
     state = ctx.run(ctx.on.action("run"), base_state(alpha, beta))
     machine.wait_for_callbacks(1)
     argv = machine.build_calls()[0]["argv"]
-    assert cli_args(argv).upload_clouds == ["alpha_bot", "beta_bot"]
+    assert options(argv)["upload-clouds"] == f"{ALPHA},{BETA}"
     state = emit(ctx, state, "build_finished")
-    assert _published(state, alpha)["id"] == "img-alpha_bot-noble-1"
-    assert _published(state, beta)["id"] == "img-beta_bot-noble-1"
+    assert _published(state, alpha)["id"] == f"img-{ALPHA}-noble-1"
+    assert _published(state, beta)["id"] == f"img-{BETA}-noble-1"
     assert _published(state, beta)["tags"] == "x64,noble"
     assert state.unit_status.message.endswith(" UTC: 2 images, 0 failed")
 
@@ -123,7 +135,7 @@ def test_one_requirer_cloud_publishes_on_each_of_its_relations(ctx: Ctx, machine
     machine.wait_for_callbacks(1)
     state = emit(ctx, state, "build_finished")
     assert _published(state, first) == _published(state, second)
-    assert _published(state, first)["id"] == "img-shared_bot-noble-1"
+    assert _published(state, first)["id"] == f"img-{SHARED}-noble-1"
 
 
 def test_departed_last_unit_stops_publishing_there(ctx: Ctx, machine: Machine) -> None:
@@ -140,12 +152,12 @@ def test_departed_last_unit_stops_publishing_there(ctx: Ctx, machine: Machine) -
         config=state.config,
         secrets=state.secrets,
         relations={state.get_relation(alpha.id), emptied},
+        leader=True,
     )
     out = ctx.run(ctx.on.relation_departed(emptied, remote_unit=0, departing_unit=0), state)
     assert _published(out, emptied) == {}
-    assert _published(out, alpha)["id"] == "img-alpha_bot-noble-1"
-    catalogue = json.loads(machine.paths.catalogue.read_text())
-    assert sorted(catalogue) == ["alpha_bot"]
+    assert _published(out, alpha)["id"] == f"img-{ALPHA}-noble-1"
+    assert Catalogue.from_json(machine.paths.catalogue.read_text()).clouds() == {ALPHA}
 
 
 def test_last_relation_broken_asks_for_integration(ctx: Ctx, machine: Machine) -> None:

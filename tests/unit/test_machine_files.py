@@ -15,6 +15,8 @@ from ops import testing
 import builder
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
+    ALPHA,
+    BETA,
     PASSWORD,
     REQUIRER_PASSWORD,
     UNIT,
@@ -121,9 +123,9 @@ def test_clouds_yaml_has_one_entry_per_requirer_cloud(ctx: Ctx, machine: Machine
     same = image_relation("alpha", "bot")
     ctx.run(ctx.on.config_changed(), base_state(first, second, same))
     clouds = _clouds(machine)
-    assert sorted(clouds) == ["alpha_bot", "beta_bot", "builder"]
+    assert sorted(clouds) == [ALPHA, BETA, "builder"]
     expected = dict(requirer_data("beta", "bot"))
-    assert clouds["beta_bot"]["auth"] == expected
+    assert clouds[BETA]["auth"] == expected
     assert expected["password"] == REQUIRER_PASSWORD
     assert stat.S_IMODE(machine.paths.clouds_yaml.stat().st_mode) == 0o600
 
@@ -131,9 +133,9 @@ def test_clouds_yaml_has_one_entry_per_requirer_cloud(ctx: Ctx, machine: Machine
 def test_departed_requirer_cloud_is_dropped_from_clouds_yaml(ctx: Ctx, machine: Machine) -> None:
     first, second = image_relation("alpha", "bot"), image_relation("beta", "bot")
     state = ctx.run(ctx.on.config_changed(), base_state(first, second))
-    assert "beta_bot" in _clouds(machine)
+    assert BETA in _clouds(machine)
     ctx.run(ctx.on.relation_broken(state.get_relation(second.id)), state)
-    assert sorted(_clouds(machine)) == ["alpha_bot", "builder"]
+    assert sorted(_clouds(machine)) == [ALPHA, "builder"]
 
 
 @pytest.mark.parametrize(("interval", "hours"), [(1, "*"), (6, "*/6"), (7, "*/7"), (24, "0")])

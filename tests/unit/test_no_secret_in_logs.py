@@ -29,7 +29,9 @@ def test_secrets_stay_out_of_every_log(
     password, script = password_secret(), script_secret()
     relation = image_relation()
     config = valid_config(password, **{"script-secret-id": script.id})
-    state = testing.State(config=config, secrets={password, script}, relations={relation})
+    state = testing.State(
+        config=config, secrets={password, script}, relations={relation}, leader=True
+    )
 
     # A whole life: configure, integrate, build, fail a build, rotate a secret, bad config.
     state = ctx.run(ctx.on.config_changed(), state)
@@ -45,6 +47,7 @@ def test_secrets_stay_out_of_every_log(
         config={**config, "architecture": "sparc"},
         secrets={password, script},
         relations={relation},
+        leader=True,
     )
     ctx.run(ctx.on.config_changed(), bad)
 

@@ -12,7 +12,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from github_runner_image_builder.choice import Flavor, Network
-from github_runner_image_builder.revisions import GroupRecord, ImageRecord, ServerRecord
+from github_runner_image_builder.revisions import (
+    BUILT_BY_US,
+    GroupRecord,
+    ImageRecord,
+    ServerRecord,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +40,8 @@ class ImageInfo:
 
     def record(self) -> ImageRecord:
         """Return the parts that revision decisions need."""
-        return ImageRecord(self.id, self.name, self.status, self.created_at)
+        ours = BUILT_BY_US in self.properties
+        return ImageRecord(self.id, self.name, self.status, self.created_at, ours=ours)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,10 @@ from collections.abc import Collection, Sequence
 
 from image_builder_contract import names
 
+# The Glance property every image this CLI builds carries; an image without it (e.g. one built
+# by Canonical's image builder under the same name) is never pruned here.
+BUILT_BY_US = "grib_build_time"
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageRecord:
@@ -18,6 +22,7 @@ class ImageRecord:
     name: str
     status: str
     created_at: str  # ISO 8601 from Glance; compares correctly as text (all UTC, same format)
+    ours: bool = True  # built by this CLI (carries BUILT_BY_US)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +74,16 @@ def latest(images: Sequence[ImageRecord], name: str, any_status: bool = False) -
 def to_prune(
     images: Sequence[ImageRecord], name: str, keep: int, protect: Collection[str]
 ) -> list[ImageRecord]:
-    """Return the active images called `name` beyond the `keep` newest, never a protected ID."""
+    """Return our active images called `name` beyond the `keep` newest, never a protected ID.
+
+    Only images this CLI built count and go: another builder's images of the same name are
+    not ours to delete.
+    """
     if keep < 1:
         raise ValueError("keep must be at least 1: the image just built is always kept")
-    active = _newest_first([i for i in images if i.name == name and i.status == "active"])
+    active = _newest_first(
+        [i for i in images if i.name == name and i.status == "active" and i.ours]
+    )
     return [i for i in active[keep:] if i.id not in protect]
 
 

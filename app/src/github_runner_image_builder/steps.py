@@ -278,7 +278,7 @@ def image_properties(
         "grib_base": state.base.codename,
         "grib_arch": state.arch.github,
         "grib_runner_version": options.runner_version or "latest",
-        "grib_build_time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        rev.BUILT_BY_US: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "grib_base_image_id": state.base_image_id or "",
         "grib_base_image_sha256": base_sha,
     }

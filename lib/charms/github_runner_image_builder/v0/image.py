@@ -18,8 +18,10 @@ Requirer::
     # event.image.id, event.image.tags, event.image.images; or self.image.image(relation)
 """
 
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +34,7 @@ LIBID = "5d0f6a1c8b2e4c3fa9d7e1b04c6a2f18"
 LIBAPI = 0
 # Increment this PATCH version before using `charmcraft publish-lib` or reset to 0 if you are
 # raising the major API version.
-LIBPATCH = 1
+LIBPATCH = 2
 
 PYDEPS = ["pydantic>=2"]
 
@@ -52,6 +54,11 @@ IMAGE_KEYS = ("id", "tags", "images")
 _NonEmpty = pydantic.Field(min_length=1)
 # arch and base are joined with a comma into `tags`, so neither may hold one.
 _Word = pydantic.Field(pattern=r"^[A-Za-z0-9._-]+$")
+
+
+def _readable(name: str) -> str:
+    """Return a name cut to a short run of characters that are safe in a cloud id."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", name)[:32]
 
 
 class InvalidDataError(ValueError):
@@ -80,7 +87,25 @@ class CloudCredentials(pydantic.BaseModel):
 
     @property
     def cloud_id(self) -> str:
-        """The cloud's name in clouds.yaml; units with the same credentials share it."""
+        """The cloud's name in clouds.yaml; units with the same credentials share it.
+
+        Unique per cloud: the project and user names for people to read, then a digest of the
+        auth URL, both domains and both names, so two regions or two OpenStacks whose project
+        and user names match never share an entry. Never holds a comma (a list separator).
+        """
+        facts = (
+            self.auth_url.rstrip("/"),
+            self.project_domain_name,
+            self.project_name,
+            self.user_domain_name,
+            self.username,
+        )
+        digest = hashlib.sha256("\n".join(facts).encode()).hexdigest()[:12]
+        return f"{_readable(self.project_name)}_{_readable(self.username)}_{digest}"
+
+    @property
+    def legacy_cloud_id(self) -> str:
+        """The id before LIBPATCH 2 (and in Canonical's charm): project and user names only."""
         return f"{self.project_name}_{self.username}"
 
     @classmethod
