@@ -209,8 +209,7 @@ def runner_pythonpath() -> str:
     import typing_inspection  # noqa: PLC0415
 
     modules = (build_job, image_builder_contract, pydantic, pydantic_core, typing_extensions)
-    modules = (*modules, annotated_types)
-    roots = [_import_root(m) for m in (*modules, typing_inspection)]
+    roots = [_import_root(m) for m in (*modules, annotated_types, typing_inspection)]
     return os.pathsep.join(str(root) for root in dict.fromkeys(roots))
 
 

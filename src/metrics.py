@@ -13,7 +13,7 @@ import datetime
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pydantic
@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from build_job import BUILD_TIMEOUT, BuildResult, RunRecord
 from builder import Paths
-from image import key as image_key
+from catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ PORT = 9467  # loopback only; the COS collector on the machine scrapes it
 DURATION_BUCKETS = (300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0, 9000.0)
 OUTCOMES = ("success", "partial", "failed", "lookup")
 JOB_STEP = "job"  # the step label of a failure of the whole job (crash, timeout, no result)
+
+
+def series_key(base: str, arch: str) -> str:
+    """Return how the history keys one (base, arch) series: "noble/x64"."""
+    return f"{base}/{arch}"
 
 
 def outcome(result: BuildResult) -> str:
@@ -101,7 +106,7 @@ class History(pydantic.BaseModel):
         if kind == "lookup":
             return data
         for image in result.images:
-            data.last_success[image_key(image.base, image.arch)] = result.finished_at
+            data.last_success[series_key(image.base, image.arch)] = result.finished_at
         for failure in result.failures:
             data._count_failure(failure.base, failure.arch, failure.step or "unknown")
         if result.error:
@@ -196,14 +201,14 @@ class Records(pydantic.BaseModel):
         return self.last_result is None or self.last_result.run_id != self.current.run_id
 
 
-def read_records(
-    paths: Paths, catalogue: Callable[[], Mapping[str, Mapping[str, str]]]
-) -> Records:
+def read_records(paths: Paths, catalogue: Callable[[], Catalogue | None]) -> Records:
     """Return the unit's records now: its files as src/builder.py names and writes them."""
     run = _read_model(paths.current, RunRecord)
     last = _read_model(paths.result, BuildResult)
     try:
-        served = {c: dict(ids) for c, ids in catalogue().items()}
+        served: dict[str, dict[str, str]] = {}
+        for image in (catalogue() or Catalogue()).images:
+            served.setdefault(image.cloud, {})[series_key(image.base, image.arch)] = image.id
     except (OSError, ValueError, AttributeError) as error:
         logger.warning("ignoring unreadable catalogue: %s", error)
         served = {}

@@ -8,6 +8,7 @@ wrote, and must read each value back intact (a flavor `--help` is a flavor). Con
 compared stripped, as the charm reads it, and an empty optional value as the flag left out.
 """
 
+import datetime
 import logging
 import sys
 from collections.abc import Iterator, Mapping
@@ -152,8 +153,32 @@ def _agree(
     )
     if request is not None:
         # The command line the charm wrote passes the real CLI too.
-        assert cli_verdict(list(request.args), request.secret_env) == (True, "")
+        assert cli_verdict(_args(request), _secret_env(request)) == (True, "")
     return request
+
+
+def _job(request: build_job.BuildRequest) -> build_job.BuildJob:
+    """Return the job the runner would get for this request (paths do not matter here)."""
+    return build_job.BuildJob(
+        run_id="r1",
+        started_at=datetime.datetime.now(datetime.timezone.utc),
+        unit="u/0",
+        cli="cli",
+        juju_exec="juju-exec",
+        result="result.json",
+        lock="build.lock",
+        request=request,
+    )
+
+
+def _args(request: build_job.BuildRequest) -> list[str]:
+    """Return the `build` command line the runner writes, without the program."""
+    return build_job.build_argv(_job(request))[1:]
+
+
+def _secret_env(request: build_job.BuildRequest) -> dict[str, str]:
+    """Return the script secrets as the CLI's environment carries them."""
+    return build_job.cli_environment(_job(request))
 
 
 @pytest.mark.parametrize(("option", "flag", "attribute", "value"), CONFIG_CASES)
@@ -173,7 +198,7 @@ def test_charm_and_cli_agree_on_every_config_value(
     if request is not None:
         # The value arrives as the CLI reads the operator's value itself.
         parser = cli.build_parser()
-        got = _read(parser.parse_args(list(request.args)), attribute)
+        got = _read(parser.parse_args(_args(request)), attribute)
         assert got == _read(parser.parse_args(_flag_argv(flag, value)), attribute)
 
 
@@ -199,7 +224,7 @@ def test_charm_and_cli_agree_on_every_model_proxy(
     charm = charm_verdict(ctx, started, base_state(image_relation()), key)
     request = _agree(key, charm, _flag_argv("--proxy", value), {}, value)
     if request is not None and value.strip():
-        proxy = cli.build_parser().parse_args(list(request.args)).proxy
+        proxy = cli.build_parser().parse_args(_args(request)).proxy
         assert proxy == rules.normalize_proxy(value)
 
 
@@ -237,7 +262,7 @@ def test_charm_and_cli_agree_on_every_script_secret(
         "script-secret-id", charm, _flag_argv("--script-url", SCRIPT_URL), env, str(content)
     )
     if request is not None:
-        assert dict(request.secret_env) == env
+        assert dict(_secret_env(request)) == env
 
 
 @pytest.mark.parametrize(
@@ -257,8 +282,8 @@ def test_revision_limits_the_charm_accepts_the_cli_accepts(
     charm_ok, request = charm_verdict(ctx, started, state, "revision-history-limit")
     assert charm_ok == accepted
     if request is not None:
-        assert cli_verdict(list(request.args), {}) == (True, "")
-        assert cli.build_parser().parse_args(list(request.args)).keep_revisions == limit
+        assert cli_verdict(_args(request), {}) == (True, "")
+        assert cli.build_parser().parse_args(_args(request)).keep_revisions == limit
 
 
 @pytest.mark.parametrize("app_name", ["a", "a" * 60, "a" * 61, "image-builder-2"])
@@ -276,6 +301,6 @@ def test_option_like_names_arrive_as_values(
     state = base_state(image_relation(), **{"build-flavor": "--help", "build-network": "-x"})
     ok, request = charm_verdict(ctx, started, state, "build-flavor")
     assert ok and request is not None
-    args = cli.build_parser().parse_args(list(request.args))
+    args = cli.build_parser().parse_args(_args(request))
     assert (args.flavor, args.network) == ("--help", "-x")
-    assert cli_verdict(list(request.args), {}) == (True, "")
+    assert cli_verdict(_args(request), {}) == (True, "")

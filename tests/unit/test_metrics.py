@@ -22,6 +22,7 @@ import build_job
 import builder
 import metrics
 import metrics_service
+from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     PASSWORD,
@@ -254,7 +255,7 @@ def test_exporter_serves_the_records_as_they_change_and_nothing_secret(
     paths.result.write_text(result.model_dump_json())
     paths.current.write_text(build_job.RunRecord(run_id="r2", started_at=T0).model_dump_json())
     reader = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
-    reader.save_catalogue({"c_u": {"noble/x64": "img-1"}})
+    reader.save_catalogue(Catalogue.from_json(json.dumps({"c_u": {"noble/x64": "img-1"}})))
     history = metrics.History().fold(result, ["img-1"]).with_requirers(1, 6, T0)
     metrics.save_history(paths.state_dir, history)
     (state / "unreadable.json").write_text("{")  # a broken file elsewhere changes nothing

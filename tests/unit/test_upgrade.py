@@ -81,7 +81,9 @@ def _settings_digest(config: dict[str, str | int]) -> str:
     options = yaml.safe_load(CHARMCRAFT_YAML.read_text())["config"]["options"]
     defaults = {k: v["default"] for k, v in options.items() if "default" in v}
     full = defaults | config
-    return state.load_config(full, lambda _: {"password": PASSWORD}).fingerprint()
+    return state.load_config(
+        full, lambda _: {"password": PASSWORD}, state.ProxyConfig(), "github-runner-image-builder"
+    ).fingerprint()
 
 
 def _same_images(left: dict[str, str], right: dict[str, str]) -> bool:
