@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import build, marker, platforms, steps, userdata
+from github_runner_image_builder import build, marker, platforms, steps, userdata, verification
 from github_runner_image_builder.cloud import Cloud
 from github_runner_image_builder.report import Report
 
@@ -107,6 +107,12 @@ def test_one_build_in_the_build_cloud(mirror: str) -> None:
                 "arch": "x64",
                 "cloud": "build",
                 "id": image.id,
+                "software": cloud.software,
+                "checks": [
+                    {"name": name, "ok": True, "detail": ""}
+                    for name in verification.CHECKS
+                    if name != "script"
+                ],
             }
         ],
         "failures": [],
@@ -321,8 +327,10 @@ def test_the_real_user_data_carries_the_nonce_the_guest_reports(mirror: str) -> 
     )
     report = run(opts, {"build": cloud}, userdata.render_user_data)
     assert report.exit_code == 0, report.failures
-    [script] = booted
+    script, verify = booted
     assert script.startswith("#!/bin/bash")
+    assert marker.find_nonce(verify, marker.VERIFY_NONCE_VARIABLE) is not None
+    assert "s3cr3t" not in verify
     assert marker.find_nonce(script) is not None
     assert "proxy.example:3128" in script
 
@@ -332,5 +340,6 @@ def test_a_security_group_neutron_still_holds_is_deleted_on_retry(mirror: str) -
     cloud.busy["delete_security_group"] = 2
     report = run(options(mirror), {"build": cloud})
     assert report.exit_code == 0, report.failures
-    assert cloud.calls.count("delete_security_group") == 3
+    # Two tries refused for the test server's group, then one for it and one for the builder's.
+    assert cloud.calls.count("delete_security_group") == 4
     assert leftovers(cloud) == NOTHING
