@@ -370,6 +370,15 @@ class SnapshotStep:
             state.snapshot_id = None
 
 
+def _log_checks(label: str, checks: Sequence[marker.Check]) -> None:
+    """Log each check on a line of its own, for the operator reading the build log."""
+    for check in checks:
+        if check.ok:
+            logger.info("%s verify: check %s passed", label, check.name)
+        else:
+            logger.error("%s verify: check %s failed: %s", label, check.name, check.detail)
+
+
 @dataclasses.dataclass
 class VerifyStep:
     """Boot a test server from the snapshot; it checks the image and reports on its console.
@@ -388,7 +397,9 @@ class VerifyStep:
         """Boot, wait, judge; record the checks and the software report as properties."""
         cloud = state.clouds[self.options.cloud]
         if not self.options.verify:
-            logger.warning("%s verify: skipped (--no-verify): this image is unverified", state.label)
+            logger.warning(
+                "%s verify: skipped (--no-verify): this image is unverified", state.label
+            )
             self._record(cloud, state, None)
             return
         if state.snapshot_id is None or state.server_id is None:
@@ -417,11 +428,9 @@ class VerifyStep:
             report = verification.judge(console, options)
         except verification.VerifyError as exc:
             state.checks = exc.checks
-            for check in exc.checks:
-                logger.error("%s verify: check %s failed: %s", state.label, check.name, check.detail)
+            _log_checks(state.label, exc.checks)
             raise StepError(str(exc)) from exc
-        for check in report.checks:
-            logger.info("%s verify: check %s passed", state.label, check.name)
+        _log_checks(state.label, report.checks)
         state.checks = report.checks
         state.software = dict(report.software)
         self._record(cloud, state, report)
@@ -448,9 +457,7 @@ class VerifyStep:
             script_url=self.options.verify_script_url,
         )
 
-    def _record(
-        self, cloud: Cloud, state: BuildState, report: marker.VerifyReport | None
-    ) -> None:
+    def _record(self, cloud: Cloud, state: BuildState, report: marker.VerifyReport | None) -> None:
         extra = verification.properties(report)
         state.properties.update(extra)
         if state.snapshot_id:
