@@ -127,6 +127,8 @@ class BuildCommandInput:
     script_secrets: Mapping[str, str] = dataclasses.field(repr=False)
     fingerprint: str
     lookups: Sequence[Lookup] = ()
+    verify_script_url: str = ""
+    verify: bool = True  # False: the CLI copies images without booting them first
 
 
 def build_request(spec: BuildCommandInput) -> BuildRequest:
@@ -155,10 +157,13 @@ def build_request(spec: BuildCommandInput) -> BuildRequest:
         "--script-url": spec.script_url,
         "--proxy": spec.proxy,
         "--protect": ",".join(sorted(set(spec.protect))),
+        "--verify-script-url": spec.verify_script_url,
     }
     for flag, value in optional.items():
         if value:
             args += [flag, value]
+    if not spec.verify:
+        args.append("--no-verify")
     secret_env = {f"{SECRET_ENV_PREFIX}{k}": v for k, v in spec.script_secrets.items()}
     sweeps = tuple(
         ("--os-cloud", cloud, "clean", "--prefix", spec.prefix, "--older-than", str(LEFTOVER_AGE))
