@@ -141,6 +141,10 @@ def test_the_verification_user_data_carries_no_secret_and_no_whole_canary() -> N
     assert canary not in script
     assert canary[:16] in script and canary[16:] in script
     assert marker.find_nonce(script, marker.VERIFY_NONCE_VARIABLE) == "0123456789abcdef"
+    # The fresh-instance check looks for the builder's `GRIB_NONCE=<nonce>` under
+    # /var/lib/cloud, where this very script lands: it must not find itself.
+    assert "GRIB_NONCE=fedcba9876543210" not in script
+    assert marker.find_nonce(script) is None
 
 
 def test_the_checks_come_from_the_image_contract() -> None:
