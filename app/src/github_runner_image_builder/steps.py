@@ -10,6 +10,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from secrets import token_hex
 
 from github_runner_image_builder import (
     backoff,
@@ -84,7 +85,7 @@ class BuildState:
     snapshot_id: str | None = None
     properties: dict[str, str] = dataclasses.field(default_factory=dict)
     # Planted by the builder's user-data next to the secrets; the verification looks for it.
-    canary: str = dataclasses.field(default_factory=marker.new_nonce)
+    canary: str = dataclasses.field(default_factory=lambda: token_hex(16))
     builder_facts: dict[str, str] = dataclasses.field(default_factory=dict)
     verify_group_id: str | None = None
     verify_server_id: str | None = None
