@@ -101,6 +101,8 @@ class BuildOptions(pydantic.BaseModel):
     script_url: str = ""
     proxy: str = ""
     protect: tuple[str, ...] = ()
+    verify_script_url: str = ""
+    verify: bool = True  # False: the CLI copies images without booting them first
 
 
 class BuildRequest(pydantic.BaseModel):
@@ -184,8 +186,10 @@ def build_argv(job: BuildJob) -> list[str]:
         "--script-url": opts.script_url,
         "--proxy": opts.proxy,
         "--protect": ",".join(sorted(set(opts.protect))),
+        "--verify-script-url": opts.verify_script_url,
     }
-    return [job.cli, *cli_args.command_line(BUILD_CLOUD, "build", options)]
+    argv = [job.cli, *cli_args.command_line(BUILD_CLOUD, "build", options)]
+    return argv if opts.verify else [*argv, "--no-verify"]
 
 
 def lookup_argv(job: BuildJob, lookup: Lookup) -> list[str]:

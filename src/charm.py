@@ -221,11 +221,17 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 script_url=config.script_url,
                 proxy=config.image_proxy,
                 protect=tuple(sorted(protect)),
+                verify_script_url=config.verify_script_url,
+                verify=config.verify_images,
             ),
             script_secrets=dict(config.script_secrets),
             fingerprint=config.fingerprint(),
             lookups=tuple(lookups),
         )
+        if not config.verify_images:
+            logger.warning(
+                "verify-images is off: the images of this build are published unverified"
+            )
         outcome = self.builder.start(request)
         if outcome.started:
             self.peers.save_fingerprint(request.fingerprint)
@@ -420,12 +426,13 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 )
             )
         elif build.last_result is not None:
-            event.add_status(ops.ActiveStatus(summary(build.last_result)))
+            event.add_status(ops.ActiveStatus(summary(build.last_result) + unverified(config)))
         else:
             served = len(self._catalogue().restrict(clouds).clouds())
             event.add_status(
                 ops.ActiveStatus(
                     f"No build has run on this unit yet; {served} of {len(clouds)} clouds served"
+                    + unverified(config)
                 )
             )
 
@@ -451,6 +458,11 @@ def _log_result(result: build_job.BuildResult) -> None:
         logger.error("build %s failed: %s", result.run_id, result.error)
 
 
+def unverified(config: state.BuildConfig) -> str:
+    """Return the status suffix that says images go out unverified, when they do."""
+    return "" if config.verify_images else " (images unverified: verify-images is off)"
+
+
 def summary(result: build_job.BuildResult) -> str:
     """Return the one-line status of a finished build."""
     when = result.finished_at.strftime("%H:%M")
@@ -462,6 +474,15 @@ def summary(result: build_job.BuildResult) -> str:
     if result.error:
         return f"Last build {when} UTC failed: {result.error}"
     images = len(result.images)
+    failed_verify = [f for f in result.failures if f.step == "verify"]
+    if failed_verify:
+        # The operator's first question: which image failed which check.
+        first = failed_verify[0]
+        text = (
+            f"Last build {when} UTC: {first.base}/{first.arch} failed verify: {first.error[:100]}"
+        )
+        others = len(result.failures) - 1
+        return text + (f" ({images} built, {others} more failed)" if images or others else "")
     text = f"Last build {when} UTC: {images} image{'' if images == 1 else 's'}, "
     text += f"{len(result.failures)} failed"
     if result.failures:

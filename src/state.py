@@ -115,6 +115,8 @@ class BuildConfig(pydantic.BaseModel):
     revision_history_limit: int
     runner_version: str  # "" means the latest release
     script_url: str
+    verify_script_url: str = ""
+    verify_images: bool = True  # False: images are copied and published unverified
     # Environment variable name (without the CLI's prefix) -> value; never logged.
     script_secrets: dict[str, pydantic.SecretStr]
     build_cloud: BuildCloud
@@ -224,15 +226,23 @@ def _url(option: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def _script_url(config: Mapping[str, ConfigValue]) -> str:
-    url = _text(config, "script-url")
+def _script_url(config: Mapping[str, ConfigValue], option: str = "script-url") -> str:
+    """Return a script URL option (script-url, verify-script-url): https, or empty for none."""
+    url = _text(config, option)
     if not url:
         return ""
     try:
         rules.check_script_url(url)
     except ValueError as exc:
-        raise InvalidConfigError("script-url", str(exc)) from None
+        raise InvalidConfigError(option, str(exc)) from None
     return url
+
+
+def _flag(config: Mapping[str, ConfigValue], option: str, default: bool) -> bool:
+    value = config.get(option, default)
+    if not isinstance(value, bool):
+        raise InvalidConfigError(option, f"{value!r} is not true or false")
+    return value
 
 
 def _argv_text(config: Mapping[str, ConfigValue], option: str) -> str:
@@ -364,6 +374,8 @@ def load_config(
         ("script_url", lambda: _script_url(config)),
         ("flavor", lambda: _argv_text(config, "build-flavor")),
         ("network", lambda: _argv_text(config, "build-network")),
+        ("verify_script_url", lambda: _script_url(config, "verify-script-url")),
+        ("verify_images", lambda: _flag(config, "verify-images", default=True)),
         ("script_secrets", lambda: _script_secrets(config, read_secret)),
         ("build_cloud", lambda: _build_cloud(config, read_secret)),
         ("image_proxy", proxy.for_image),

@@ -183,6 +183,12 @@ class FakeCloud(Cloud):
         ]
         self.network_list = [Network("n-ext", "ext", ()), Network("n-int", "int", ("s1",))]
         self.guest = guest  # success | failure:<step> | no-marker | no-console | error | never
+        # What a test server booted from one of this cloud's snapshots reports:
+        # pass | fail:<check>:<detail> | no-marker | never
+        self.verify_guest = "pass"
+        self.software = {"os": "Ubuntu 24.04.3 LTS", "kernel": "6.8.0-90-generic", "git": "2.43"}
+        self.snapshots: set[str] = set()
+        self.verify_user_data: list[str] = []
         self.polls_to_shutoff = 2
         self.polls_to_active = 2
         self.fail: dict[str, Exception] = {}
@@ -318,7 +324,29 @@ class FakeCloud(Cloud):
         self.server_list[server_id] = FakeServer(name, image_id, user_data, security_group_id)
         return server_id
 
+    def _verify_guest_runs(self, server: FakeServer) -> None:
+        self.verify_user_data.append(server.user_data)
+        nonce = marker.find_nonce(server.user_data, marker.VERIFY_NONCE_VARIABLE) or "none"
+        if self.verify_guest == "never":
+            server.status = "ACTIVE"
+            return
+        server.status = "SHUTOFF"
+        if self.verify_guest == "no-marker":
+            server.console = "booting\n"
+            return
+        failed: dict[str, str] = {}
+        if self.verify_guest.startswith("fail:"):
+            _, name, detail = self.verify_guest.split(":", 2)
+            failed[name] = detail
+        names = marker.find_checks(server.user_data)
+        checks = tuple(marker.Check(n, n not in failed, failed.get(n, "")) for n in names)
+        line = marker.verify_line(nonce, marker.VerifyReport(checks, dict(self.software)))
+        server.console = f"booting\n{line}\nreboot: Power down\n"
+
     def _guest_runs(self, server: FakeServer) -> None:
+        if server.image_id in self.snapshots:
+            self._verify_guest_runs(server)
+            return
         nonce = marker.find_nonce(server.user_data) or "no-nonce"
         outcome = self.guest
         if outcome == "never":
@@ -359,7 +387,15 @@ class FakeCloud(Cloud):
         data = self.image_data[server.image_id] + b"-built"
         image_id = self.add_image(name, data, status="saving", properties=metadata)
         self.server_polls_image = 0
+        self.snapshots.add(image_id)
         return image_id
+
+    def update_image_properties(self, image_id: str, properties: Mapping[str, str]) -> None:
+        self._call("update_image_properties")
+        info = self.image_info[image_id]
+        self.image_info[image_id] = dataclasses.replace(
+            info, properties={**info.properties, **properties}
+        )
 
     def delete_server(self, server_id: str) -> None:
         self._call("delete_server")

@@ -1,34 +1,26 @@
 """Tests of whole builds against in-memory clouds: results, failures and what is left behind."""
 
-import hashlib
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import build, marker, platforms, revisions, steps, userdata
+from github_runner_image_builder import (
+    build,
+    marker,
+    platforms,
+    revisions,
+    steps,
+    userdata,
+    verification,
+)
 from github_runner_image_builder.cloud import Cloud
 from github_runner_image_builder.report import Report
 
 NOBLE, JAMMY = platforms.parse_base("noble"), platforms.parse_base("jammy")
 X64, ARM = platforms.parse_arch("x64"), platforms.parse_arch("arm64")
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> str:
-    for base in ("noble", "jammy"):
-        directory = tmp_path / base / "current"
-        directory.mkdir(parents=True)
-        sums = []
-        for arch in ("amd64", "arm64"):
-            data = qcow2(2000) + f"{base}-{arch}".encode()
-            (directory / f"{base}-server-cloudimg-{arch}.img").write_bytes(data)
-            sums.append(f"{hashlib.sha256(data).hexdigest()} *{base}-server-cloudimg-{arch}.img")
-        (directory / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-    return tmp_path.as_uri()
 
 
 def options(mirror: str, **changes: object) -> steps.BuildOptions:
@@ -107,6 +99,12 @@ def test_one_build_in_the_build_cloud(mirror: str) -> None:
                 "arch": "x64",
                 "cloud": "build",
                 "id": image.id,
+                "software": cloud.software,
+                "checks": [
+                    {"name": name, "ok": True, "detail": ""}
+                    for name in verification.CHECKS
+                    if name != "script"
+                ],
             }
         ],
         "failures": [],
@@ -324,8 +322,10 @@ def test_the_real_user_data_carries_the_nonce_the_guest_reports(mirror: str) -> 
     )
     report = run(opts, {"build": cloud}, userdata.render_user_data)
     assert report.exit_code == 0, report.failures
-    [script] = booted
+    script, verify = booted
     assert script.startswith("#!/bin/bash")
+    assert marker.find_nonce(verify, marker.VERIFY_NONCE_VARIABLE) is not None
+    assert "s3cr3t" not in verify
     assert marker.find_nonce(script) is not None
     assert "proxy.example:3128" in script
 
@@ -335,5 +335,6 @@ def test_a_security_group_neutron_still_holds_is_deleted_on_retry(mirror: str) -
     cloud.busy["delete_security_group"] = 2
     report = run(options(mirror), {"build": cloud})
     assert report.exit_code == 0, report.failures
-    assert cloud.calls.count("delete_security_group") == 3
+    # Two tries refused for the test server's group, then one for it and one for the builder's.
+    assert cloud.calls.count("delete_security_group") == 4
     assert leftovers(cloud) == NOTHING

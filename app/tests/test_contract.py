@@ -51,7 +51,7 @@ def test_builder_names_begin_with_the_builder_prefix() -> None:
     base, arch = platforms.parse_base("noble"), platforms.parse_arch("arm64")
     name = names.resource_name("p", "builder", base, arch, "ab12")
     assert name == "p-builder-noble-arm64-ab12"
-    assert name.startswith(names.builder_prefix("p"))
+    assert name.startswith(names.temporary_prefixes("p"))
 
 
 def test_every_runner_arch_and_base_is_a_known_word() -> None:

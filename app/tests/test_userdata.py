@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.tests.fakes import hostile_values
-from github_runner_image_builder import marker, platforms, userdata
+from github_runner_image_builder import contract, marker, platforms, userdata
 from image_builder_contract import platforms as contract_platforms
 from image_builder_contract import rules
 
@@ -145,7 +145,7 @@ def test_gh_comes_from_githubs_repository_where_the_archive_lacks_it(
     rendered = userdata.render_user_data(options(base=platforms.parse_base(base)))
     assert ("https://cli.github.com/packages stable main" in rendered) == gh_repo
     install = next(line for line in rendered.splitlines() if "grib_apt install" in line)
-    assert install.split()[2:] == list(userdata.PACKAGES)
+    assert install.split()[2:] == list(contract.PACKAGES)
 
 
 @pytest.mark.parametrize(
@@ -215,7 +215,7 @@ def test_redirections_only_reach_consoles_null_and_the_work_directory() -> None:
 
 
 def test_unquoted_template_output_is_refused() -> None:
-    environment = userdata._environment()
+    environment = userdata.template_environment()
     with pytest.raises(TypeError, match="not shell-quoted"):
         environment.from_string("echo {{ value }}").render(value="$(reboot)")
     assert (

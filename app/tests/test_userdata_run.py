@@ -286,8 +286,11 @@ def test_success_runs_every_step_in_order_then_marker_then_poweroff(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert "command not found" not in result.stderr
     assert result.steps_begun() == list(userdata.STEPS)
-    # Exactly one marker line on the console, and it is there before the power-off request.
-    assert result.console == marker.success_line(NONCE) + "\n"
+    # Exactly one marker line on the console, after the facts the verification compares
+    # with, and both are there before the power-off request.
+    facts = marker.facts_line(NONCE, {"machine-id": "unknown", "runner-version": "2.321.0"})
+    assert result.console == f"{facts}\n{marker.success_line(NONCE)}\n"
+    assert marker.parse_facts(result.console, NONCE) == {"runner-version": "2.321.0"}
     assert marker.parse_console(result.console, NONCE) == marker.Marker(success=True)
     assert result.calls[-1].argv == ["systemctl", "poweroff"]
     assert result.calls[-1].console_at_poweroff == result.console
@@ -321,7 +324,7 @@ def test_cleanup_overwrites_the_script_itself_and_bash_still_finishes(tmp_path: 
     assert not result.script.exists()
     # ...and bash still ran every command after it, from what it had already read.
     assert result.index("shred") < result.index("cloud-init") < result.index("journalctl")
-    assert result.console == marker.success_line(NONCE) + "\n"
+    assert result.console.splitlines()[-1:] == [marker.success_line(NONCE)]
 
 
 def test_secrets_reach_only_the_user_scripts_environment(tmp_path: Path) -> None:
@@ -357,7 +360,7 @@ def test_hostile_secret_values_arrive_verbatim_and_inert(tmp_path: Path) -> None
     for name, value in secrets.items():
         assert env[name] == value, name
     assert not canary.exists()
-    assert result.console == marker.success_line(NONCE) + "\n"
+    assert result.console.splitlines()[-1:] == [marker.success_line(NONCE)]
 
 
 def test_hostile_script_url_is_fetched_verbatim(tmp_path: Path) -> None:
@@ -418,7 +421,7 @@ def test_poweroff_falls_back_to_a_forced_one(tmp_path: Path) -> None:
     result = run(tmp_path, full_options(), fail=("systemctl", "poweroff"))
     assert result.returncode == 0
     assert result.calls[-1].argv == ["poweroff", "--force"]
-    assert result.console == marker.success_line(NONCE) + "\n"
+    assert result.console.splitlines()[-1:] == [marker.success_line(NONCE)]
 
 
 def test_runner_checksum_mismatch_fails_the_runner_step(tmp_path: Path) -> None:
@@ -516,7 +519,7 @@ def test_without_proxy_or_script_those_steps_do_not_exist(tmp_path: Path) -> Non
     assert not (tmp_path / "user-script-saw.json").exists()
     # noble has a current gh in its archive: no third-party repository.
     assert not any("cli.github.com" in call.line for call in result.calls)
-    assert result.console == marker.success_line(NONCE) + "\n"
+    assert result.console.splitlines()[-1:] == [marker.success_line(NONCE)]
 
 
 def test_system_tuning_files(tmp_path: Path) -> None:

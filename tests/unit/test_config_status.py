@@ -42,6 +42,11 @@ BAD_VALUES = [
     ("runner-version", "\u0662.321.0", "runner-version: '\u0662.321.0' is not a release"),
     ("build-flavor", "small\0", "build-flavor: it contains a NUL byte"),
     ("build-network", "\0", "build-network: it contains a NUL byte"),
+    (
+        "verify-script-url",
+        "http://example.com/smoke.sh",
+        "verify-script-url: invalid script URL 'http://example.com/smoke.sh': expected https://",
+    ),
     ("openstack-auth-url", "", "openstack-auth-url: is empty; set it, e.g. https://"),
     ("openstack-auth-url", "keystone:5000/v3", "openstack-auth-url: 'keystone:5000/v3' is not"),
     ("openstack-password-secret", None, "openstack-password-secret: is empty"),

@@ -33,6 +33,7 @@ def report_of(options: BuildOptions, outcomes: list[Outcome[BuildState]]) -> Rep
                     options.cloud,
                     outcome.failed_step or "",
                     outcome.error or "",
+                    checks=state.checks if outcome.failed_step == "verify" else (),
                 )
             )
         for message in outcome.cleanup_errors:

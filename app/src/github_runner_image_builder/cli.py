@@ -266,6 +266,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=cloudimages.DEFAULT_URL,
         help=f"Ubuntu cloud images mirror (default {cloudimages.DEFAULT_URL})",
     )
+    build.add_argument(
+        "--verify-script-url",
+        type=_script_url,
+        help="https URL of a smoke test the verification server runs last, as root; its exit "
+        "status is the `script` check",
+    )
+    build.add_argument(
+        "--verify-timeout",
+        type=parse_duration,
+        default=parse_duration("20m"),
+        help="how long the verification server may take, e.g. 900, 20m (default 20m)",
+    )
+    build.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="copy images without booting them first (for clouds without quota for a second "
+        "server): the images are marked unverified",
+    )
 
     latest = command(
         "latest-build-id", "print the ID of the newest image of NAME, or nothing when none"
@@ -368,7 +387,12 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
         proxy=args.proxy,
         timeout=args.timeout,
         cloud_images_url=args.cloud_images_url,
+        verify=args.verify,
+        verify_script_url=args.verify_script_url,
+        verify_timeout=args.verify_timeout,
     )
+    if not args.verify:
+        logger.warning("verification is off (--no-verify): the images built are unverified")
     report = build.run_builds(options, deps.render, deps.open_cloud, deps.sleep)
     print(report.to_json())
     return report.exit_code

@@ -143,6 +143,10 @@ class Cloud:
         finally:
             response.close()
 
+    def update_image_properties(self, image_id: str, properties: Mapping[str, str]) -> None:
+        """Set (add or replace) properties of an image."""
+        self.conn.image.update_image(image_id, **properties)
+
     def delete_image(self, image_id: str) -> None:
         """Delete an image; a missing one is not an error."""
         self.conn.image.delete_image(image_id, ignore_missing=True)

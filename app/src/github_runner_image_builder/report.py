@@ -3,6 +3,8 @@
 import dataclasses
 import json
 
+from github_runner_image_builder.marker import Check
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageResult:
@@ -13,6 +15,8 @@ class ImageResult:
     arch: str  # GitHub's word: x64, arm64 …
     cloud: str
     id: str
+    software: dict[str, str] = dataclasses.field(default_factory=dict)  # name → version
+    checks: tuple[Check, ...] = ()  # every verification check, passed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +28,7 @@ class Failure:
     cloud: str
     step: str
     error: str
+    checks: tuple[Check, ...] = ()  # a failed verification: every check and how it went
 
 
 @dataclasses.dataclass

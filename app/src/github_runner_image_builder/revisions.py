@@ -87,6 +87,11 @@ def to_prune(
     return [i for i in active[keep:] if i.id not in protect]
 
 
+def temporary(prefix: str, name: str) -> bool:
+    """Whether a server or security group name is one of a build's temporary resources."""
+    return name.startswith(names.temporary_prefixes(prefix))
+
+
 # Glance statuses an upload or snapshot passes through; left alone they never finish.
 UNFINISHED_IMAGE_STATUSES = frozenset({"queued", "saving", "importing", "uploading", "killed"})
 
@@ -105,11 +110,11 @@ def leftovers(
     With a cutoff, only what was created before it: a build still running (here or on another
     unit with the same prefix) owns younger resources.
 
-    Builder servers and groups are named `<prefix>-builder-…`; an image of ours is any image
+    Builder and test servers and groups are named `<prefix>-builder-…` and `<prefix>-verify-…`
+    (names.TEMPORARY_KINDS); an image of ours is any image
     whose name starts with `<prefix>-`. Active images are never touched here: pruning them is
     `build`'s job, with the revision count and the protected IDs.
     """
-    builder = names.builder_prefix(prefix)
     stuck = [
         i
         for i in images
@@ -120,10 +125,6 @@ def leftovers(
     ]
     return (
         stuck,
-        [
-            s
-            for s in servers
-            if s.name.startswith(builder) and created_before(s.created_at, cutoff)
-        ],
-        [g for g in groups if g.name.startswith(builder) and created_before(g.created_at, cutoff)],
+        [s for s in servers if temporary(prefix, s.name) and created_before(s.created_at, cutoff)],
+        [g for g in groups if temporary(prefix, g.name) and created_before(g.created_at, cutoff)],
     )

@@ -1,8 +1,8 @@
 """The steps of one build of (base, arch), each with its clean-up (see `pipeline`).
 
-base-image → security-group → server → wait → snapshot → copy → prune; the clean-ups then
-delete the snapshot when it was only a transit copy (or the build failed), the builder server,
-and the security group, in that order.
+base-image → security-group → server → wait → snapshot → verify → copy → prune; the clean-ups
+then delete the test server and its group, the snapshot when it was only a transit copy (or the
+build failed, verification included), the builder server, and its security group, in that order.
 """
 
 import dataclasses
@@ -10,15 +10,18 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from secrets import token_hex
 
 from github_runner_image_builder import (
     backoff,
     baseimage,
     choice,
+    contract,
     copying,
     marker,
     platforms,
     userdata,
+    verification,
 )
 from github_runner_image_builder import revisions as rev
 from github_runner_image_builder.cloud import Cloud, ImageInfo
@@ -60,6 +63,9 @@ class BuildOptions:
     proxy: str | None = None
     timeout: float = 3600.0
     cloud_images_url: str = "https://cloud-images.ubuntu.com"
+    verify: bool = True
+    verify_script_url: str | None = None
+    verify_timeout: float = 1200.0
 
     def targets(self) -> tuple[str, ...]:
         """Return the clouds that get the image: the upload clouds, or the build cloud."""
@@ -79,6 +85,13 @@ class BuildState:
     server_id: str | None = None
     snapshot_id: str | None = None
     properties: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Planted by the builder's user-data next to the secrets; the verification looks for it.
+    canary: str = dataclasses.field(default_factory=lambda: token_hex(16))
+    builder_facts: dict[str, str] = dataclasses.field(default_factory=dict)
+    verify_group_id: str | None = None
+    verify_server_id: str | None = None
+    software: dict[str, str] = dataclasses.field(default_factory=dict)
+    checks: tuple[marker.Check, ...] = ()
     copies: dict[str, str] = dataclasses.field(default_factory=dict)  # cloud → image ID
     images: list[ImageResult] = dataclasses.field(default_factory=list)
     failures: list[Failure] = dataclasses.field(default_factory=list)
@@ -104,7 +117,34 @@ def _redact(text: str, secrets: Mapping[str, str]) -> str:
 
 
 def _name(options: BuildOptions, state: BuildState, kind: str) -> str:
+    # `clean` finds what a crashed build left by these kinds (names.TEMPORARY_KINDS).
     return names.resource_name(options.prefix, kind, state.base, state.arch, state.nonce)
+
+
+def delete_server(
+    cloud: Cloud, server_id: str, sleep: Callable[[float], None], clock: Callable[[], float]
+) -> None:
+    """Delete a server and wait until it is gone, so its port frees its security group."""
+    cloud.delete_server(server_id)
+    backoff.poll_until(
+        lambda: True if cloud.server_state(server_id) is None else None,
+        DELETE_TIMEOUT,
+        f"server {server_id} to be deleted",
+        sleep=sleep,
+        clock=clock,
+    )
+
+
+def delete_security_group(
+    cloud: Cloud, group_id: str, sleep: Callable[[float], None], clock: Callable[[], float]
+) -> None:
+    """Delete a group; retried a while, as Neutron may release the server's port late."""
+    backoff.retry(
+        lambda: cloud.delete_security_group(group_id),
+        GROUP_DELETE_TIMEOUT,
+        sleep=sleep,
+        clock=clock,
+    )
 
 
 @dataclasses.dataclass
@@ -147,13 +187,8 @@ class SecurityGroupStep:
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the group; retried a while, as Neutron may release the server's port late."""
         if state.group_id:
-            cloud, group_id = state.clouds[self.options.cloud], state.group_id
-            backoff.retry(
-                lambda: cloud.delete_security_group(group_id),
-                GROUP_DELETE_TIMEOUT,
-                sleep=self.sleep,
-                clock=self.clock,
-            )
+            cloud = state.clouds[self.options.cloud]
+            delete_security_group(cloud, state.group_id, self.sleep, self.clock)
             state.group_id = None
 
 
@@ -181,6 +216,7 @@ class ServerStep:
                 script_url=self.options.script_url,
                 script_secrets=self.options.script_secrets,
                 proxy=self.options.proxy,
+                canary=state.canary,
             )
         )
         if state.base_image_id is None or state.group_id is None:
@@ -200,16 +236,7 @@ class ServerStep:
         """Delete the server and wait until it is gone, so its port frees the security group."""
         if not state.server_id:
             return
-        cloud = state.clouds[self.options.cloud]
-        server_id = state.server_id
-        cloud.delete_server(server_id)
-        backoff.poll_until(
-            lambda: True if cloud.server_state(server_id) is None else None,
-            DELETE_TIMEOUT,
-            f"server {server_id} to be deleted",
-            sleep=self.sleep,
-            clock=self.clock,
-        )
+        delete_server(state.clouds[self.options.cloud], state.server_id, self.sleep, self.clock)
         state.server_id = None
 
 
@@ -225,6 +252,36 @@ def judge_console(console: str | None, nonce: str, secrets: Mapping[str, str]) -
         raise StepError(f"the guest failed at step {result.step!r}; console tail:\n{tail}")
 
 
+def wait_for_console(
+    cloud: Cloud,
+    server_id: str,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str | None:
+    """Wait for a guest to power itself off and return its console log (None: the cloud has none).
+
+    The one completion path of every server a build boots (builder and test server): poll for
+    SHUTOFF; ERROR, disappearance or timeout fail with StepError.
+    """
+
+    def shut_off() -> bool | None:
+        current = cloud.server_state(server_id)
+        if current is None:
+            raise StepError(f"server {server_id} disappeared while running")
+        if current.status == "ERROR":
+            raise StepError(f"server {server_id} went to ERROR: {current.fault or 'no fault'}")
+        return True if current.status == "SHUTOFF" else None
+
+    try:
+        backoff.poll_until(
+            shut_off, timeout, f"server {server_id} to shut off", sleep=sleep, clock=clock
+        )
+    except backoff.WaitTimeoutError as exc:
+        raise StepError(str(exc)) from exc
+    return cloud.console_output(server_id)
+
+
 @dataclasses.dataclass
 class WaitStep:
     """Wait for the guest to power itself off, then read its verdict from the console log."""
@@ -235,31 +292,15 @@ class WaitStep:
     name: str = "wait"
 
     def run(self, state: BuildState) -> None:
-        """Poll for SHUTOFF with backoff; ERROR, disappearance or timeout fail."""
+        """Wait for SHUTOFF, judge the marker, keep the facts the verification compares with."""
         cloud = state.clouds[self.options.cloud]
-        server_id = state.server_id
-        if server_id is None:
+        if state.server_id is None:
             raise StepError("no server to wait for")
-
-        def shut_off() -> bool | None:
-            current = cloud.server_state(server_id)
-            if current is None:
-                raise StepError(f"server {server_id} disappeared while building")
-            if current.status == "ERROR":
-                raise StepError(f"server {server_id} went to ERROR: {current.fault or 'no fault'}")
-            return True if current.status == "SHUTOFF" else None
-
-        try:
-            backoff.poll_until(
-                shut_off,
-                self.options.timeout,
-                f"server {server_id} to shut off",
-                sleep=self.sleep,
-                clock=self.clock,
-            )
-        except backoff.WaitTimeoutError as exc:
-            raise StepError(str(exc)) from exc
-        judge_console(cloud.console_output(server_id), state.nonce, self.options.script_secrets)
+        console = wait_for_console(
+            cloud, state.server_id, self.options.timeout, self.sleep, self.clock
+        )
+        judge_console(console, state.nonce, self.options.script_secrets)
+        state.builder_facts = marker.parse_facts(console or "", state.nonce)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Nothing of its own."""
@@ -329,6 +370,110 @@ class SnapshotStep:
             state.snapshot_id = None
 
 
+def _log_checks(label: str, checks: Sequence[marker.Check]) -> None:
+    """Log each check on a line of its own, for the operator reading the build log."""
+    for check in checks:
+        if check.ok:
+            logger.info("%s verify: check %s passed", label, check.name)
+        else:
+            logger.error("%s verify: check %s failed: %s", label, check.name, check.detail)
+
+
+@dataclasses.dataclass
+class VerifyStep:
+    """Boot a test server from the snapshot; it checks the image and reports on its console.
+
+    It gets a no-ingress security group of its own, the builder's flavor and network rules and
+    a config drive. A failed check, no result or a timeout fails the build: the snapshot's
+    clean-up then deletes the image, so nothing unverified is ever copied.
+    """
+
+    options: BuildOptions
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    name: str = "verify"
+
+    def run(self, state: BuildState) -> None:
+        """Boot, wait, judge; record the checks and the software report as properties."""
+        cloud = state.clouds[self.options.cloud]
+        if not self.options.verify:
+            logger.warning(
+                "%s verify: skipped (--no-verify): this image is unverified", state.label
+            )
+            self._record(cloud, state, None)
+            return
+        if state.snapshot_id is None or state.server_id is None:
+            raise StepError("no snapshot to verify")
+        options = self._verify_options(state)
+        flavor = choice.choose_flavor(cloud.flavors(), self.options.flavor)
+        network = choice.choose_network(cloud.networks(), self.options.network)
+        user_data = verification.render_verify_user_data(options)
+        name = _name(self.options, state, "verify")
+        state.verify_group_id = cloud.create_security_group(
+            name, "github-runner-image-builder test server: no ingress"
+        )
+        state.verify_server_id = cloud.create_server(
+            name,
+            image_id=state.snapshot_id,
+            flavor_id=flavor.id,
+            network_id=network.id,
+            security_group_id=state.verify_group_id,
+            user_data=user_data,
+            metadata={"grib_nonce": options.nonce},
+        )
+        console = wait_for_console(
+            cloud, state.verify_server_id, self.options.verify_timeout, self.sleep, self.clock
+        )
+        try:
+            report = verification.judge(console, options)
+        except verification.VerifyError as exc:
+            state.checks = exc.checks
+            _log_checks(state.label, exc.checks)
+            raise StepError(str(exc)) from exc
+        _log_checks(state.label, report.checks)
+        state.checks = report.checks
+        state.software = dict(report.software)
+        self._record(cloud, state, report)
+
+    def _verify_options(self, state: BuildState) -> verification.VerifyOptions:
+        runner_version = state.builder_facts.get("runner-version") or (
+            userdata.normalize_runner_version(self.options.runner_version)
+            if self.options.runner_version
+            else ""
+        )
+        return verification.VerifyOptions(
+            base=state.base,
+            arch=state.arch,
+            nonce=marker.new_nonce(),
+            builder_nonce=state.nonce,
+            builder_instance_id=state.server_id or "",
+            builder_machine_id=state.builder_facts.get("machine-id", ""),
+            runner_version=runner_version,
+            proxy=contract.expected_proxy(
+                userdata.normalize_proxy(self.options.proxy) if self.options.proxy else ""
+            ),
+            canary=state.canary,
+            script_secrets=self.options.script_secrets,
+            script_url=self.options.verify_script_url,
+        )
+
+    def _record(self, cloud: Cloud, state: BuildState, report: marker.VerifyReport | None) -> None:
+        extra = verification.properties(report)
+        state.properties.update(extra)
+        if state.snapshot_id:
+            cloud.update_image_properties(state.snapshot_id, extra)
+
+    def cleanup(self, state: BuildState, failed: bool) -> None:
+        """Delete the test server, then its group, whatever happened."""
+        cloud = state.clouds[self.options.cloud]
+        if state.verify_server_id:
+            delete_server(cloud, state.verify_server_id, self.sleep, self.clock)
+            state.verify_server_id = None
+        if state.verify_group_id:
+            delete_security_group(cloud, state.verify_group_id, self.sleep, self.clock)
+            state.verify_group_id = None
+
+
 @dataclasses.dataclass
 class CopyStep:
     """Copy the snapshot to every upload cloud at once; fail only when no cloud got it."""
@@ -371,6 +516,8 @@ class CopyStep:
                         state.arch.github,
                         cloud_name,
                         state.copies[cloud_name],
+                        software=dict(state.software),
+                        checks=state.checks,
                     )
                 )
 
@@ -425,6 +572,7 @@ def build_steps(
         ServerStep(options, render, sleep=sleep, clock=clock),
         WaitStep(options, sleep=sleep, clock=clock),
         SnapshotStep(options, sleep=sleep, clock=clock),
+        VerifyStep(options, sleep=sleep, clock=clock),
         CopyStep(options),
         PruneStep(options),
     ]

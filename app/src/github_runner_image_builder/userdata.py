@@ -14,10 +14,11 @@ import dataclasses
 import re
 import shlex
 from collections.abc import Mapping
+from secrets import token_hex
 
 import jinja2
 
-from github_runner_image_builder import marker
+from github_runner_image_builder import contract, marker
 from image_builder_contract import platforms, rules
 
 # The steps the script runs, in order; a failure marker names one of them. `proxy` and `script`
@@ -36,27 +37,6 @@ STEPS: tuple[str, ...] = (
 # Named by the failure marker if the script dies outside any step (it should not).
 UNKNOWN_STEP = "unknown"
 
-# The toolchain runner operators expect, from the Ubuntu archive (gh comes from GitHub's own
-# repository on releases whose archive lacks a current one). yq comes from its snap, the
-# mikefarah yq that GitHub-hosted runners ship; snapd is listed so that path always exists.
-PACKAGES: tuple[str, ...] = (
-    "build-essential",
-    "docker.io",
-    "gh",
-    "jq",
-    "npm",
-    "pkg-config",
-    "python-is-python3",
-    "python3-dev",
-    "python3-pip",
-    "shellcheck",
-    "snapd",
-    "socat",
-    "tar",
-    "time",
-    "unzip",
-    "wget",
-)
 HOSTNAME = "github-runner"
 
 # focal's archive has no gh and jammy's is years old (2.4): use cli.github.com's repository.
@@ -84,6 +64,8 @@ class UserDataOptions:
         script_secrets: environment variable name -> value, given to that script only.
         proxy: an HTTP proxy (host:port or http(s)://host:port) for apt, snap, docker and the
             environment, kept in the image.
+        canary: a random value planted where the secrets are (the user-data, the script's
+            environment); the verification guest looks for it on the whole disk.
 
     """
 
@@ -94,6 +76,7 @@ class UserDataOptions:
     script_url: str | None = None
     script_secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
     proxy: str | None = None
+    canary: str = dataclasses.field(default_factory=lambda: token_hex(16))
 
     def __post_init__(self) -> None:
         """Reject options the script could not use, naming the option and the fix."""
@@ -113,6 +96,8 @@ class UserDataOptions:
             rules.check_secret(name, value)
         if self.proxy is not None:
             rules.normalize_proxy(self.proxy)
+        if not _NONCE.fullmatch(self.canary):
+            raise ValueError(f"invalid canary {self.canary!r}: expected 8-64 lowercase hex digits")
 
 
 class _Quoted(str):
@@ -139,8 +124,8 @@ def _only_quoted(value: object) -> object:
     return value
 
 
-def _environment() -> jinja2.Environment:
-    """Return the Jinja2 environment the user-data template renders in."""
+def template_environment() -> jinja2.Environment:
+    """Return the Jinja2 environment the user-data templates (builder, verify) render in."""
     # A bash script, not HTML: `shquote` and `_only_quoted` do the escaping.
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("github_runner_image_builder", "templates"),
@@ -165,7 +150,7 @@ def render_user_data(options: UserDataOptions) -> str:
     # Secrets are only rendered for a script that receives them.
     secrets = sorted(options.script_secrets.items()) if options.script_url else []
     text = (
-        _environment()
+        template_environment()
         .get_template("user-data.sh.j2")
         .render(
             nonce=options.nonce,
@@ -181,19 +166,36 @@ def render_user_data(options: UserDataOptions) -> str:
             proxy=rules.normalize_proxy(options.proxy) if options.proxy else "",
             script_url=options.script_url or "",
             secrets=secrets,
-            packages=PACKAGES,
+            packages=contract.PACKAGES,
+            snaps=contract.SNAPS,
+            runner_dir=contract.RUNNER_DIR,
+            user=contract.USER,
+            user_groups=",".join(contract.USER_GROUPS),
+            runner_alias=contract.RUNNER_ALIAS,
+            canary=options.canary,
+            facts_word=marker.FACTS_WORD,
             gh_from_github=options.base.codename in _GH_FROM_GITHUB,
-            console=_SERIAL_CONSOLE[options.arch.ubuntu],
+            console=serial_console(options.arch),
             steps=steps,
             success_line=marker.success_line(options.nonce),
             failure_lines={step: marker.failure_line(options.nonce, step) for step in steps},
             unknown_line=marker.failure_line(options.nonce, UNKNOWN_STEP),
         )
     )
+    check_length(text)
+    return text
+
+
+def serial_console(arch: platforms.Arch) -> str:
+    """Return the serial device a Nova console log records for this architecture."""
+    return _SERIAL_CONSOLE[arch.ubuntu]
+
+
+def check_length(text: str) -> None:
+    """Raise ValueError when Nova would refuse this user-data as too long."""
     encoded = len(base64.b64encode(text.encode()))
     if encoded > MAX_USER_DATA_BASE64:
         raise ValueError(
             f"the user-data is {encoded} bytes base64-encoded, more than the "
             f"{MAX_USER_DATA_BASE64} Nova accepts; shorten the script secrets"
         )
-    return text

@@ -30,11 +30,18 @@ def base_image_name(prefix: str, base: Base, arch: Arch) -> str:
     return f"{prefix}-base-{base.codename}-{arch.ubuntu}"
 
 
-def builder_prefix(prefix: str) -> str:
-    """Return how the names of builder servers and their security groups begin."""
-    return f"{prefix}-builder-"
+# The kinds of temporary servers and security groups a build names `<prefix>-<kind>-…`: the
+# builder and the verification's test server. `clean` finds a crashed build's by these.
+TEMPORARY_KINDS: tuple[str, ...] = ("builder", "verify")
+
+
+def temporary_prefixes(prefix: str) -> tuple[str, ...]:
+    """Return how the names of a build's temporary servers and security groups begin."""
+    return tuple(f"{prefix}-{kind}-" for kind in TEMPORARY_KINDS)
 
 
 def resource_name(prefix: str, kind: str, base: Base, arch: Arch, nonce: str) -> str:
-    """Return the name of one build's server or security group (`kind`: builder, test …)."""
+    """Return the name of one build's server or security group (`kind`: TEMPORARY_KINDS)."""
+    if kind not in TEMPORARY_KINDS:
+        raise ValueError(f"{kind!r} is not a temporary resource kind {TEMPORARY_KINDS}")
     return f"{prefix}-{kind}-{base.codename}-{arch.github}-{nonce}"

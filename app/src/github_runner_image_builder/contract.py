@@ -1,0 +1,112 @@
+"""The image contract: what every runner image contains, in one place.
+
+The builder's user-data installs from these lists and the verification guest checks against
+them, so adding an entry here (a package, a snap, a tool) changes both without touching either
+template's logic or the checks' code. Runner charms rely on these (github-runner-manager's
+openstack-userdata.sh.j2 and pre-job.j2): docker, jq, snap, socat, the ubuntu user in lxd and
+docker, a writable ~ubuntu/actions-runner for its `.env`.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Snap:
+    """A snap the image holds; `enabled=False`: installed but its services disabled."""
+
+    name: str
+    channel: str = "stable"
+    classic: bool = False
+    enabled: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Tool:
+    """A command every job finds on ubuntu's PATH.
+
+    `version` is the command line that prints its version for the software report (the first
+    output line holding a digit is kept); empty: only its presence is checked.
+    """
+
+    name: str
+    version: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnedPath:
+    """A path that must exist, be owned by `owner` and, if `writable`, be writable by it."""
+
+    path: str
+    owner: str
+    writable: bool = True
+
+
+# The toolchain runner operators expect, from the Ubuntu archive (gh comes from GitHub's own
+# repository on releases whose archive lacks a current one). snapd is listed so that snaps can
+# always be installed.
+PACKAGES: tuple[str, ...] = (
+    "build-essential",
+    "docker.io",
+    "gh",
+    "jq",
+    "npm",
+    "pkg-config",
+    "python-is-python3",
+    "python3-dev",
+    "python3-pip",
+    "shellcheck",
+    "snapd",
+    "socat",
+    "tar",
+    "time",
+    "unzip",
+    "wget",
+)
+
+# mikefarah's yq, the one GitHub-hosted runners ship, comes as a snap.
+SNAPS: tuple[Snap, ...] = (Snap("yq"),)
+
+TOOLS: tuple[Tool, ...] = (
+    Tool("docker", ("docker", "--version")),
+    Tool("git", ("git", "--version")),
+    Tool("gh", ("gh", "--version")),
+    Tool("python3", ("python3", "--version")),
+    Tool("pip3", ("pip3", "--version")),
+    Tool("node", ("node", "--version")),
+    Tool("npm", ("npm", "--version")),
+    Tool("jq", ("jq", "--version")),
+    Tool("yq", ("yq", "--version")),
+    Tool("make", ("make", "--version")),
+    Tool("gcc", ("gcc", "--version")),
+    Tool("pkg-config", ("pkg-config", "--version")),
+    Tool("shellcheck", ("shellcheck", "--version")),
+    Tool("curl", ("curl", "--version")),
+    Tool("wget", ("wget", "--version")),
+    Tool("tar", ("tar", "--version")),
+    Tool("unzip", ("unzip", "-v")),
+    Tool("socat", ("socat", "-V")),
+    Tool("snap", ("snap", "--version")),
+    Tool("sudo"),
+)
+
+# Jobs run as this user; GARM runs them as RUNNER_ALIAS, the same account under a second name
+# whose home /home/runner links to the user's.
+USER = "ubuntu"
+USER_GROUPS: tuple[str, ...] = ("docker", "lxd", "sudo")
+RUNNER_ALIAS = "runner"
+RUNNER_DIR = "/home/ubuntu/actions-runner"
+PATHS: tuple[OwnedPath, ...] = (
+    OwnedPath(RUNNER_DIR, USER),  # the runner's boot script writes `.env` there
+    OwnedPath("/usr/local/bin", USER),  # jobs install tools without sudo
+)
+# systemd units that must be enabled and running on a fresh boot.
+SERVICES: tuple[str, ...] = ("docker",)
+
+# Whether the build's proxy stays in the image (apt, snap, /etc/environment, docker): the
+# verification checks the image holds exactly that proxy, or none when this is False.
+PROXY_KEPT_IN_IMAGE = True
+
+
+def expected_proxy(build_proxy: str) -> str:
+    """Return the proxy URL the image must carry ("" for none) for a build that used this one."""
+    return build_proxy if PROXY_KEPT_IN_IMAGE else ""
