@@ -27,7 +27,7 @@ from github_runner_image_builder import revisions as rev
 from github_runner_image_builder.cloud import Cloud, ImageInfo
 from github_runner_image_builder.pipeline import Step
 from github_runner_image_builder.report import Failure, ImageResult
-from image_builder_contract import names
+from image_builder_contract import names, rules
 
 logger = logging.getLogger(__name__)
 
@@ -437,7 +437,7 @@ class VerifyStep:
 
     def _verify_options(self, state: BuildState) -> verification.VerifyOptions:
         runner_version = state.builder_facts.get("runner-version") or (
-            userdata.normalize_runner_version(self.options.runner_version)
+            rules.normalize_runner_version(self.options.runner_version)
             if self.options.runner_version
             else ""
         )
@@ -450,7 +450,7 @@ class VerifyStep:
             builder_machine_id=state.builder_facts.get("machine-id", ""),
             runner_version=runner_version,
             proxy=contract.expected_proxy(
-                userdata.normalize_proxy(self.options.proxy) if self.options.proxy else ""
+                rules.normalize_proxy(self.options.proxy) if self.options.proxy else ""
             ),
             canary=state.canary,
             script_secrets=self.options.script_secrets,

@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Mapping
 
 from github_runner_image_builder import contract, marker, platforms, userdata
+from image_builder_contract import rules
 
 # Every check, in the order the guest runs them; `script` only with a verify script URL.
 CHECKS: tuple[str, ...] = (
@@ -85,7 +86,7 @@ class VerifyOptions:
     def __post_init__(self) -> None:
         """Reject a script URL that is not plain https, as for the build's script."""
         if self.script_url is not None:
-            userdata.check_script_url(self.script_url)
+            rules.check_script_url(self.script_url)
 
     def checks(self) -> tuple[str, ...]:
         """Return the checks this verification runs."""
