@@ -232,7 +232,9 @@ def _secret_state(content: dict[str, str]) -> testing.State:
     password = password_secret()
     script = testing.Secret(tracked_content=content)
     config = valid_config(password, **{"script-secret-id": script.id, "script-url": SCRIPT_URL})
-    return testing.State(config=config, secrets={password, script}, relations={image_relation()})
+    return testing.State(
+        config=config, secrets={password, script}, relations={image_relation()}, leader=True
+    )
 
 
 SECRET_CASES = [
