@@ -27,6 +27,7 @@ from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     PASSWORD,
     REQUIRER_PASSWORD,
+    RUNNERS,
     SCRIPT_SECRET,
     SRC,
     UNIT,
@@ -446,7 +447,7 @@ def test_finished_builds_reach_the_history_once(ctx: Ctx, machine: Machine) -> N
     assert history.requirer_clouds == 1
     assert history.requirer_since is not None
     assert history.build_interval_hours == 6
-    assert set(history.built_at) == {"img-runners_runner-noble-1"}
+    assert set(history.built_at) == {f"img-{RUNNERS}-noble-1"}
     text = machine.paths.state_dir.joinpath(metrics.HISTORY_FILE).read_text()
     assert oct(machine.paths.state_dir.joinpath(metrics.HISTORY_FILE).stat().st_mode)[-3:] == "600"
     for secret in (PASSWORD, REQUIRER_PASSWORD):
