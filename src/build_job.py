@@ -11,6 +11,8 @@ import pydantic
 
 BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this cannot clash
 SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a secret
+# The CLI reads the build's proxy from here: it may carry credentials, so never in argv.
+PROXY_ENV = "IMAGE_BUILDER_PROXY"
 BUILD_TIMEOUT = 2 * 60 * 60  # seconds the CLI may take; it cleans up after itself on timeout
 KILL_GRACE = 15 * 60  # the runner kills a CLI that overran its own timeout by this much
 # Builder resources older than this belong to no live build (the runner kills any CLI at
@@ -122,11 +124,12 @@ class BuildCommandInput:
     network: str
     runner_version: str
     script_url: str
-    proxy: str
+    proxy: str = dataclasses.field(repr=False)  # may carry credentials
     protect: Sequence[str]
     script_secrets: Mapping[str, str] = dataclasses.field(repr=False)
     fingerprint: str
     lookups: Sequence[Lookup] = ()
+    runner_binary_repo: str = ""
 
 
 def build_request(spec: BuildCommandInput) -> BuildRequest:
@@ -153,13 +156,15 @@ def build_request(spec: BuildCommandInput) -> BuildRequest:
         "--network": spec.network,
         "--runner-version": spec.runner_version,
         "--script-url": spec.script_url,
-        "--proxy": spec.proxy,
+        "--runner-binary-repo": spec.runner_binary_repo,
         "--protect": ",".join(sorted(set(spec.protect))),
     }
     for flag, value in optional.items():
         if value:
             args += [flag, value]
     secret_env = {f"{SECRET_ENV_PREFIX}{k}": v for k, v in spec.script_secrets.items()}
+    if spec.proxy:
+        secret_env[PROXY_ENV] = spec.proxy
     sweeps = tuple(
         ("--os-cloud", cloud, "clean", "--prefix", spec.prefix, "--older-than", str(LEFTOVER_AGE))
         for cloud in dict.fromkeys((BUILD_CLOUD, *spec.upload_clouds))

@@ -135,7 +135,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         protect.update(i for ids in catalogue.values() for i in ids.values())
         request = build_job.build_request(
             build_job.BuildCommandInput(
-                bases=config.bases,
+                bases=config.base_words(),
                 arch=config.arch,
                 prefix=self.app.name,
                 upload_clouds=sorted(clouds),
@@ -150,6 +150,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 script_secrets={k: v.get_secret_value() for k, v in config.script_secrets.items()},
                 fingerprint=config.fingerprint(),
                 lookups=lookups,
+                runner_binary_repo=config.runner_binary_repo,
             )
         )
         outcome = self.builder.start(request)

@@ -22,7 +22,18 @@ ARCHITECTURES: dict[str, str] = {
     "x86_64": "x64",
     "arm64": "arm64",
     "aarch64": "arm64",
+    "s390x": "s390x",
+    "ppc64le": "ppc64le",
+    "ppc64el": "ppc64le",
+    "armhf": "arm",
+    "arm": "arm",
+    "armv7l": "arm",
 }
+# Architectures whose runner actions/runner does not publish (a fork such as
+# canonical/github-actions-runner does), and the oldest base of the armhf (32-bit) images.
+UPSTREAM_RUNNER_REPO = "actions/runner"
+NOT_UPSTREAM_ARCHES = frozenset({"s390x", "ppc64le"})
+ARMHF_OLDEST_BASE = "24.04"
 BASES: dict[str, str] = {
     "focal": "focal",
     "20.04": "focal",
@@ -36,6 +47,8 @@ BASES: dict[str, str] = {
 BUILD_INTERVAL_RANGE = (1, 24)
 REVISION_HISTORY_RANGE = (2, 99)
 _RUNNER_VERSION = re.compile(r"^v?(\d+\.\d+\.\d+)$")
+_RUNNER_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9_.-]{1,100}$")
+_SERIAL = re.compile(r"^[0-9]{8}(?:\.[0-9]{1,3})?$")
 # Juju secret keys are lowercase letters, digits and dashes; env names must be shell-safe.
 _SECRET_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
@@ -87,8 +100,11 @@ class BuildConfig(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True)
 
-    arch: str  # GitHub's word: x64 / arm64
+    arch: str  # GitHub's word: x64 / arm64 / s390x / ppc64le / arm
     bases: tuple[str, ...]  # codenames, in the operator's order; the first is published as `id`
+    # codename -> the Ubuntu cloud image serial it is pinned to (base-image noble@20260715)
+    base_serials: dict[str, str] = {}
+    runner_binary_repo: str = UPSTREAM_RUNNER_REPO
     build_interval: int
     flavor: str
     network: str
@@ -99,6 +115,13 @@ class BuildConfig(pydantic.BaseModel):
     script_secrets: dict[str, pydantic.SecretStr]
     build_cloud: BuildCloud
 
+    def base_words(self) -> list[str]:
+        """Return the bases as the CLI's --base takes them: codename, or codename@serial."""
+        return [
+            f"{base}@{self.base_serials[base]}" if base in self.base_serials else base
+            for base in self.bases
+        ]
+
     def fingerprint(self) -> str:
         """Return a digest of every setting that changes what an image contains.
 
@@ -108,7 +131,8 @@ class BuildConfig(pydantic.BaseModel):
         secrets = {k: v.get_secret_value() for k, v in sorted(self.script_secrets.items())}
         facts = {
             "arch": self.arch,
-            "bases": list(self.bases),
+            "bases": self.base_words(),
+            "runner_binary_repo": self.runner_binary_repo,
             "runner_version": self.runner_version,
             "script_url": self.script_url,
             "script_secrets": hashlib.sha256(json.dumps(secrets).encode()).hexdigest(),
@@ -150,25 +174,71 @@ def _int_in_range(
 def _arch(config: Mapping[str, ConfigValue]) -> str:
     word = _text(config, "architecture").lower()
     if word not in ARCHITECTURES:
-        raise InvalidConfigError("architecture", f"{word!r} is not supported; use amd64 or arm64")
+        raise InvalidConfigError(
+            "architecture",
+            f"{word!r} is not supported; use amd64, arm64, s390x, ppc64le or armhf",
+        )
     return ARCHITECTURES[word]
 
 
-def _bases(config: Mapping[str, ConfigValue]) -> tuple[str, ...]:
+def _base_pins(config: Mapping[str, ConfigValue]) -> dict[str, str]:
+    """Return codename -> serial of the bases pinned with @serial, in the operator's order."""
     words = [w.strip().lower() for w in _text(config, "base-image").split(",") if w.strip()]
     if not words:
         raise InvalidConfigError("base-image", "is empty; set one or more releases, e.g. noble")
-    bases: list[str] = []
+    pins: dict[str, str] = {}
     for word in words:
-        if word not in BASES:
+        name, pinned, serial = word.partition("@")
+        if name not in BASES:
             known = ", ".join(k for k in BASES if not k[0].isdigit())
             raise InvalidConfigError(
                 "base-image",
-                f"unknown Ubuntu release {word!r}; use a codename or version of {known}",
+                f"unknown Ubuntu release {name!r}; use a codename or version of {known}",
             )
-        if BASES[word] not in bases:
-            bases.append(BASES[word])
-    return tuple(bases)
+        if pinned and not _SERIAL.match(serial):
+            raise InvalidConfigError(
+                "base-image",
+                f"{word!r}: {serial!r} is not a cloud image serial; pin one as it is named "
+                "under cloud-images.ubuntu.com/<codename>/, e.g. noble@20260715",
+            )
+        codename = BASES[name]
+        if codename in pins and pins[codename] != serial:
+            raise InvalidConfigError(
+                "base-image", f"{codename} is given twice with different serials; give it once"
+            )
+        pins[codename] = serial
+    return pins
+
+
+def _runner_binary_repo(config: Mapping[str, ConfigValue]) -> str:
+    repo = _text(config, "runner-binary-repo") or UPSTREAM_RUNNER_REPO
+    if not _RUNNER_REPO.match(repo) or ".." in repo:
+        raise InvalidConfigError(
+            "runner-binary-repo",
+            f"{repo!r} is not a GitHub repository; use owner/name, e.g. "
+            "canonical/github-actions-runner",
+        )
+    return repo
+
+
+def _check_arch_fits(values: Mapping[str, object]) -> None:
+    """Raise when the architecture cannot be built from the runner repository or the bases."""
+    arch, repo, bases = values.get("arch"), values.get("runner_binary_repo"), values.get("bases")
+    if arch in NOT_UPSTREAM_ARCHES and repo == UPSTREAM_RUNNER_REPO:
+        raise InvalidConfigError(
+            "runner-binary-repo",
+            f"{UPSTREAM_RUNNER_REPO} publishes no {arch} runner; set runner-binary-repo to a "
+            "repository that does, e.g. canonical/github-actions-runner",
+        )
+    if arch == "arm" and isinstance(bases, tuple):
+        versions = {v: k for k, v in BASES.items() if k[0].isdigit()}
+        older = [b for b in bases if versions[b] < ARMHF_OLDEST_BASE]
+        if older:
+            raise InvalidConfigError(
+                "base-image",
+                f"armhf images need noble (24.04) or later, and {', '.join(older)} is older; "
+                "remove it or choose another architecture",
+            )
 
 
 def _runner_version(config: Mapping[str, ConfigValue]) -> str:
@@ -290,7 +360,8 @@ def load_config(config: Mapping[str, ConfigValue], read_secret: SecretReader) ->
     values: dict[str, object] = {}
     parsers: list[tuple[str, Callable[[], object]]] = [
         ("arch", lambda: _arch(config)),
-        ("bases", lambda: _bases(config)),
+        ("base_pins", lambda: _base_pins(config)),
+        ("runner_binary_repo", lambda: _runner_binary_repo(config)),
         (
             "build_interval",
             lambda: _int_in_range(config, "build-interval", BUILD_INTERVAL_RANGE, "hours"),
@@ -319,6 +390,14 @@ def load_config(config: Mapping[str, ConfigValue], read_secret: SecretReader) ->
             errors.append(error)
         except ConfigValidationError as many:
             errors.extend(many.errors)
+    pins = values.pop("base_pins", None)
+    if isinstance(pins, dict):
+        values["bases"] = tuple(pins)
+        values["base_serials"] = {codename: serial for codename, serial in pins.items() if serial}
+    try:
+        _check_arch_fits(values)
+    except InvalidConfigError as error:
+        errors.append(error)
     if errors:
         raise ConfigValidationError(errors)
     values["flavor"] = _text(config, "build-flavor")

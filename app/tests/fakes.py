@@ -43,6 +43,33 @@ def hostile_values(nonce: str) -> list[str]:
     ]
 
 
+def hostile_proxy_passwords() -> list[str]:
+    """Proxy passwords a URL may carry as they are (RFC 3986 sub-delims) that a shell would run."""
+    return [
+        "'$(touch$IFS'pwned')'",
+        "$(touch$IFS'pwned')",
+        "';touch$IFS'pwned';'",
+        "%24(touch%20pwned)",
+        "a&b;c=d!e*f+g,h(i)j",
+        "GRIB_NONCE=ffffffffffffffff",
+    ]
+
+
+def hostile_runner_repos(nonce: str) -> list[str]:
+    """Runner binary repositories that must be refused: every hostile value, and a few more."""
+    return [
+        *hostile_values(nonce),
+        "../../etc",
+        "actions/../runner",
+        "actions/runner/releases",
+        "owner/name?x=1",
+        "owner/name#x",
+        "-owner/name",
+        "owner/$(reboot)",
+        "https://github.com/actions/runner",
+    ]
+
+
 def new_id(kind: str) -> str:
     return f"{kind}-{next(_ids)}"
 

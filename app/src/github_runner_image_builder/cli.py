@@ -2,7 +2,8 @@
 
 stdout carries only each command's result (JSON, an ID, or the user-data script); progress and
 errors go to stderr. Exit codes: 0 success, 1 a build or cloud failure, 2 a usage error.
-Script secrets come only from IMAGE_BUILDER_SECRET_<KEY> environment variables, never argv.
+Script secrets come only from IMAGE_BUILDER_SECRET_<KEY> environment variables, never argv;
+a proxy that carries credentials only from IMAGE_BUILDER_PROXY.
 """
 
 import argparse
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 PROG = "github-runner-image-builder"
 SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a secret
+PROXY_ENV = "IMAGE_BUILDER_PROXY"
 DEFAULT_PREFIX = "github-runner-image-builder"
 CLOUD_COMMANDS = ("build", "latest-build-id", "init", "clean")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$")
@@ -72,7 +74,12 @@ def _optional_list(value: str) -> list[str]:
 
 @_checked
 def _bases(value: str) -> tuple[platforms.Base, ...]:
-    return tuple(dict.fromkeys(platforms.parse_base(v) for v in _comma_list(value)))
+    bases = tuple(dict.fromkeys(platforms.parse_base(v) for v in _comma_list(value)))
+    codenames = [b.codename for b in bases]
+    for codename in dict.fromkeys(c for c in codenames if codenames.count(c) > 1):
+        # Both would publish the same image name.
+        raise ValueError(f"{codename} is given twice (with different serials); give it once")
+    return bases
 
 
 @_checked
@@ -130,7 +137,33 @@ def _script_url(value: str) -> str:
 @_checked
 def _proxy(value: str) -> str:
     userdata.normalize_proxy(value)
+    if userdata.proxy_secrets(value):
+        raise ValueError(
+            f"--proxy {userdata.redact_proxy(value)!r} carries credentials, and every user of "
+            f"this machine can read a command line: pass the proxy in {PROXY_ENV} instead"
+        )
     return value
+
+
+@_checked
+def _runner_binary_repo(value: str) -> str:
+    # Any architecture that upstream publishes: the (repo, arch) pair is checked per build.
+    return platforms.check_runner_repo(value, platforms.parse_arch("x64"))
+
+
+def build_proxy(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """Return the build's proxy: --proxy, or IMAGE_BUILDER_PROXY (which may hold credentials)."""
+    from_env = env.get(PROXY_ENV, "").strip()
+    if from_env and args.proxy:
+        raise UsageError(f"give the proxy once: --proxy or {PROXY_ENV}, not both")
+    if not from_env:
+        given: str | None = args.proxy
+        return given
+    try:
+        userdata.normalize_proxy(from_env)
+    except ValueError as exc:
+        raise UsageError(f"environment variable {PROXY_ENV}: {exc}") from exc
+    return from_env
 
 
 @_checked
@@ -184,7 +217,18 @@ def _add_user_data_options(parser: argparse.ArgumentParser) -> None:
         f"{SECRET_ENV_PREFIX}<KEY> environment variables, exported as <KEY>",
     )
     parser.add_argument(
-        "--proxy", type=_proxy, help="HTTP(S) proxy for apt, snap and downloads: host:port or URL"
+        "--proxy",
+        type=_proxy,
+        help="HTTP(S) proxy the builder uses for apt, snap and downloads, removed before the "
+        f"snapshot: host:port or URL; one with credentials only in {PROXY_ENV}",
+    )
+    parser.add_argument(
+        "--runner-binary-repo",
+        type=_runner_binary_repo,
+        default=platforms.UPSTREAM_RUNNER_REPO,
+        help="GitHub repository (owner/name) whose releases carry the runner tarballs "
+        f"(default {platforms.UPSTREAM_RUNNER_REPO}; e.g. canonical/github-actions-runner for "
+        "s390x and ppc64le)",
     )
 
 
@@ -213,13 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--base",
         type=_bases,
         default=_bases("noble"),
-        help="Ubuntu bases, comma-separated codenames or versions (default noble)",
+        help="Ubuntu bases, comma-separated codenames or versions, each optionally pinned to a "
+        "cloud image serial as noble@20260715 (default noble)",
     )
     build.add_argument(
         "--arch",
         type=_arches,
         default=_arches("x64"),
-        help="architectures, comma-separated: x64/amd64, arm64 … (default x64)",
+        help="architectures, comma-separated: x64/amd64, arm64/aarch64, s390x, ppc64le, "
+        "armhf/arm (default x64)",
     )
     build.add_argument(
         "--prefix",
@@ -332,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     user_data.add_argument(
         "--show-secrets",
         action="store_true",
-        help="print the script secrets' values; by default each is replaced by <redacted:KEY>",
+        help="print the script secrets' values and the proxy's credentials; by default each "
+        "secret is replaced by <redacted:KEY> and the credentials by ***",
     )
     return parser
 
@@ -342,6 +389,7 @@ def user_data_options(
     base: platforms.Base,
     arch: platforms.Arch,
     secrets: Mapping[str, str],
+    proxy: str | None,
 ) -> userdata.UserDataOptions:
     """Return the user-data options of one build; raise UsageError when they are unusable."""
     try:
@@ -352,7 +400,8 @@ def user_data_options(
             runner_version=args.runner_version,
             script_url=args.script_url,
             script_secrets=secrets,
-            proxy=args.proxy,
+            proxy=proxy,
+            runner_binary_repo=args.runner_binary_repo,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
@@ -362,11 +411,12 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
     from github_runner_image_builder import build, steps  # noqa: PLC0415 - only for build
 
     secrets = script_secrets(env)
+    proxy = build_proxy(args, env)
     # Every build's user-data is rendered once before any cloud is touched: bad options or a
     # script too long for Nova are usage errors, not failed builds.
     for base in args.base:
         for arch in args.arch:
-            _render(deps, user_data_options(args, base, arch, secrets))
+            _render(deps, user_data_options(args, base, arch, secrets, proxy))
     options = steps.BuildOptions(
         cloud=args.os_cloud,
         bases=args.base,
@@ -380,7 +430,8 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
         runner_version=args.runner_version,
         script_url=args.script_url,
         script_secrets=secrets,
-        proxy=args.proxy,
+        proxy=proxy,
+        runner_binary_repo=args.runner_binary_repo,
         timeout=args.timeout,
         cloud_images_url=args.cloud_images_url,
         verify=args.verify,
@@ -465,10 +516,12 @@ def _render(deps: "Deps", options: userdata.UserDataOptions) -> str:
 
 def _user_data(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
     secrets = script_secrets(env)
+    proxy = build_proxy(args, env)
     if not args.show_secrets:
         # A script printed for debugging ends up in terminals and tickets: keep values out.
         secrets = {key: f"<redacted:{key}>" for key in secrets}
-    options = user_data_options(args, args.base, args.arch, secrets)
+        proxy = userdata.redact_proxy(proxy) if proxy else proxy
+    options = user_data_options(args, args.base, args.arch, secrets, proxy)
     sys.stdout.write(_render(deps, options))
     return 0
 

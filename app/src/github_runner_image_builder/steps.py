@@ -58,12 +58,21 @@ class BuildOptions:
     runner_version: str | None = None
     script_url: str | None = None
     script_secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    proxy: str | None = None
+    proxy: str | None = None  # may carry credentials: never logged, never in argv
+    runner_binary_repo: str = platforms.UPSTREAM_RUNNER_REPO
     timeout: float = 3600.0
     cloud_images_url: str = "https://cloud-images.ubuntu.com"
     verify: bool = True
     verify_script_url: str | None = None
     verify_timeout: float = 1200.0
+
+    def secret_values(self) -> dict[str, str]:
+        """Return what no report may show: the script secrets and the proxy's credentials."""
+        found = dict(self.script_secrets)
+        if self.proxy:
+            proxy_parts = userdata.proxy_secrets(self.proxy)
+            found.update({f"proxy {index}": part for index, part in enumerate(proxy_parts)})
+        return found
 
     def targets(self) -> tuple[str, ...]:
         """Return the clouds that get the image: the upload clouds, or the build cloud."""
@@ -108,7 +117,8 @@ class BuildState:
 
 def _redact(text: str, secrets: Mapping[str, str]) -> str:
     """Return `text` with every secret value replaced, for console output we report."""
-    for value in secrets.values():
+    # Longest first: a proxy URL goes whole before its password alone.
+    for value in sorted(secrets.values(), key=len, reverse=True):
         if value:
             text = text.replace(value, "***")
     return text
@@ -216,6 +226,7 @@ class ServerStep:
                 script_url=self.options.script_url,
                 script_secrets=self.options.script_secrets,
                 proxy=self.options.proxy,
+                runner_binary_repo=self.options.runner_binary_repo,
                 canary=state.canary,
             )
         )
@@ -299,7 +310,7 @@ class WaitStep:
         console = wait_for_console(
             cloud, state.server_id, self.options.timeout, self.sleep, self.clock
         )
-        judge_console(console, state.nonce, self.options.script_secrets)
+        judge_console(console, state.nonce, self.options.secret_values())
         state.builder_facts = marker.parse_facts(console or "", state.nonce)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
@@ -319,6 +330,9 @@ def image_properties(
         "grib_base": state.base.codename,
         "grib_arch": state.arch.github,
         "grib_runner_version": options.runner_version or "latest",
+        "grib_runner_binary_repo": options.runner_binary_repo,
+        # The Ubuntu cloud image serial the build was pinned to, or "current".
+        "grib_base_serial": state.base.serial or "current",
         "grib_build_time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "grib_base_image_id": state.base_image_id or "",
         "grib_base_image_sha256": base_sha,

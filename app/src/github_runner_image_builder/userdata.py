@@ -42,9 +42,15 @@ HOSTNAME = "github-runner"
 SUPPORTED_BASES: tuple[str, ...] = ("focal", "jammy", "noble", "resolute")
 # focal's archive has no gh and jammy's is years old (2.4): use cli.github.com's repository.
 _GH_FROM_GITHUB: frozenset[str] = frozenset({"focal", "jammy"})
-# The serial port a Nova (libvirt) console log records, per architecture: ttyS0 on x86, the
-# PL011 UART on the aarch64 `virt` machine. The script falls back to /dev/console.
-_SERIAL_CONSOLE: Mapping[str, str] = {"amd64": "/dev/ttyS0", "arm64": "/dev/ttyAMA0"}
+# The serial port a Nova (libvirt) console log records, per VM architecture: ttyS0 on x86, the
+# PL011 UART on the aarch64 `virt` machine, the SCLP console on s390x, the hypervisor console on
+# POWER. The script falls back to /dev/console.
+_SERIAL_CONSOLE: Mapping[str, str] = {
+    "amd64": "/dev/ttyS0",
+    "arm64": "/dev/ttyAMA0",
+    "s390x": "/dev/ttysclp0",
+    "ppc64el": "/dev/hvc0",
+}
 
 # Nova rejects user-data longer than 65535 bytes once base64-encoded.
 MAX_USER_DATA_BASE64 = 65535
@@ -57,6 +63,10 @@ _HOSTNAME = re.compile(
     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
+# RFC 3986 userinfo: unreserved, percent-encoded, sub-delims and ":"; no quote or backslash can
+# then break the apt and systemd files the proxy is written into.
+_USERINFO = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})+")
+_PROXY_USERINFO = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?)[^/]*@")
 # Names the script or the shell itself depends on: a secret may not replace them.
 _RESERVED_NAMES: frozenset[str] = frozenset(
     {"PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH"}
@@ -74,8 +84,11 @@ class UserDataOptions:
         runner_version: the GitHub Actions runner version (2.321.0); None for the latest.
         script_url: an https URL of a script to run as root at the end of the build.
         script_secrets: environment variable name -> value, given to that script only.
-        proxy: an HTTP proxy (host:port or http(s)://host:port) for apt, snap, docker and the
-            environment, kept in the image.
+        proxy: an HTTP proxy (host:port or http(s)://[user:password@]host:port) for apt,
+            snap, docker and the build's environment; the cleanup removes it before the
+            snapshot, so its credentials stay out of the image.
+        runner_binary_repo: the GitHub repository (owner/name) whose releases carry the
+            runner tarballs.
         canary: a random value planted where the secrets are (the user-data, the script's
             environment); the verification guest looks for it on the whole disk.
 
@@ -88,6 +101,7 @@ class UserDataOptions:
     script_url: str | None = None
     script_secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
     proxy: str | None = None
+    runner_binary_repo: str = platforms.UPSTREAM_RUNNER_REPO
     canary: str = dataclasses.field(default_factory=lambda: token_hex(16))
 
     def __post_init__(self) -> None:
@@ -97,11 +111,10 @@ class UserDataOptions:
                 f"unsupported base {self.base.codename!r}; "
                 f"the user-data supports {', '.join(SUPPORTED_BASES)}"
             )
-        if self.arch.ubuntu not in _SERIAL_CONSOLE:
-            raise ValueError(
-                f"unsupported architecture {self.arch.github!r}: GitHub publishes Actions runner "
-                "builds for x64 and arm64 only"
-            )
+        if self.arch.vm_ubuntu not in _SERIAL_CONSOLE:
+            raise ValueError(f"unsupported architecture {self.arch.github!r}")
+        platforms.check_pair(self.base, self.arch)
+        platforms.check_runner_repo(self.runner_binary_repo, self.arch)
         if not _NONCE.fullmatch(self.nonce):
             raise ValueError(
                 f"invalid nonce {self.nonce!r}: expected 8-64 lowercase hex digits "
@@ -170,16 +183,37 @@ def check_secret(name: str, value: str) -> None:
 
 
 def normalize_proxy(proxy: str) -> str:
-    """Return a proxy as the URL apt, snap, docker and the environment take (http://host:port)."""
+    """Return a proxy as the URL apt, snap, docker and the environment take (http://host:port).
+
+    Credentials (http://user:password@host:port) are kept: the build uses them and the cleanup
+    removes the proxy before the snapshot. Error messages show the proxy without them.
+    """
     text = proxy.strip()
     candidate = text if "://" in text else f"http://{text}"
     problem = _proxy_problem(candidate)
     if problem:
         raise ValueError(
-            f"invalid proxy {proxy!r}: {problem}; expected host:port or http://host:port"
+            f"invalid proxy {redact_proxy(proxy)!r}: {problem}; expected host:port or "
+            "http://[user:password@]host:port"
         )
     parts = urllib.parse.urlsplit(candidate)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def redact_proxy(proxy: str) -> str:
+    """Return a proxy URL with any user name and password replaced by ***, for messages."""
+    return _PROXY_USERINFO.sub(r"\1***@", proxy)
+
+
+def proxy_secrets(proxy: str) -> tuple[str, ...]:
+    """Return the strings of a valid proxy that reveal its credentials, for redaction."""
+    url = normalize_proxy(proxy)
+    userinfo = urllib.parse.urlsplit(url).netloc.rpartition("@")[0]
+    if not userinfo:
+        return ()
+    password = userinfo.partition(":")[2]
+    found = (proxy.strip(), url, userinfo, password, urllib.parse.unquote(password))
+    return tuple(v for v in dict.fromkeys(found) if v)
 
 
 def _proxy_problem(url: str) -> str | None:
@@ -198,8 +232,11 @@ def _proxy_problem(url: str) -> str | None:
     problem: str | None = None
     if parts.scheme not in ("http", "https"):
         problem = f"scheme {parts.scheme!r} is not http or https"
-    elif parts.username is not None or parts.password is not None:
-        problem = "it carries credentials, which would stay in the image"
+    elif "@" in parts.netloc and not _USERINFO.fullmatch(parts.netloc.rsplit("@", 1)[0]):
+        problem = (
+            "its user name or password holds characters a URL cannot carry as they are; "
+            "percent-encode them"
+        )
     elif parts.path not in ("", "/") or parts.query or parts.fragment:
         problem = "it has a path, query or fragment"
     elif not hostname or not _valid_host(hostname, parts.netloc):
@@ -272,15 +309,18 @@ def render_user_data(options: UserDataOptions) -> str:
             nonce=options.nonce,
             hostname=HOSTNAME,
             base=options.base.codename,
-            deb_arch=options.arch.ubuntu,
+            deb_arch=options.arch.vm_ubuntu,
             runner_arch=options.arch.github,
+            runner_repo=options.runner_binary_repo,
+            foreign_arch=options.arch.ubuntu if options.arch.vm else "",
+            npm_packages=contract.NPM_PACKAGES,
             runner_version=(
                 normalize_runner_version(options.runner_version) if options.runner_version else ""
             ),
             proxy=normalize_proxy(options.proxy) if options.proxy else "",
             script_url=options.script_url or "",
             secrets=secrets,
-            packages=contract.PACKAGES,
+            packages=contract.packages(options.base.codename, options.arch.ubuntu),
             snaps=contract.SNAPS,
             runner_dir=contract.RUNNER_DIR,
             user=contract.USER,
@@ -302,7 +342,7 @@ def render_user_data(options: UserDataOptions) -> str:
 
 def serial_console(arch: platforms.Arch) -> str:
     """Return the serial device a Nova console log records for this architecture."""
-    return _SERIAL_CONSOLE[arch.ubuntu]
+    return _SERIAL_CONSOLE[arch.vm_ubuntu]
 
 
 def check_length(text: str) -> None:
