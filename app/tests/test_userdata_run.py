@@ -10,16 +10,15 @@ proven here.
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import shlex
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
-
-import itertools
-import urllib.parse
 
 from app.tests.fakes import hostile_proxy_passwords, hostile_values
 from github_runner_image_builder import marker, platforms, userdata
@@ -533,9 +532,11 @@ def test_proxy_with_credentials_serves_the_build_and_is_gone_before_the_snapshot
     for path in PROXY_FILES[1:]:
         unit, _ = written(result, path)
         assert '"HTTPS_PROXY=http://bob:s%%40cr3t@10.1.2.3:8080"' in unit
-    assert result.index("systemctl", "daemon-reload") < result.index(
-        "systemctl", "restart", "snapd.service"
-    ) < result.index("apt-get")
+    assert (
+        result.index("systemctl", "daemon-reload")
+        < result.index("systemctl", "restart", "snapd.service")
+        < result.index("apt-get")
+    )
     # The build and the user script have it in their environment...
     env = result.user_script_saw()["env"]
     assert isinstance(env, dict)
@@ -644,7 +645,9 @@ def test_runner_charm_contents_are_installed(tmp_path: Path) -> None:
 
 def test_an_existing_runner_user_is_made_the_alias(tmp_path: Path) -> None:
     result = run(
-        tmp_path, full_options(), stub_env={"STUB_RUNNER_EXISTS": "1", "STUB_HOME_KIND": "directory"}
+        tmp_path,
+        full_options(),
+        stub_env={"STUB_RUNNER_EXISTS": "1", "STUB_HOME_KIND": "directory"},
     )
     assert result.returncode == 0, result.stderr
     assert not result.ran("useradd")
@@ -685,7 +688,7 @@ def test_the_runner_comes_from_the_runner_binary_repo(tmp_path: Path) -> None:
         f"https://github.com/{repo}/releases/download/v2.321.0/"
         "actions-runner-linux-s390x-2.321.0.tar.gz"
     ) in urls
-    assert f"matches the SHA-256 GitHub publishes" in result.stdout
+    assert "matches the SHA-256 GitHub publishes" in result.stdout
     install = next(c for c in result.calls if c.argv[0] == "apt-get" and "install" in c.argv)
     assert "dotnet-runtime-8.0" in install.argv
 

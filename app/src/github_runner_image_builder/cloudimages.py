@@ -32,7 +32,7 @@ def check_url(url: str) -> str:
 
 
 def file_name(base: platforms.Base, arch: platforms.Arch) -> str:
-    """Return the cloud image's file name for (base, arch): the VM's architecture (arm64 for armhf)."""
+    """Return the cloud image file of (base, arch): the VM's architecture (arm64 for armhf)."""
     return f"{base.codename}-server-cloudimg-{arch.vm_ubuntu}.img"
 
 

@@ -136,8 +136,10 @@ def _field(text: str) -> str:
 
 def verify_line(nonce: str, report: VerifyReport) -> str:
     """Return the line a verification guest prints (the guest's script builds the same)."""
-    rows = [f"check\t{_field(c.name)}\t{'pass' if c.ok else 'fail'}\t{_field(c.detail)}"
-            for c in report.checks]
+    rows = [
+        f"check\t{_field(c.name)}\t{'pass' if c.ok else 'fail'}\t{_field(c.detail)}"
+        for c in report.checks
+    ]
     rows += [f"software\t{_field(k)}\t{_field(v)}" for k, v in report.software.items()]
     payload = base64.b64encode(("\n".join(rows) + "\n").encode()).decode()
     return f"{VERIFY_WORD} {nonce} {payload}"

@@ -117,10 +117,6 @@ def leftovers(
     ]
     return (
         stuck,
-        [
-            s
-            for s in servers
-            if temporary(prefix, s.name) and created_before(s.created_at, cutoff)
-        ],
+        [s for s in servers if temporary(prefix, s.name) and created_before(s.created_at, cutoff)],
         [g for g in groups if temporary(prefix, g.name) and created_before(g.created_at, cutoff)],
     )

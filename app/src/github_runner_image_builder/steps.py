@@ -402,7 +402,9 @@ class VerifyStep:
         """Boot, wait, judge; record the checks and the software report as properties."""
         cloud = state.clouds[self.options.cloud]
         if not self.options.verify:
-            logger.warning("%s verify: skipped (--no-verify): this image is unverified", state.label)
+            logger.warning(
+                "%s verify: skipped (--no-verify): this image is unverified", state.label
+            )
             self._record(cloud, state, None)
             return
         if state.snapshot_id is None or state.server_id is None:
@@ -432,7 +434,9 @@ class VerifyStep:
         except verification.VerifyError as exc:
             state.checks = exc.checks
             for check in exc.checks:
-                logger.error("%s verify: check %s failed: %s", state.label, check.name, check.detail)
+                logger.error(
+                    "%s verify: check %s failed: %s", state.label, check.name, check.detail
+                )
             raise StepError(str(exc)) from exc
         for check in report.checks:
             logger.info("%s verify: check %s passed", state.label, check.name)
@@ -462,9 +466,7 @@ class VerifyStep:
             script_url=self.options.verify_script_url,
         )
 
-    def _record(
-        self, cloud: Cloud, state: BuildState, report: marker.VerifyReport | None
-    ) -> None:
+    def _record(self, cloud: Cloud, state: BuildState, report: marker.VerifyReport | None) -> None:
         extra = verification.properties(report)
         state.properties.update(extra)
         if state.snapshot_id:

@@ -12,10 +12,10 @@ refuses to output anything that did not pass through it, so no option or secret 
 import base64
 import dataclasses
 import re
-from secrets import token_hex
 import shlex
 import urllib.parse
 from collections.abc import Mapping
+from secrets import token_hex
 
 import jinja2
 
