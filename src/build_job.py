@@ -130,6 +130,8 @@ class BuildCommandInput:
     fingerprint: str
     lookups: Sequence[Lookup] = ()
     runner_binary_repo: str = ""
+    verify_script_url: str = ""
+    verify: bool = True  # False: the CLI copies images without booting them first
 
 
 def build_request(spec: BuildCommandInput) -> BuildRequest:
@@ -158,10 +160,13 @@ def build_request(spec: BuildCommandInput) -> BuildRequest:
         "--script-url": spec.script_url,
         "--runner-binary-repo": spec.runner_binary_repo,
         "--protect": ",".join(sorted(set(spec.protect))),
+        "--verify-script-url": spec.verify_script_url,
     }
     for flag, value in optional.items():
         if value:
             args += [flag, value]
+    if not spec.verify:
+        args.append("--no-verify")
     secret_env = {f"{SECRET_ENV_PREFIX}{k}": v for k, v in spec.script_secrets.items()}
     if spec.proxy:
         secret_env[PROXY_ENV] = spec.proxy

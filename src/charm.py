@@ -151,8 +151,14 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 fingerprint=config.fingerprint(),
                 lookups=lookups,
                 runner_binary_repo=config.runner_binary_repo,
+                verify_script_url=config.verify_script_url,
+                verify=config.verify_images,
             )
         )
+        if not config.verify_images:
+            logger.warning(
+                "verify-images is off: the images of this build are published unverified"
+            )
         outcome = self.builder.start(request)
         if outcome.started:
             logger.info("build %s started (%s)", outcome.run_id, reason)
@@ -301,9 +307,16 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             started = build.current.started_at.strftime("%H:%M")
             event.add_status(ops.MaintenanceStatus(f"Building images since {started} UTC{queued}"))
         elif build.last_result is not None:
-            event.add_status(ops.ActiveStatus(summary(build.last_result)))
+            event.add_status(ops.ActiveStatus(summary(build.last_result) + unverified(config)))
         else:
-            event.add_status(ops.ActiveStatus("No build has run on this unit yet"))
+            event.add_status(
+                ops.ActiveStatus("No build has run on this unit yet" + unverified(config))
+            )
+
+
+def unverified(config: state.BuildConfig) -> str:
+    """Return the status suffix that says images go out unverified, when they do."""
+    return "" if config.verify_images else " (images unverified: verify-images is off)"
 
 
 def summary(result: build_job.BuildResult) -> str:
@@ -317,6 +330,15 @@ def summary(result: build_job.BuildResult) -> str:
     if result.error:
         return f"Last build {when} UTC failed: {result.error}"
     images = len(result.images)
+    failed_verify = [f for f in result.failures if f.step == "verify"]
+    if failed_verify:
+        # The operator's first question: which image failed which check.
+        first = failed_verify[0]
+        text = (
+            f"Last build {when} UTC: {first.base}/{first.arch} failed verify: {first.error[:100]}"
+        )
+        others = len(result.failures) - 1
+        return text + (f" ({images} built, {others} more failed)" if images or others else "")
     text = f"Last build {when} UTC: {images} image{'' if images == 1 else 's'}, "
     text += f"{len(result.failures)} failed"
     if result.failures:

@@ -111,6 +111,8 @@ class BuildConfig(pydantic.BaseModel):
     revision_history_limit: int
     runner_version: str  # "" means the latest release
     script_url: str
+    verify_script_url: str = ""
+    verify_images: bool = True  # False: images are copied and published unverified
     # Environment variable name (without the CLI's prefix) -> value; never logged.
     script_secrets: dict[str, pydantic.SecretStr]
     build_cloud: BuildCloud
@@ -261,9 +263,17 @@ def _url(option: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def _script_url(config: Mapping[str, ConfigValue]) -> str:
-    url = _text(config, "script-url")
-    return _url("script-url", url, ("https",)) if url else ""
+def _script_url(config: Mapping[str, ConfigValue], option: str = "script-url") -> str:
+    """Return a script URL option (script-url, verify-script-url): https, or empty for none."""
+    url = _text(config, option)
+    return _url(option, url, ("https",)) if url else ""
+
+
+def _flag(config: Mapping[str, ConfigValue], option: str, default: bool) -> bool:
+    value = config.get(option, default)
+    if not isinstance(value, bool):
+        raise InvalidConfigError(option, f"{value!r} is not true or false")
+    return value
 
 
 def _secret(config: Mapping[str, ConfigValue], option: str, read: SecretReader) -> dict[str, str]:
@@ -373,13 +383,9 @@ def load_config(config: Mapping[str, ConfigValue], read_secret: SecretReader) ->
             ),
         ),
         ("runner_version", lambda: _runner_version(config)),
-        (
-            "script_url",
-            lambda: (
-                _text(config, "script-url")
-                and _url("script-url", _text(config, "script-url"), ("https",))
-            ),
-        ),
+        ("script_url", lambda: _script_url(config)),
+        ("verify_script_url", lambda: _script_url(config, "verify-script-url")),
+        ("verify_images", lambda: _flag(config, "verify-images", default=True)),
         ("script_secrets", lambda: _script_secrets(config, read_secret)),
         ("build_cloud", lambda: _build_cloud(config, read_secret)),
     ]

@@ -1,9 +1,7 @@
 """Tests of whole builds against in-memory clouds: results, failures and what is left behind."""
 
-import hashlib
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,20 +13,6 @@ from github_runner_image_builder.report import Report
 
 NOBLE, JAMMY = platforms.parse_base("noble"), platforms.parse_base("jammy")
 X64, ARM = platforms.parse_arch("x64"), platforms.parse_arch("arm64")
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> str:
-    for base in ("noble", "jammy"):
-        directory = tmp_path / base / "current"
-        directory.mkdir(parents=True)
-        sums = []
-        for arch in ("amd64", "arm64"):
-            data = qcow2(2000) + f"{base}-{arch}".encode()
-            (directory / f"{base}-server-cloudimg-{arch}.img").write_bytes(data)
-            sums.append(f"{hashlib.sha256(data).hexdigest()} *{base}-server-cloudimg-{arch}.img")
-        (directory / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-    return tmp_path.as_uri()
 
 
 def options(mirror: str, **changes: object) -> steps.BuildOptions:

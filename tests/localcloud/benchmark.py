@@ -6,13 +6,15 @@
 For 1, 2 and 4 bases, each with 1 to 3 upload clouds, it prints: wall time divided by the
 simulated guest time; the median time between a guest powering off and the CLI asking for its
 snapshot (the CLI noticing SHUTOFF, plus one API call); the CLI's API calls per build (every
-keystoneauth request, counted inside the CLI process); and, separately, the CLI's peak RSS
-while copying a 1 GiB image to three clouds.
+keystoneauth request, counted inside the CLI process); the median wall time of the verify step
+(boot a test server from the snapshot, wait for its result; from the CLI's own step log); and,
+separately, the CLI's peak RSS while copying a 1 GiB image to three clouds.
 Options: --guest-seconds (default 10), --skip-big, --skip-matrix.
 """
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -78,6 +80,13 @@ def _notice_delays(cloud: LocalCloud, since: float) -> list[float]:
     return [snap[s] - off[s] for s in off if s in snap]
 
 
+def _step_seconds(stderr: str, step: str) -> list[float]:
+    """Seconds each build's `step` took, from the CLI's `<label> <step>: done in N s` lines."""
+    return [
+        float(m) for m in re.findall(rf" {re.escape(step)}: done in ([0-9.]+) s$", stderr, re.M)
+    ]
+
+
 def main() -> int:
     """Run the matrix and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,16 +117,18 @@ def main() -> int:
         for n_bases in () if args.skip_matrix else (1, 2, 4):
             for n_uploads in (1, 2, 3):
                 since = time.time()
-                wall, probe_out, _ = _run_build(
+                wall, probe_out, result = _run_build(
                     cloud, images.url, BASES[:n_bases], LocalCloud.UPLOAD_CLOUDS[:n_uploads], probe
                 )
                 delays = _notice_delays(cloud, since)
+                verify = _step_seconds(result.stderr, "verify")
                 row = {
                     "bases": n_bases,
                     "upload_clouds": n_uploads,
                     "wall_s": round(wall, 1),
                     "wall_over_guest": round(wall / args.guest_seconds, 2),
                     "notice_median_s": round(statistics.median(delays), 2) if delays else None,
+                    "verify_median_s": round(statistics.median(verify), 1) if verify else None,
                     "api_calls_per_build": round(probe_out["calls"] / n_bases, 1),
                     "cli_peak_rss_mib": round(probe_out["maxrss_mib"]),
                 }
@@ -133,11 +144,16 @@ def main() -> int:
                 "cli_peak_rss_mib": round(probe_out["maxrss_mib"]),
             }
             print(json.dumps(big), flush=True)
-    print("\nbases uploads  wall(s)  wall/guest  notice(s)  calls/build  rss(MiB)")
+    print("\nbases uploads  wall(s)  wall/guest  notice(s)  verify(s)  calls/build  rss(MiB)")
     for r in rows:
         cells = (r["bases"], r["upload_clouds"], r["wall_s"], r["wall_over_guest"])
-        tail = (r["notice_median_s"], r["api_calls_per_build"], r["cli_peak_rss_mib"])
-        print("{:>5} {:>7} {:>8} {:>11} {!s:>10} {:>12} {:>9}".format(*cells, *tail))
+        tail = (
+            r["notice_median_s"],
+            r["verify_median_s"],
+            r["api_calls_per_build"],
+            r["cli_peak_rss_mib"],
+        )
+        print("{:>5} {:>7} {:>8} {:>11} {!s:>10} {!s:>10} {:>12} {:>9}".format(*cells, *tail))
     return 0
 
 

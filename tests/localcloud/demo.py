@@ -52,6 +52,12 @@ def main() -> int:
                 print(build.stderr, file=sys.stderr)
                 return build.code
         images_built = build.json()["images"]
+        _say("the verified image's software report (from its test server; Glance properties)")
+        first = images_built[0]
+        for name, version in first["software"].items():
+            print(f"  {name:<12} {version}")
+        checks = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'FAILED'}" for c in first["checks"])
+        print(f"  checks: {checks}")
         published = [
             PublishedImage(id=i["id"], arch=i["arch"], base=i["base"])
             for i in images_built
@@ -62,6 +68,9 @@ def main() -> int:
         print(json.dumps(databag, indent=2))
         glance = cloud.connect(LocalCloud.RUNNER_A).image.get_image(databag["id"])
         _say(f"that image in the runner cloud's Glance: {glance.name} {glance.status}")
+        for key, value in sorted(glance.properties.items()):
+            if key.startswith(("grib_sw_", "grib_verified", "grib_checks")):
+                print(f"  {key} = {value}")
         _say("stopping the local cloud")
     print(f"demo done in {time.monotonic() - began:.1f} s")
     return 0

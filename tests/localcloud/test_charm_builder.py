@@ -225,6 +225,9 @@ def _check_active_images(
     assert (image.architecture, image.os_distro, image.os_version) == ("x86_64", "ubuntu", "24.04")
     assert image.properties["grib_runner_version"] == RUNNER_VERSION
     assert image.properties["grib_base"] == "noble"
+    # It booted and passed its checks before it was copied here.
+    assert image.properties["grib_verified"] == "true"
+    assert image.properties["grib_sw_runner"] == RUNNER_VERSION
     # The bytes are a snapshot of a builder booted from the mirror's noble image.
     assert builds.payload(conn, image)["base_image_sha256"] == base_sha256
 
@@ -267,8 +270,14 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     assert sorted(i.cloud for i in result.images) == ["runner-a_runner-a", "runner-b_runner-b"]
     _check_callback(machine, cloud, 1)
 
-    # The queued rebuild will boot a guest that fails at its "apt" step.
-    cloud.guests([guest.GuestScript(match=f"{APP}-builder-", outcome="fail", step="apt")])
+    # The queued rebuild's image will fail its verification: docker does not start.
+    cloud.guests(
+        [
+            guest.GuestScript(
+                match=APP, verify="fail", verify_failures={"docker": "daemon not active"}
+            )
+        ]
+    )
 
     # 4. build_finished publishes each requirer's own image and starts the queued rebuild.
     state = _emit(ctx, state, "build_finished")
@@ -282,18 +291,22 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     assert not rebuild.queued
     second = rebuild.current.run_id
 
-    # 5. The rebuild's guest fails: the result names the step, the published data stays.
+    # 5. The rebuild's image fails verification: the result names the check, nothing was
+    # copied, the new image is gone and the published data stays.
     failed = machine.wait_for_result(second)
     _check_callback(machine, cloud, 2)
     assert failed.images == [] and failed.exit_code == 1
-    assert [(f.base, f.arch, f.step) for f in failed.failures] == [("noble", "x64", "wait")]
-    assert "'apt'" in failed.failures[0].error
+    assert [(f.base, f.arch, f.step) for f in failed.failures] == [("noble", "x64", "verify")]
+    assert failed.failures[0].error == "docker: daemon not active"
     state = _emit(ctx, state, "build_finished")
     assert {rel.id: _published(state, rel) for rel in (rel_a, rel_b)} == published
     assert isinstance(state.unit_status, testing.ActiveStatus)
-    assert "0 images, 1 failed (noble/x64 in builder at wait: the guest failed at step 'apt'" in (
-        state.unit_status.message
+    assert state.unit_status.message.endswith(
+        " UTC: noble/x64 failed verify: docker: daemon not active"
     )
+    for account in (LocalCloud.BUILD, LocalCloud.RUNNER_A, LocalCloud.RUNNER_B):
+        names = [i.name for i in cloud.connect(account).image.images() if i.name == IMAGE_NAME]
+        assert len(names) == (0 if account == LocalCloud.BUILD else 1), account
     _check_active_images(cloud, published[rel_a.id], LocalCloud.RUNNER_A, mirror_sha)
 
     # 6. The rebuild was told to protect what is published, and nothing was left behind.

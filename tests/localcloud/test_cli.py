@@ -103,6 +103,12 @@ def test_init_then_parallel_build_of_two_bases_into_two_clouds(
             assert image.os_distro == "ubuntu"
             assert image.os_version == version
             assert image.properties["grib_base"] == base
+            # Verified first: the test server's software report is on every copy.
+            assert image.properties["grib_verified"] == "true"
+            assert image.properties["grib_sw_kernel"] == "6.8.0-localcloud"
+            assert image.properties["grib_sw_os"] == entry["software"]["os"]
+            assert "fresh-instance" in image.properties["grib_checks"]
+            assert {c["name"]: c["ok"] for c in entry["checks"]}["secrets"] is True
             data = conn.image.download_image(image).content
             assert hashlib.new(image.hash_algo, data).hexdigest() == image.hash_value
             copies.append((image.hash_value, image.checksum, image.size))
@@ -119,6 +125,11 @@ def test_init_then_parallel_build_of_two_bases_into_two_clouds(
     stopped = [e["time"] for e in events if e["event"] == "poweroff"]
     assert len(spawned) == len(stopped) == 2
     assert max(spawned) < min(stopped)
+    # Each image's test server booted after its builder stopped, and is gone.
+    verified = [e for e in events if e["event"] == "verify-spawn"]
+    assert len(verified) == 2
+    assert min(e["time"] for e in verified) > min(stopped)
+    assert all(e["name"].startswith(f"{prefix}-verify-") for e in verified)
 
 
 def test_latest_build_id_by_creation_order_and_any_status(cloud: LocalCloud) -> None:
@@ -242,6 +253,51 @@ def test_guest_failing_at_a_step(
     result = _build(cloud, images, "fault")
     report = _assert_failed_cleanly(cloud, result, previous, "wait", LocalCloud.BUILD)
     assert any("runner" in f["error"] for f in report["failures"])
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (
+            guest.GuestScript(
+                match="fault",
+                after=0.5,
+                verify="fail",
+                verify_failures={"docker": "daemon not active", "tools": "yq not on PATH"},
+            ),
+            "docker: daemon not active; tools: yq not on PATH",
+        ),
+        (guest.GuestScript(match="fault", after=0.5, verify="hang"), "timed out"),
+        (
+            guest.GuestScript(match="fault", after=0.5, verify="no-marker"),
+            "without a verification result",
+        ),
+    ],
+    ids=["failed-checks", "hang", "no-marker"],
+)
+def test_an_image_failing_verification_is_deleted_and_never_copied(
+    cloud: LocalCloud,
+    images: mirror.CloudImagesMirror,
+    previous: dict[str, str],
+    script: guest.GuestScript,
+    expected: str,
+) -> None:
+    cloud.guests([script])
+    name = "fault-noble-x64"
+    before = {c: {i.id for i in _named(cloud.connect(c), name)} for c in ALL_CLOUDS}
+    result = _build(cloud, images, "fault", "--verify-timeout", "20s", upload=UPLOAD_CLOUDS)
+    report = _assert_failed_cleanly(cloud, result, previous, "verify", LocalCloud.BUILD)
+    assert report["images"] == []
+    [failure] = report["failures"]
+    assert expected in failure["error"]
+    if script.verify == "fail":
+        failed = {c["name"]: c["detail"] for c in failure["checks"] if not c["ok"]}
+        assert failed == script.verify_failures
+    # The new image is gone and no cloud got a copy: each holds what it held before.
+    for cloud_name in ALL_CLOUDS:
+        assert {i.id for i in _named(cloud.connect(cloud_name), name)} == before[cloud_name]
+    booted = [e for e in cloud.events() if e["event"] == "verify-spawn"]
+    assert booted and booted[-1]["name"].startswith("fault-verify-noble-x64-")
 
 
 def test_keystone_unreachable_mid_build(

@@ -36,8 +36,11 @@ def make_overlay(base_disk: Path, directory: Path) -> Path:
     return disk
 
 
-def meta_data(instance_id: str) -> dict[str, object]:
-    """Return the openstack/latest/meta_data.json Nova writes, with the fields cloud-init reads."""
+def meta_data(instance_id: str, meta: dict[str, str] | None = None) -> dict[str, object]:
+    """Return the openstack/latest/meta_data.json Nova writes, with the fields cloud-init reads.
+
+    `meta` is the server's metadata (Nova's `metadata=` on create_server).
+    """
     return {
         "uuid": instance_id,
         "name": HOSTNAME,
@@ -45,17 +48,17 @@ def meta_data(instance_id: str) -> dict[str, object]:
         "launch_index": 0,
         "availability_zone": "nova",
         "project_id": uuid.uuid4().hex,
-        "meta": {},
+        "meta": meta or {},
         "devices": [],
     }
 
 
-def make_config_drive(user_data: str, directory: Path) -> Path:
+def make_config_drive(user_data: str, directory: Path, meta: dict[str, str] | None = None) -> Path:
     """Write an OpenStack config drive holding `user_data` and return the ISO's path."""
     tree = directory / "config-drive"
     latest = tree / "openstack" / "latest"
     latest.mkdir(parents=True)
-    (latest / "meta_data.json").write_text(json.dumps(meta_data(str(uuid.uuid4()))))
+    (latest / "meta_data.json").write_text(json.dumps(meta_data(str(uuid.uuid4()), meta)))
     (latest / "user_data").write_text(user_data)
     (latest / "vendor_data.json").write_text("{}")
     iso = directory / "config-drive.iso"

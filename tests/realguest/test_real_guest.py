@@ -5,6 +5,10 @@ guest on an OpenStack config drive, and the guest's own cloud-init runs it. The 
 out to the internet, so the script fails at its first step that must download something; the
 test proves that the failure marker naming that step reaches the serial console (what the CLI
 reads from Nova's console log) and that the VM then powers itself off (what the CLI waits for).
+
+The second test boots the same guest as a verification's test server, with the verification
+user-data the CLI renders: its real checks run, the report reaches the console, and the checks
+this Debian guest must fail (it has no runner, no docker, and a planted leak) are named.
 """
 
 import os
@@ -13,12 +17,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from github_runner_image_builder import marker
+from github_runner_image_builder import marker, platforms, verification
 
 # The helpers live next to this file (pytest runs with importlib mode).
 sys.path.insert(0, str(Path(__file__).parent))
@@ -96,6 +100,101 @@ def test_real_cloud_init_reports_the_failed_step_and_powers_off(
     assert console.count(f"{marker.MARKER_WORD} {nonce}") == 1, f"console tail:\n{tail}"
     # ... and only then the VM went down: the marker is written before the power-off starts.
     assert console.index(f"{marker.MARKER_WORD} {nonce}") < console.index("reboot: Power down")
+
+
+def _run_guest(
+    guest: guest_image.GuestImage,
+    files: guest_vm.GuestFiles,
+    qemu_processes: list["subprocess.Popen[bytes]"],
+    done: Callable[[str], bool],
+) -> tuple[str, float, float | None]:
+    """Boot, wait for QEMU to exit; return the console, the wall time, when `done` first held."""
+    started = time.monotonic()
+    process = guest_vm.start(guest.kernel, guest.initrd, files)
+    qemu_processes.append(process)
+    seen: float | None = None
+    while process.poll() is None and time.monotonic() - started < GUEST_LIMIT:
+        if seen is None and done(guest_vm.read_console(files)):
+            seen = time.monotonic() - started
+        time.sleep(1)
+    console = guest_vm.read_console(files)
+    tail = "\n".join(console.splitlines()[-60:])
+    assert process.poll() is not None, (
+        f"the guest was still running after {GUEST_LIMIT:.0f} s; console tail:\n{tail}"
+    )
+    qemu_log = files.qemu_log.read_text(errors="replace")
+    assert process.returncode == 0, f"QEMU exited {process.returncode}: {qemu_log}"
+    assert "reboot: Power down" in console, f"the guest did not power off; console tail:\n{tail}"
+    return console, time.monotonic() - started, seen
+
+
+def test_real_verification_reports_each_check_and_names_the_failed_ones(
+    guest: guest_image.GuestImage,
+    qemu_processes: list["subprocess.Popen[bytes]"],
+    tmp_path: Path,
+) -> None:
+    canary = marker.new_nonce() + marker.new_nonce()
+    options = verification.VerifyOptions(
+        base=platforms.parse_base("noble"),
+        arch=platforms.parse_arch("x64"),
+        nonce=marker.new_nonce(),
+        builder_nonce=marker.new_nonce(),
+        builder_instance_id="0e1f2a3b-builder-that-made-this-image",
+        builder_machine_id=marker.new_nonce() * 2,
+        runner_version="2.321.0",
+        canary=canary,
+        script_secrets={"API_TOKEN": "realguest-secret-" + marker.new_nonce()},
+    )
+    user_data = verification.render_verify_user_data(options)
+    # A leak to find: the server's metadata carries the canary, and cloud-init keeps its
+    # datasource (metadata included) on the root disk, in /var/lib/cloud/instances/<id>/.
+    files = guest_vm.GuestFiles(
+        disk=guest_vm.make_overlay(guest.disk, tmp_path),
+        config_drive=guest_vm.make_config_drive(user_data, tmp_path, meta={"leak": canary}),
+        console=tmp_path / "console.log",
+        qemu_log=tmp_path / "qemu.log",
+    )
+    console, ended, seen = _run_guest(
+        guest,
+        files,
+        qemu_processes,
+        lambda text: marker.parse_verify(text, options.nonce) is not None,
+    )
+    TIMINGS["verification: boot to poweroff (QEMU exit)"] = ended
+    if seen is not None:
+        TIMINGS["verification: boot to result"] = seen
+    tail = "\n".join(console.splitlines()[-60:])
+
+    report = marker.parse_verify(console, options.nonce)
+    assert report is not None, f"no verification result on the console; tail:\n{tail}"
+    assert console.count(f"{marker.VERIFY_WORD} {options.nonce}") == 1
+    assert console.index(f"{marker.VERIFY_WORD} {options.nonce}") < console.index(
+        "reboot: Power down"
+    )
+    outcome = {c.name: c for c in report.checks}
+    # Every check ran and reported, in order, on the guest's real system.
+    assert [c.name for c in report.checks] == list(options.checks()), f"tail:\n{tail}"
+    assert "Debian" in report.software["os"]
+    assert report.software["kernel"]
+    assert report.software.get("python3", "").startswith("Python 3")
+    # What this guest really is: fresh from cloud-init, no runner, no docker, no snaps.
+    assert outcome["fresh-instance"].ok, outcome["fresh-instance"]
+    assert outcome["proxy"].ok, outcome["proxy"]
+    assert not outcome["runner"].ok
+    assert "Runner.Listener is missing" in outcome["runner"].detail
+    assert (outcome["docker"].ok, outcome["docker"].detail) == (False, "daemon not active")
+    assert "package docker.io not installed" in outcome["tools"].detail
+    assert "yq not on ubuntu's PATH" in outcome["tools"].detail
+    assert not outcome["users"].ok and "docker" in outcome["users"].detail
+    # The planted leak is found, and named by where it is.
+    assert not outcome["secrets"].ok
+    assert "the build's canary is in /" in outcome["secrets"].detail, outcome["secrets"]
+    # The CLI's judge names each failed check with its detail, as the build's error would.
+    with pytest.raises(verification.VerifyError) as failed:
+        verification.judge(console, options)
+    assert "runner: " in str(failed.value) and "docker: daemon not active" in str(failed.value)
+    # The verification's own user-data is on this disk too: it held no secret to leak.
+    assert options.script_secrets["API_TOKEN"] not in user_data
 
 
 @pytest.fixture(scope="session", autouse=True)

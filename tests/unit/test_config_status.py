@@ -28,6 +28,11 @@ BAD_VALUES = [
         "script-url: 'http://example.com/s.sh' is not a URL",
     ),
     ("script-url", "example.com/s.sh", "script-url: 'example.com/s.sh' is not a URL starting"),
+    (
+        "verify-script-url",
+        "http://example.com/smoke.sh",
+        "verify-script-url: 'http://example.com/smoke.sh' is not a URL starting with https://",
+    ),
     ("openstack-auth-url", "", "openstack-auth-url: is empty; set it, e.g. https://"),
     ("openstack-auth-url", "keystone:5000/v3", "openstack-auth-url: 'keystone:5000/v3' is not"),
     ("openstack-password-secret", None, "openstack-password-secret: is empty"),

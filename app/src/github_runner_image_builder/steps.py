@@ -10,6 +10,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from secrets import token_hex
 
 from github_runner_image_builder import (
     backoff,
@@ -93,7 +94,7 @@ class BuildState:
     snapshot_id: str | None = None
     properties: dict[str, str] = dataclasses.field(default_factory=dict)
     # Planted by the builder's user-data next to the secrets; the verification looks for it.
-    canary: str = dataclasses.field(default_factory=marker.new_nonce)
+    canary: str = dataclasses.field(default_factory=lambda: token_hex(16))
     builder_facts: dict[str, str] = dataclasses.field(default_factory=dict)
     verify_group_id: str | None = None
     verify_server_id: str | None = None
@@ -384,6 +385,15 @@ class SnapshotStep:
             state.snapshot_id = None
 
 
+def _log_checks(label: str, checks: Sequence[marker.Check]) -> None:
+    """Log each check on a line of its own, for the operator reading the build log."""
+    for check in checks:
+        if check.ok:
+            logger.info("%s verify: check %s passed", label, check.name)
+        else:
+            logger.error("%s verify: check %s failed: %s", label, check.name, check.detail)
+
+
 @dataclasses.dataclass
 class VerifyStep:
     """Boot a test server from the snapshot; it checks the image and reports on its console.
@@ -433,13 +443,9 @@ class VerifyStep:
             report = verification.judge(console, options)
         except verification.VerifyError as exc:
             state.checks = exc.checks
-            for check in exc.checks:
-                logger.error(
-                    "%s verify: check %s failed: %s", state.label, check.name, check.detail
-                )
+            _log_checks(state.label, exc.checks)
             raise StepError(str(exc)) from exc
-        for check in report.checks:
-            logger.info("%s verify: check %s passed", state.label, check.name)
+        _log_checks(state.label, report.checks)
         state.checks = report.checks
         state.software = dict(report.software)
         self._record(cloud, state, report)

@@ -13,6 +13,7 @@ disk unless it leaked from the build.
 
 import dataclasses
 import hashlib
+import importlib.resources
 import re
 import secrets
 from collections.abc import Mapping
@@ -43,7 +44,7 @@ _PROPERTY_KEY = re.compile(r"[^a-z0-9_]")
 
 
 class VerifyError(Exception):
-    """The image failed verification; `checks` are the failed ones (empty: no verdict)."""
+    """The image failed verification; `checks` are every check and its outcome (empty: none)."""
 
     def __init__(self, message: str, checks: tuple[marker.Check, ...] = ()) -> None:
         super().__init__(message)
@@ -99,6 +100,12 @@ def secret_digests(script_secrets: Mapping[str, str], salt: str) -> str:
     )
 
 
+def find_secrets_program() -> str:
+    """Return the Python program the test server searches its files for secrets with."""
+    files = importlib.resources.files("github_runner_image_builder") / "templates"
+    return (files / "find_secrets.py").read_text()
+
+
 def render_verify_user_data(options: VerifyOptions) -> str:
     """Return the bash script a test server runs as its cloud-init user-data."""
     half = len(options.canary) // 2
@@ -134,6 +141,7 @@ def render_verify_user_data(options: VerifyOptions) -> str:
             secret_salt=salt,
             secret_digests=secret_digests(options.script_secrets, salt),
             script_url=options.script_url or "",
+            find_secrets_py=find_secrets_program(),
         )
     )
     userdata.check_length(text)
@@ -154,9 +162,10 @@ def judge(console: str | None, options: VerifyOptions) -> marker.VerifyReport:
         for name in options.checks()
         if name not in reported
     )
-    failed = report.failed + missing
+    checks = report.checks + missing
+    failed = tuple(c for c in checks if not c.ok)
     if failed:
-        raise VerifyError(describe(failed), failed)
+        raise VerifyError(describe(failed), checks)
     return report
 
 

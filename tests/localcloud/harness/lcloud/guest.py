@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 Outcome = Literal["succeed", "fail", "hang", "error"]
+# What a server booted from one of our snapshots (the verification's test server) does.
+VerifyOutcome = Literal["pass", "fail", "hang", "no-marker"]
 GUESTS_FILE = "guests.json"
 FAULTS_DIR = "faults"
 
@@ -25,6 +27,10 @@ class GuestScript:
     image_size: bytes of guest data in the snapshot (0 = small).
     faults_on_boot: proxy name -> fault mode, switched on when the guest boots, for faults
     that must start in the middle of a build (e.g. {"keystone": "down"}).
+    verify: what the test server booted from this build's snapshot does: `pass` reports every
+    check the user-data names as passed, with a software report; `fail` fails the checks in
+    `verify_failures` (name -> detail); `hang` never powers off; `no-marker` powers off
+    without a result. `verify_after`: seconds it takes.
     """
 
     match: str = ""
@@ -34,6 +40,9 @@ class GuestScript:
     snapshot_fails: bool = False
     image_size: int = 0
     faults_on_boot: dict[str, str] = dataclasses.field(default_factory=dict)
+    verify: VerifyOutcome = "pass"
+    verify_failures: dict[str, str] = dataclasses.field(default_factory=dict)
+    verify_after: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""

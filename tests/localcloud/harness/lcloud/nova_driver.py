@@ -5,7 +5,9 @@ Service side: imported only inside the Nova process, which registers it as
 server's user-data, finds the build's nonce, and plays the scripted guest in a thread: after
 the scripted delay it writes the completion marker to the console log exactly as the CLI's
 `marker` module makes it, then "powers off" and tells Nova at once (a lifecycle event), so
-Nova shows SHUTOFF within a second or two. A snapshot uploads a real qcow2 to Glance whose
+Nova shows SHUTOFF within a second or two. A server booted from one of the snapshots this
+driver made is a verification's test server: it answers with the verification result line
+instead, for the checks its user-data names. A snapshot uploads a real qcow2 to Glance whose
 payload names the server, its user-data and its base image, so a test can prove provenance.
 """
 
@@ -15,6 +17,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -32,6 +36,7 @@ from lcloud import guest, qcow2
 
 LOG = logging.getLogger(__name__)
 STATE_DIR = Path(os.environ["GRIB_LC_STATE"])
+SNAPSHOTS_FILE = "our-snapshots.txt"  # every image ID this driver uploaded a snapshot to
 
 
 def _load_marker() -> ModuleType:
@@ -45,6 +50,20 @@ def _load_marker() -> ModuleType:
 
 
 marker = _load_marker()
+
+
+def _ours(image_id: str) -> bool:
+    """Whether an image is one of the snapshots this driver made."""
+    try:
+        return image_id in (STATE_DIR / SNAPSHOTS_FILE).read_text().split()
+    except FileNotFoundError:
+        return False
+
+
+def _variable(user_data: str, name: str) -> str:
+    """Return a `readonly NAME=value` of the user-data, unquoted ("" when absent)."""
+    match = re.search(rf"^readonly {name}='?([^'\n]*)'?$", user_data, re.M)
+    return match.group(1) if match else ""
 
 
 def _user_data(instance: Any) -> str:
@@ -100,19 +119,29 @@ class GuestDriver(fake.FakeDriver):  # type: ignore[misc]
             network_info, block_device_info, power_on, accel_info,
         )  # fmt: skip
         user_data = _user_data(instance)
-        self._event("spawn", instance.uuid, instance.display_name)
+        verifying = _ours(instance.image_ref)
+        self._event("verify-spawn" if verifying else "spawn", instance.uuid, instance.display_name)
         self._console(instance.uuid, f"[    0.000000] Linux localcloud {instance.display_name}")
+        if verifying:
+            threading.Thread(
+                target=self._verify,
+                args=(instance.uuid, instance.display_name, script, user_data),
+                daemon=True,
+                name=f"verify-{instance.uuid}",
+            ).start()
+            return
         for proxy, mode in script.faults_on_boot.items():
             guest.set_fault(STATE_DIR, proxy, mode)
         threading.Thread(
             target=self._play,
-            args=(instance.uuid, instance.display_name, script, marker.find_nonce(user_data)),
+            args=(instance.uuid, instance.display_name, script, user_data),
             daemon=True,
             name=f"guest-{instance.uuid}",
         ).start()
 
-    def _play(self, uuid: str, name: str, script: guest.GuestScript, nonce: str | None) -> None:
+    def _play(self, uuid: str, name: str, script: guest.GuestScript, user_data: str) -> None:
         """Be the guest: run for the scripted time, report on the console, power off."""
+        nonce = marker.find_nonce(user_data)
         time.sleep(script.after)
         if script.outcome == "hang" or uuid not in self.instances:
             return
@@ -120,13 +149,42 @@ class GuestDriver(fake.FakeDriver):  # type: ignore[misc]
         if nonce is None:
             self._console(uuid, "cloud-init: no build nonce in user-data")
         elif script.outcome == "succeed":
+            version = _variable(user_data, "GRIB_RUNNER_VERSION") or "2.330.0"
+            facts = {"machine-id": secrets.token_hex(16), "runner-version": version}
+            self._console(uuid, marker.facts_line(nonce, facts))
             self._console(uuid, marker.success_line(nonce))
         else:
             self._console(uuid, marker.failure_line(nonce, script.step))
+        self._power_off(uuid, name)
+
+    def _verify(self, uuid: str, name: str, script: guest.GuestScript, user_data: str) -> None:
+        """Be the test server: report each check the user-data names, as scripted."""
+        nonce = marker.find_nonce(user_data, marker.VERIFY_NONCE_VARIABLE)
+        time.sleep(script.verify_after)
+        if script.verify == "hang" or uuid not in self.instances:
+            return
+        self._console(uuid, "grib-verify: verifying this image")
+        if nonce is not None and script.verify != "no-marker":
+            failures = script.verify_failures if script.verify == "fail" else {}
+            checks = tuple(
+                marker.Check(c, c not in failures, failures.get(c, ""))
+                for c in marker.find_checks(user_data)
+            )
+            software = {
+                "os": "Ubuntu 24.04.3 LTS",
+                "kernel": "6.8.0-localcloud",
+                "runner": _variable(user_data, "GRIB_RUNNER_VERSION") or "2.330.0",
+                "docker": "Docker version 27.5.1, build 27.5.1-0ubuntu3",
+                "git": "git version 2.43.0",
+            }
+            self._console(uuid, marker.verify_line(nonce, marker.VerifyReport(checks, software)))
+        self._power_off(uuid, name, "verify-poweroff")
+
+    def _power_off(self, uuid: str, name: str, event: str = "poweroff") -> None:
         self._console(uuid, "reboot: Power down")
         if uuid in self.instances:
             self.instances[uuid].state = power_state.SHUTDOWN
-            self._event("poweroff", uuid, name)
+            self._event(event, uuid, name)
             # Tell the compute manager now rather than at its next power-state sync.
             self.emit_event(virtevent.LifecycleEvent(uuid, virtevent.EVENT_LIFECYCLE_STOPPED))
 
@@ -164,6 +222,8 @@ class GuestDriver(fake.FakeDriver):  # type: ignore[misc]
         }
         path = STATE_DIR / "snapshots" / f"{image_id}.qcow2"
         qcow2.write(path, payload, script.image_size)
+        with self._lock, (STATE_DIR / SNAPSHOTS_FILE).open("a") as ours:
+            ours.write(image_id + "\n")
         update_task_state(
             task_state=task_states.IMAGE_UPLOADING,
             expected_state=task_states.IMAGE_PENDING_UPLOAD,
