@@ -226,7 +226,7 @@ def _runner_binary_repo(config: Mapping[str, ConfigValue]) -> str:
 def _check_arch_fits(values: Mapping[str, object]) -> None:
     """Raise when the architecture cannot be built from the runner repository or the bases."""
     arch, repo, bases = values.get("arch"), values.get("runner_binary_repo"), values.get("bases")
-    if arch in NOT_UPSTREAM_ARCHES and repo == UPSTREAM_RUNNER_REPO:
+    if arch in NOT_UPSTREAM_ARCHES and str(repo).lower() == UPSTREAM_RUNNER_REPO:
         raise InvalidConfigError(
             "runner-binary-repo",
             f"{UPSTREAM_RUNNER_REPO} publishes no {arch} runner; set runner-binary-repo to a "

@@ -327,3 +327,24 @@ def test_a_security_group_neutron_still_holds_is_deleted_on_retry(mirror: str) -
     # Two tries refused for the test server's group, then one for it and one for the builder's.
     assert cloud.calls.count("delete_security_group") == 4
     assert leftovers(cloud) == NOTHING
+
+
+def test_console_tails_never_show_the_proxy_credentials_or_secrets() -> None:
+
+    proxy = "http://bob:s%40cr3t@squid.internal:3128"
+    options = steps.BuildOptions(
+        cloud="c", bases=(), arches=(), proxy=proxy, script_secrets={"TOKEN": "tok-12345"}
+    )
+    nonce = "0123456789abcdef"
+    console = (
+        f"E: Failed to fetch through {proxy}\n"
+        "curl: (407) proxy user bob:s@cr3t refused; token tok-12345\n"
+        f"{marker.failure_line(nonce, 'apt')}\n"
+    )
+    with pytest.raises(steps.StepError) as exc:
+        steps.judge_console(console, nonce, options.secret_values())
+    message = str(exc.value)
+    assert "failed at step 'apt'" in message
+    for secret in ("s%40cr3t", "s@cr3t", "tok-12345", "bob:"):
+        assert secret not in message
+    assert "Failed to fetch through ***" in message

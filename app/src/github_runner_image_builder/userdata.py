@@ -212,7 +212,8 @@ def proxy_secrets(proxy: str) -> tuple[str, ...]:
     if not userinfo:
         return ()
     password = userinfo.partition(":")[2]
-    found = (proxy.strip(), url, userinfo, password, urllib.parse.unquote(password))
+    decoded = (urllib.parse.unquote(userinfo), urllib.parse.unquote(password))
+    found = (proxy.strip(), url, userinfo, password, *decoded)
     return tuple(v for v in dict.fromkeys(found) if v)
 
 
