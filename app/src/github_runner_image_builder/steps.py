@@ -2,7 +2,8 @@
 
 base-image → security-group → server → wait → snapshot → copy → prune; the clean-ups then
 delete the snapshot when it was only a transit copy (or the build failed), the builder server,
-and the security group, in that order.
+and the security group, in that order. Every wait goes through the run's one `Poller` (see
+`RunContext`), and every run-side wait stops at a cancellation.
 """
 
 import dataclasses
@@ -16,19 +17,21 @@ from github_runner_image_builder import (
     baseimage,
     choice,
     copying,
+    lifecycle,
     marker,
     platforms,
     userdata,
 )
 from github_runner_image_builder import revisions as rev
+from github_runner_image_builder.cancel import NEVER, Cancellation
 from github_runner_image_builder.cloud import Cloud, ImageInfo
 from github_runner_image_builder.pipeline import Step
+from github_runner_image_builder.poller import Poller
 from github_runner_image_builder.report import Failure, ImageResult
 
 logger = logging.getLogger(__name__)
 
 CONSOLE_TAIL_LINES = 25
-DELETE_TIMEOUT = 300.0
 GROUP_DELETE_TIMEOUT = 60.0
 
 
@@ -59,10 +62,21 @@ class BuildOptions:
     proxy: str | None = None
     timeout: float = 3600.0
     cloud_images_url: str = "https://cloud-images.ubuntu.com"
+    boot_retry: lifecycle.BootRetry = dataclasses.field(default_factory=lifecycle.BootRetry)
 
     def targets(self) -> tuple[str, ...]:
         """Return the clouds that get the image: the upload clouds, or the build cloud."""
         return self.upload_clouds or (self.cloud,)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What every build of one run shares: the poller, the cancellation flag, and time."""
+
+    poller: Poller
+    cancellation: Cancellation = NEVER
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclasses.dataclass
@@ -132,8 +146,7 @@ class SecurityGroupStep:
     """A security group of the builder's own, with no ingress rule: nothing may reach in."""
 
     options: BuildOptions
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    context: RunContext
     name: str = "security-group"
 
     def run(self, state: BuildState) -> None:
@@ -150,24 +163,26 @@ class SecurityGroupStep:
             backoff.retry(
                 lambda: cloud.delete_security_group(group_id),
                 GROUP_DELETE_TIMEOUT,
-                sleep=self.sleep,
-                clock=self.clock,
+                sleep=self.context.sleep,
+                clock=self.context.clock,
             )
             state.group_id = None
 
 
 @dataclasses.dataclass
 class ServerStep:
-    """Boot the builder server from the base image with the rendered user-data."""
+    """Boot the builder server from the base image with the rendered user-data.
+
+    Done once the server has left BUILD; after "No valid host" it is booted again (lifecycle).
+    """
 
     options: BuildOptions
     render: Renderer
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    context: RunContext
     name: str = "server"
 
     def run(self, state: BuildState) -> None:
-        """Choose flavor and network, render the user-data and boot."""
+        """Choose flavor and network, render the user-data, boot and wait for the boot."""
         cloud = state.clouds[self.options.cloud]
         flavor = choice.choose_flavor(cloud.flavors(), self.options.flavor)
         network = choice.choose_network(cloud.networks(), self.options.network)
@@ -185,30 +200,40 @@ class ServerStep:
         if state.base_image_id is None or state.group_id is None:
             raise StepError("no base image or security group to boot with")
         logger.info("%s server: flavor %s, network %s", state.label, flavor.name, network.name)
-        state.server_id = cloud.create_server(
-            _name(self.options, state, "builder"),
-            image_id=state.base_image_id,
-            flavor_id=flavor.id,
-            network_id=network.id,
-            security_group_id=state.group_id,
-            user_data=user_data,
-            metadata={"grib_nonce": state.nonce},
+        image_id, group_id = state.base_image_id, state.group_id
+
+        def create() -> str:
+            return cloud.create_server(
+                _name(self.options, state, "builder"),
+                image_id=image_id,
+                flavor_id=flavor.id,
+                network_id=network.id,
+                security_group_id=group_id,
+                user_data=user_data,
+                metadata={"grib_nonce": state.nonce},
+            )
+
+        def record(server_id: str | None) -> None:
+            state.server_id = server_id
+
+        lifecycle.boot(
+            cloud,
+            self.context.poller,
+            create,
+            record,
+            timeout=self.options.timeout,
+            label=state.label,
+            retry=self.options.boot_retry,
+            cancellation=self.context.cancellation,
+            sleep=self.context.sleep,
+            clock=self.context.clock,
         )
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the server and wait until it is gone, so its port frees the security group."""
         if not state.server_id:
             return
-        cloud = state.clouds[self.options.cloud]
-        server_id = state.server_id
-        cloud.delete_server(server_id)
-        backoff.poll_until(
-            lambda: True if cloud.server_state(server_id) is None else None,
-            DELETE_TIMEOUT,
-            f"server {server_id} to be deleted",
-            sleep=self.sleep,
-            clock=self.clock,
-        )
+        lifecycle.delete(state.clouds[self.options.cloud], self.context.poller, state.server_id)
         state.server_id = None
 
 
@@ -229,35 +254,18 @@ class WaitStep:
     """Wait for the guest to power itself off, then read its verdict from the console log."""
 
     options: BuildOptions
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    context: RunContext
     name: str = "wait"
 
     def run(self, state: BuildState) -> None:
-        """Poll for SHUTOFF with backoff; ERROR, disappearance or timeout fail."""
+        """Wait for SHUTOFF (ERROR, disappearance or timeout fail), then judge the console."""
         cloud = state.clouds[self.options.cloud]
         server_id = state.server_id
         if server_id is None:
             raise StepError("no server to wait for")
-
-        def shut_off() -> bool | None:
-            current = cloud.server_state(server_id)
-            if current is None:
-                raise StepError(f"server {server_id} disappeared while building")
-            if current.status == "ERROR":
-                raise StepError(f"server {server_id} went to ERROR: {current.fault or 'no fault'}")
-            return True if current.status == "SHUTOFF" else None
-
-        try:
-            backoff.poll_until(
-                shut_off,
-                self.options.timeout,
-                f"server {server_id} to shut off",
-                sleep=self.sleep,
-                clock=self.clock,
-            )
-        except backoff.WaitTimeoutError as exc:
-            raise StepError(str(exc)) from exc
+        lifecycle.wait_for_power_off(
+            self.context.poller, server_id, self.options.timeout, self.context.cancellation
+        )
         judge_console(cloud.console_output(server_id), state.nonce, self.options.script_secrets)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
@@ -288,8 +296,7 @@ class SnapshotStep:
     """Snapshot the stopped server and wait for the image to become active."""
 
     options: BuildOptions
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    context: RunContext
     now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.timezone.utc)
     name: str = "snapshot"
 
@@ -303,19 +310,20 @@ class SnapshotStep:
         state.snapshot_id = cloud.snapshot_server(state.server_id, name, state.properties)
         snapshot_id = state.snapshot_id
 
-        def active() -> bool | None:
-            status = cloud.get_image(snapshot_id).status
+        def active(status: str | None) -> bool | None:
+            if status is None:
+                raise StepError(f"snapshot {snapshot_id} vanished")
             if status in ("killed", "deleted", "deactivated"):
                 raise StepError(f"snapshot {snapshot_id} is {status}")
             return True if status == "active" else None
 
         try:
-            backoff.poll_until(
+            self.context.poller.wait_image(
+                snapshot_id,
                 active,
                 self.options.timeout,
                 f"snapshot {snapshot_id} to become active",
-                sleep=self.sleep,
-                clock=self.clock,
+                self.context.cancellation,
             )
         except backoff.WaitTimeoutError as exc:
             raise StepError(str(exc)) from exc
@@ -333,6 +341,7 @@ class CopyStep:
     """Copy the snapshot to every upload cloud at once; fail only when no cloud got it."""
 
     options: BuildOptions
+    context: RunContext
     name: str = "copy"
 
     def run(self, state: BuildState) -> None:
@@ -352,11 +361,20 @@ class CopyStep:
                 ", ".join(others),
                 copying.memory_bound() // 2**20,
             )
-            results = copying.copy_image(build_cloud, source, others, properties=state.properties)
+            results = copying.copy_image(
+                build_cloud,
+                source,
+                others,
+                properties=state.properties,
+                cancellation=self.context.cancellation,
+            )
             for cloud_name, result in results.items():
                 if isinstance(result, ImageInfo):
                     state.copies[cloud_name] = result.id
-                else:
+            # A cancelled copy fails every cloud: that is the cancellation, not one cloud's fault.
+            self.context.cancellation.check()
+            for cloud_name, result in results.items():
+                if not isinstance(result, ImageInfo):
                     state.fail(cloud_name, self.name, str(result) or type(result).__name__)
         if not state.copies:
             raise StepError("the image reached no upload cloud")
@@ -412,18 +430,15 @@ class PruneStep:
 
 
 def build_steps(
-    options: BuildOptions,
-    render: Renderer,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    options: BuildOptions, render: Renderer, context: RunContext
 ) -> Sequence[Step[BuildState]]:
     """Return the steps of one build, in order."""
     return [
         BaseImageStep(options),
-        SecurityGroupStep(options, sleep=sleep, clock=clock),
-        ServerStep(options, render, sleep=sleep, clock=clock),
-        WaitStep(options, sleep=sleep, clock=clock),
-        SnapshotStep(options, sleep=sleep, clock=clock),
-        CopyStep(options),
+        SecurityGroupStep(options, context),
+        ServerStep(options, render, context),
+        WaitStep(options, context),
+        SnapshotStep(options, context),
+        CopyStep(options, context),
         PruneStep(options),
     ]
