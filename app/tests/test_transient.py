@@ -36,6 +36,7 @@ def _flaky(errors: list[BaseException]) -> tuple[list[int], Callable[[], str]]:
         ksa.ConnectFailure("connection reset by peer"),
         ksa.ServiceUnavailable(),  # Keystone's own 503, from keystoneauth
         ConnectionResetError(104, "reset"),
+        sdk.ServiceDiscoveryException("No endpoint data found."),  # discovery got a 503
     ],
 )
 def test_transient_errors_are_retried_and_logged(

@@ -42,19 +42,24 @@ def _status(exc: BaseException) -> int | None:
     return None
 
 
-def _connection_failed(exc: BaseException) -> bool:
+def _never_reached(exc: BaseException) -> bool:
+    """Whether the request cannot have reached the service: no connection, or no endpoint."""
     # Imported here: the CLI's commands that use no cloud never import openstacksdk.
     from keystoneauth1 import exceptions as ksa  # noqa: PLC0415
+    from openstack import exceptions as sdk  # noqa: PLC0415
     from requests import exceptions as rq  # noqa: PLC0415
 
     if isinstance(exc, ksa.SSLError | rq.SSLError):
         return False  # a certificate problem does not go away by asking again
+    # A service whose version discovery got a 5xx: openstacksdk says it has no endpoint.
+    if isinstance(exc, sdk.ServiceDiscoveryException):
+        return True
     return isinstance(exc, ksa.ConnectionError | rq.ConnectionError | ConnectionError)
 
 
 def is_transient(exc: BaseException, kind: Kind) -> bool:
     """Return whether `exc` from a call of `kind` is worth one more attempt."""
-    if _connection_failed(exc):
+    if _never_reached(exc):
         return True
     status = _status(exc)
     if status is None:

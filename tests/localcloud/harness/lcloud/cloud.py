@@ -410,7 +410,7 @@ class LocalCloud:
             for service, key, path in (
                 ("glance", "image_endpoint_override", ""),
                 ("nova", "compute_endpoint_override", "/v2.1"),
-                ("neutron", "network_endpoint_override", ""),
+                ("neutron", "network_endpoint_override", "/v2.0"),
             ):
                 proxy = self.proxies.get(f"{service}-{account.cloud}")
                 if proxy:
