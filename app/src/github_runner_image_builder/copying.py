@@ -50,6 +50,24 @@ def verify_copy(source: ImageInfo, copy: ImageInfo) -> None:
         raise CopyError("the source image has no checksum to check the copy against")
 
 
+class _Body:
+    """An upload's body: the reader's whole chunks, and its length for the Content-Length.
+
+    Having no read(), it is sent a whole chunk per call (urllib3 iterates it) rather than
+    read in 16 KiB blocks, each a slice and a send call of its own.
+    """
+
+    def __init__(self, reader: fanout.QueueReader) -> None:
+        self._reader = reader
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self._reader.read(-1):
+            yield chunk
+
+
 def _unless_cancelled(chunks: Iterable[bytes], cancellation: Cancellation) -> Iterator[bytes]:
     for chunk in chunks:
         cancellation.check()
@@ -74,7 +92,7 @@ def copy_image(
         def upload(reader: fanout.QueueReader) -> ImageInfo:
             copy = cloud.upload_image(
                 source.name,
-                reader,
+                _Body(reader),
                 disk_format=source.disk_format or "qcow2",
                 container_format=source.container_format or "bare",
                 properties=properties,

@@ -126,12 +126,21 @@ def wait_for_power_off(
         raise ServerError(str(exc)) from exc
 
 
-def delete(cloud: Cloud, poller: Poller, server_id: str, timeout: float = DELETE_TIMEOUT) -> None:
+def delete(
+    cloud: Cloud,
+    poller: Poller,
+    server_id: str,
+    timeout: float = DELETE_TIMEOUT,
+    *,
+    asked: bool = False,
+) -> None:
     """Delete a server and return once it is gone (its port then frees its security group).
 
-    Never cancelled: it is what a cancelled build's cleanup runs.
+    `asked`: its deletion was asked for already; only wait. Never cancelled: it is what a
+    cancelled build's cleanup runs.
     """
-    cloud.delete_server(server_id)
+    if not asked:
+        cloud.delete_server(server_id)
     poller.wait_server(
         server_id, lambda state: True if state is None else None, timeout, f"{server_id} to go"
     )

@@ -88,8 +88,10 @@ class BuildState:
     nonce: str
     clouds: Mapping[str, Cloud]  # by name: the build cloud and every upload cloud
     base_image_id: str | None = None
+    base_image_sha256: str = ""  # the upstream SHA256 the base image carries
     group_id: str | None = None
     server_id: str | None = None
+    server_deleting: bool = False  # its deletion was asked for already
     snapshot_id: str | None = None
     properties: dict[str, str] = dataclasses.field(default_factory=dict)
     copies: dict[str, str] = dataclasses.field(default_factory=dict)  # cloud → image ID
@@ -128,14 +130,18 @@ class BaseImageStep:
     name: str = "base-image"
 
     def run(self, state: BuildState) -> None:
-        """Find or fetch the base image."""
+        """Find or fetch the base image; note its upstream SHA256 for the image's properties."""
+        cloud = state.clouds[self.options.cloud]
         state.base_image_id, _ = baseimage.ensure_base_image(
-            state.clouds[self.options.cloud],
+            cloud,
             self.options.cloud_images_url,
             self.options.prefix,
             state.base,
             state.arch,
         )
+        # Read now, not at snapshot time: the snapshot follows the guest's power-off at once.
+        base = cloud.get_image(state.base_image_id)
+        state.base_image_sha256 = base.properties.get(baseimage.UPSTREAM_SHA256, "")
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Nothing: a current base image is worth keeping, and a failed upload deletes itself."""
@@ -233,7 +239,12 @@ class ServerStep:
         """Delete the server and wait until it is gone, so its port frees the security group."""
         if not state.server_id:
             return
-        lifecycle.delete(state.clouds[self.options.cloud], self.context.poller, state.server_id)
+        lifecycle.delete(
+            state.clouds[self.options.cloud],
+            self.context.poller,
+            state.server_id,
+            asked=state.server_deleting,
+        )
         state.server_id = None
 
 
@@ -276,10 +287,6 @@ def image_properties(
     options: BuildOptions, state: BuildState, now: datetime.datetime
 ) -> dict[str, str]:
     """Return the Glance properties every copy of the built image carries."""
-    base_sha = ""
-    if state.base_image_id:
-        base = state.clouds[options.cloud].get_image(state.base_image_id)
-        base_sha = base.properties.get(baseimage.UPSTREAM_SHA256, "")
     return {
         **baseimage.base_properties(state.base, state.arch),
         "grib_base": state.base.codename,
@@ -287,7 +294,7 @@ def image_properties(
         "grib_runner_version": options.runner_version or "latest",
         "grib_build_time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "grib_base_image_id": state.base_image_id or "",
-        "grib_base_image_sha256": base_sha,
+        "grib_base_image_sha256": state.base_image_sha256,
     }
 
 
@@ -327,6 +334,13 @@ class SnapshotStep:
             )
         except backoff.WaitTimeoutError as exc:
             raise StepError(str(exc)) from exc
+        # The builder has served its purpose: its deletion runs while the image is copied,
+        # and the server step's cleanup only waits for it to be gone.
+        try:
+            cloud.delete_server(state.server_id)
+            state.server_deleting = True
+        except Exception as exc:
+            logger.warning("%s snapshot: could not delete the builder yet: %s", state.label, exc)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the snapshot when the build failed or it was only a transit copy."""
