@@ -45,9 +45,7 @@ def _left(cloud: LocalCloud, prefix: str) -> dict[str, list[Any]]:
         "servers": [
             s.name for s in admin.compute.servers(all_projects=True) if s.name.startswith(prefix)
         ],
-        "groups": [
-            g.name for g in admin.network.security_groups() if g.name.startswith(prefix)
-        ],
+        "groups": [g.name for g in admin.network.security_groups() if g.name.startswith(prefix)],
         "images": [],
     }
     for name in ALL_CLOUDS:
@@ -173,9 +171,7 @@ def test_sigterm_mid_wait_and_mid_copy_leaves_nothing_in_any_cloud(
     assert _left(cloud, prefix) == _nothing()
 
 
-def test_the_cli_exits_on_sigint_too(
-    cloud: LocalCloud, images: mirror.CloudImagesMirror
-) -> None:
+def test_the_cli_exits_on_sigint_too(cloud: LocalCloud, images: mirror.CloudImagesMirror) -> None:
     cloud.guests([guest.GuestScript(match="interrupted", outcome="hang")])
     process = cli.start(cloud, *_argv(images, "interrupted"))
     try:
