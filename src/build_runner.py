@@ -12,6 +12,7 @@ import datetime
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,9 @@ from pathlib import Path
 
 # Seconds one `clean` may take: it waits for each leftover server to be gone (300 s at most).
 SWEEP_TIMEOUT = 600
+# Seconds an overrunning CLI gets, after SIGTERM, to clean up every cloud and print its
+# report; only then is it SIGKILLed. Its cleanups wait at most 300 s for a server to go.
+STOP_GRACE = 600
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -62,15 +66,39 @@ def call(command: list[str], timeout: float) -> "subprocess.CompletedProcess[str
     )
 
 
-def run_cli(cli: list[str], kill_after: float) -> tuple[int, str, str]:
-    """Run the CLI; return its exit code, stdout, and an error when it gave no usable answer."""
+def run_cli(cli: list[str], kill_after: float, grace: float = STOP_GRACE) -> tuple[int, str, str]:
+    """Run the CLI; return its exit code, stdout, and an error when it overran or cannot run.
+
+    Past `kill_after` seconds it gets SIGTERM, which makes it cancel, clean up and print its
+    report; SIGKILL follows only when it has not exited `grace` seconds later.
+    """
     try:
-        done = call(cli, kill_after)
-    except subprocess.TimeoutExpired:
-        return -1, "", f"the CLI ran longer than {int(kill_after)} s and was killed"
+        process = subprocess.Popen(
+            cli, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+        )
     except OSError as error:
         return -1, "", f"cannot run the CLI: {error}"
-    return done.returncode, done.stdout, ""
+    try:
+        stdout, _ = process.communicate(timeout=kill_after)
+        return process.returncode, stdout, ""
+    except subprocess.TimeoutExpired:
+        pass
+    log(f"the CLI ran longer than {int(kill_after)} s: SIGTERM, {int(grace)} s to clean up")
+    process.send_signal(signal.SIGTERM)
+    try:
+        stdout, _ = process.communicate(timeout=grace)
+        return -1, stdout, f"the CLI ran longer than {int(kill_after)} s and was stopped"
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, _ = process.communicate()
+        return (
+            -1,
+            "",
+            (
+                f"the CLI ran longer than {int(kill_after)} s and was killed when it had not "
+                f"stopped {int(grace)} s after SIGTERM"
+            ),
+        )
 
 
 def look_up(args: argparse.Namespace) -> list[dict[str, str]] | None:
@@ -114,14 +142,18 @@ def make_result(args: argparse.Namespace, code: int, stdout: str, error: str) ->
         "error": error,
         "kind": "build",
     }
-    if error:
+    if error and not stdout.strip():
         return result
     try:
         answer = json.loads(stdout)
         result["images"] = list(answer.get("images", []))
         result["failures"] = list(answer.get("failures", []))
     except (ValueError, AttributeError, TypeError):
-        result["error"] = f"the CLI exited {code} without a JSON answer; see the build log"
+        result["error"] = (
+            error or f"the CLI exited {code} without a JSON answer; see the build log"
+        )
+        return result
+    if error:
         return result
     if code != 0 and not result["failures"]:
         result["error"] = f"the CLI exited {code}; see the build log"

@@ -4,6 +4,8 @@ stdout carries only each command's result (JSON, an ID, or the user-data script)
 errors go to stderr. Exit codes: 0 success, 1 a build or cloud failure, 2 a usage error.
 Script secrets come only from IMAGE_BUILDER_SECRET_<KEY> environment variables, never argv;
 a proxy that carries credentials only from IMAGE_BUILDER_PROXY.
+SIGTERM or SIGINT during `build` cancels it: every build cleans up, the JSON report lists the
+cancelled ones as failed with the error "cancelled", and the exit code is 1.
 """
 
 import argparse
@@ -13,12 +15,14 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import NoReturn, TypeVar
 
-from github_runner_image_builder import cloudimages, marker, platforms, userdata
+from github_runner_image_builder import cloudimages, lifecycle, marker, platforms, userdata
+from github_runner_image_builder.cancel import Cancellation
 from github_runner_image_builder.cloud import Cloud
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ CLOUD_COMMANDS = ("build", "latest-build-id", "init", "clean")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
+_RANGE = re.compile(r"^(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))?$")
 _T = TypeVar("_T")
 
 
@@ -120,6 +125,17 @@ def parse_duration(value: str) -> float:
             f"duration {value!r} must be a positive number of seconds, or end in s, m or h"
         )
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _seconds_range(value: str) -> tuple[float, float]:
+    match = _RANGE.match(value.strip())
+    low = float(match.group(1)) if match else 0.0
+    high = float(match.group(2) or low) if match else 0.0
+    if not match or high < low:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds or a range of seconds MIN-MAX, e.g. 30-60, got {value!r}"
+        )
+    return low, high
 
 
 # The user-data module owns what a valid runner version, script URL and proxy are.
@@ -327,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy images without booting them first (for clouds without quota for a second "
         "server): the images are marked unverified",
     )
+    retry = lifecycle.BootRetry()
+    build.add_argument(
+        "--boot-retry-delay",
+        type=_seconds_range,
+        default=retry.delay,
+        metavar="SECONDS",
+        help=f'pause before booting a server again after "{lifecycle.NO_VALID_HOST}": seconds '
+        f"or a range MIN-MAX, picked at random (default {retry.delay[0]:.0f}-"
+        f"{retry.delay[1]:.0f}; at most {retry.times} more boots, within --timeout or "
+        "--verify-timeout)",
+    )
 
     latest = command(
         "latest-build-id", "print the ID of the newest image of NAME, or nothing when none"
@@ -437,10 +464,28 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
         verify=args.verify,
         verify_script_url=args.verify_script_url,
         verify_timeout=args.verify_timeout,
+        boot_retry=lifecycle.BootRetry(delay=args.boot_retry_delay),
     )
     if not args.verify:
         logger.warning("verification is off (--no-verify): the images built are unverified")
-    report = build.run_builds(options, deps.render, deps.open_cloud, deps.sleep)
+    cancellation = Cancellation()
+
+    def cancel(signum: int, _frame: object) -> None:
+        if not cancellation.requested:
+            logger.warning(
+                "%s: cancelling every build; cleaning up before exit",
+                signal.Signals(signum).name,
+            )
+        cancellation.cancel()
+
+    previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        report = build.run_builds(
+            options, deps.render, deps.open_cloud, deps.sleep, cancellation=cancellation
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(report.to_json())
     return report.exit_code
 

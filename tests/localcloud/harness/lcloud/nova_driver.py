@@ -126,6 +126,12 @@ class GuestDriver(fake.FakeDriver):  # type: ignore[misc]
         script = guest.script_for(STATE_DIR, instance.display_name or "")
         if script.outcome == "error":
             raise exception.NovaException("scripted guest: boot failed")
+        if guest.count_boot(STATE_DIR, script.match) < script.no_valid_host:
+            # What a busy cloud's scheduler says; aborted here, so Nova does not reschedule.
+            raise exception.BuildAbortException(
+                instance_uuid=instance.uuid,
+                reason="No valid host was found. There are not enough hosts available.",
+            )
         super().spawn(
             context, instance, image_meta, injected_files, admin_password, allocations,
             network_info, block_device_info, power_on, accel_info,
