@@ -15,6 +15,7 @@ from image_builder_contract import cli_args, rules
 
 BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this cannot clash
 SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
+PROXY_ENV = rules.PROXY_ENV  # the build's proxy: it may carry credentials, so never in argv
 BUILD_TIMEOUT = 2 * 60 * 60  # seconds the CLI may take; it cleans up after itself on timeout
 KILL_GRACE = 15 * 60  # the runner kills a CLI that overran its own timeout by this much
 LOOKUP_TIMEOUT = 120  # seconds per latest-build-id call
@@ -99,7 +100,7 @@ class BuildOptions(pydantic.BaseModel):
     network: str = ""
     runner_version: str = ""
     script_url: str = ""
-    proxy: str = ""
+    runner_binary_repo: str = ""
     protect: tuple[str, ...] = ()
     verify_script_url: str = ""
     verify: bool = True  # False: the CLI copies images without booting them first
@@ -117,6 +118,8 @@ class BuildRequest(pydantic.BaseModel):
     options: BuildOptions
     # Environment name (without SECRET_ENV_PREFIX) -> value; only ever in the 0600 job file.
     script_secrets: dict[str, pydantic.SecretStr] = {}
+    # The model's proxy for the build (http://[user:password@]host:port); "" for none.
+    proxy: pydantic.SecretStr = pydantic.SecretStr("")
     fingerprint: str = ""
     lookups: tuple[Lookup, ...] = ()
 
@@ -124,6 +127,10 @@ class BuildRequest(pydantic.BaseModel):
     def _reveal(self, secrets: dict[str, pydantic.SecretStr]) -> dict[str, str]:
         # The job file is the one place the runner can read them from (0600, like clouds.yaml).
         return {name: value.get_secret_value() for name, value in secrets.items()}
+
+    @pydantic.field_serializer("proxy", when_used="json")
+    def _reveal_proxy(self, proxy: pydantic.SecretStr) -> str:
+        return proxy.get_secret_value()
 
     @property
     def clouds(self) -> tuple[str, ...]:
@@ -184,7 +191,7 @@ def build_argv(job: BuildJob) -> list[str]:
         "--network": opts.network,
         "--runner-version": opts.runner_version,
         "--script-url": opts.script_url,
-        "--proxy": opts.proxy,
+        "--runner-binary-repo": opts.runner_binary_repo,
         "--protect": ",".join(sorted(set(opts.protect))),
         "--verify-script-url": opts.verify_script_url,
     }
@@ -213,4 +220,5 @@ def cli_environment(job: BuildJob) -> dict[str, str]:
         f"{SECRET_ENV_PREFIX}{name}": value.get_secret_value()
         for name, value in job.request.script_secrets.items()
     }
-    return {**job.env, **secrets}
+    proxy = job.request.proxy.get_secret_value()
+    return {**job.env, **secrets, **({PROXY_ENV: proxy} if proxy else {})}

@@ -13,6 +13,7 @@ environment.
 import datetime
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,9 @@ from build_job import (
 SWEEP_TIMEOUT = 600
 # Seconds a runner started by systemd waits for the hook that launched it to let the lock go.
 LOCK_WAIT = 60
+# Seconds an overrunning CLI gets, after SIGTERM, to clean up every cloud and print its
+# report; only then is it SIGKILLed. Its cleanups wait at most 300 s for a server to go.
+STOP_GRACE = 600
 
 
 def log(message: str) -> None:
@@ -66,15 +70,42 @@ def call(job: BuildJob, command: list[str], timeout: float) -> "subprocess.Compl
     )
 
 
-def run_cli(job: BuildJob, command: list[str]) -> tuple[int, str, str]:
-    """Run the CLI; return its exit code, stdout, and an error when it gave no usable answer."""
+def run_cli(job: BuildJob, command: list[str], grace: float = STOP_GRACE) -> tuple[int, str, str]:
+    """Run the CLI; return its exit code, stdout, and an error when it overran or cannot run.
+
+    Past the job's `kill_after` seconds it gets SIGTERM, which makes it cancel, clean up and
+    print its report; SIGKILL follows only when it has not exited `grace` seconds later.
+    """
+    kill_after = job.kill_after
     try:
-        done = call(job, command, job.kill_after)
-    except subprocess.TimeoutExpired:
-        return -1, "", f"the CLI ran longer than {int(job.kill_after)} s and was killed"
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=cli_environment(job),
+            text=True,
+        )
     except OSError as error:
         return -1, "", f"cannot run the CLI: {error}"
-    return done.returncode, done.stdout, ""
+    try:
+        stdout, _ = process.communicate(timeout=kill_after)
+        return process.returncode, stdout, ""
+    except subprocess.TimeoutExpired:
+        pass
+    log(f"the CLI ran longer than {int(kill_after)} s: SIGTERM, {int(grace)} s to clean up")
+    process.send_signal(signal.SIGTERM)
+    try:
+        stdout, _ = process.communicate(timeout=grace)
+        return -1, stdout, f"the CLI ran longer than {int(kill_after)} s and was stopped"
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return (
+            -1,
+            "",
+            f"the CLI ran longer than {int(kill_after)} s and was killed when it had not "
+            f"stopped {int(grace)} s after SIGTERM",
+        )
 
 
 def look_up(job: BuildJob) -> list[BuiltImage] | None:
@@ -115,14 +146,17 @@ def make_result(job: BuildJob, code: int, stdout: str, error: str) -> BuildResul
         exit_code=code,
         error=error,
     )
-    if error:
+    # A CLI stopped by SIGTERM still prints its report: keep what it built and what failed.
+    if error and not stdout.strip():
         return result
     try:
         answer = CliAnswer.model_validate_json(stdout)
     except pydantic.ValidationError:
-        result.error = f"the CLI exited {code} without a JSON answer; see the build log"
+        result.error = error or f"the CLI exited {code} without a JSON answer; see the build log"
         return result
     result.images, result.failures = answer.images, answer.failures
+    if error:
+        return result
     if code != 0 and not result.failures:
         result.error = f"the CLI exited {code}; see the build log"
     return result

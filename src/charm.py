@@ -210,7 +210,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         )
         request = build_job.BuildRequest(
             options=build_job.BuildOptions(
-                bases=config.bases,
+                bases=tuple(config.base_words()),
                 arch=config.arch,
                 prefix=config.prefix,
                 upload_clouds=tuple(sorted(clouds)),
@@ -219,12 +219,13 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
                 network=config.network,
                 runner_version=config.runner_version,
                 script_url=config.script_url,
-                proxy=config.image_proxy,
+                runner_binary_repo=config.runner_binary_repo,
                 protect=tuple(sorted(protect)),
                 verify_script_url=config.verify_script_url,
                 verify=config.verify_images,
             ),
             script_secrets=dict(config.script_secrets),
+            proxy=config.image_proxy,
             fingerprint=config.fingerprint(),
             lookups=tuple(lookups),
         )

@@ -107,8 +107,11 @@ class BuildConfig(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True)
 
-    arch: str  # GitHub's word: x64 / arm64
+    arch: str  # GitHub's word: x64 / arm64 / s390x / ppc64le / arm
     bases: tuple[str, ...]  # codenames, in the operator's order; the first is published as `id`
+    # codename -> the Ubuntu cloud image serial it is pinned to (base-image noble@20260715)
+    base_serials: dict[str, str] = {}
+    runner_binary_repo: str = platforms.UPSTREAM_RUNNER_REPO
     build_interval: int
     flavor: str
     network: str
@@ -121,7 +124,15 @@ class BuildConfig(pydantic.BaseModel):
     script_secrets: dict[str, pydantic.SecretStr]
     build_cloud: BuildCloud
     prefix: str  # of every image and builder name: the application's name
-    image_proxy: str = ""  # the proxy the builder VM uses (the CLI's --proxy); "" for none
+    # The proxy the builder VM uses during the build (it may carry credentials); "" for none.
+    image_proxy: pydantic.SecretStr = pydantic.SecretStr("")
+
+    def base_words(self) -> list[str]:
+        """Return the bases as the CLI's --base takes them: codename, or codename@serial."""
+        return [
+            f"{base}@{self.base_serials[base]}" if base in self.base_serials else base
+            for base in self.bases
+        ]
 
     def fingerprint(self) -> str:
         """Return a digest of every setting that changes what an image contains.
@@ -132,7 +143,8 @@ class BuildConfig(pydantic.BaseModel):
         secrets = {k: v.get_secret_value() for k, v in sorted(self.script_secrets.items())}
         facts = {
             "arch": self.arch,
-            "bases": list(self.bases),
+            "bases": self.base_words(),
+            "runner_binary_repo": self.runner_binary_repo,
             "runner_version": self.runner_version,
             "script_url": self.script_url,
             "script_secrets": hashlib.sha256(json.dumps(secrets).encode()).hexdigest(),
@@ -175,35 +187,90 @@ def _arch(config: Mapping[str, ConfigValue]) -> str:
     word = _text(config, "architecture")
     try:
         arch = platforms.parse_arch(word)
-        platforms.check_runner_arch(arch)
     except ValueError:
-        known = " or ".join(
-            a.ubuntu for a in platforms.ARCHES if a.github in platforms.RUNNER_ARCHES
-        )
+        known = ", ".join(a.ubuntu for a in platforms.ARCHES)
         raise InvalidConfigError(
             "architecture", f"{word!r} is not supported; use {known}"
         ) from None
     return arch.github
 
 
-def _bases(config: Mapping[str, ConfigValue]) -> tuple[str, ...]:
+def _base_pins(config: Mapping[str, ConfigValue]) -> dict[str, str]:
+    """Return codename -> serial of the bases pinned with @serial, in the operator's order."""
     words = rules.split_list(_text(config, "base-image"))
     if not words:
         raise InvalidConfigError("base-image", "is empty; set one or more releases, e.g. noble")
-    bases: list[str] = []
+    pins: dict[str, str] = {}
     for word in words:
+        name, _, serial = word.strip().lower().partition("@")
         try:
-            base = platforms.parse_base(word)
-            platforms.check_runner_base(base)
+            release = platforms.parse_base(name)
+            platforms.check_runner_base(release)
         except ValueError:
             raise InvalidConfigError(
                 "base-image",
-                f"unknown Ubuntu release {word!r}; use a codename or version of "
+                f"unknown Ubuntu release {name!r}; use a codename or version of "
                 f"{', '.join(platforms.RUNNER_BASES)}",
             ) from None
-        if base.codename not in bases:
-            bases.append(base.codename)
-    return tuple(bases)
+        try:
+            platforms.parse_base(word)
+        except ValueError:
+            raise InvalidConfigError(
+                "base-image",
+                f"{word!r}: {serial!r} is not a cloud image serial; pin one as it is named "
+                "under cloud-images.ubuntu.com/<codename>/, e.g. noble@20260715",
+            ) from None
+        codename = release.codename
+        if codename in pins and pins[codename] != serial:
+            raise InvalidConfigError(
+                "base-image", f"{codename} is given twice with different serials; give it once"
+            )
+        pins[codename] = serial
+    return pins
+
+
+def _runner_binary_repo(config: Mapping[str, ConfigValue]) -> str:
+    repo = _text(config, "runner-binary-repo") or platforms.UPSTREAM_RUNNER_REPO
+    try:
+        # The format alone here; whether it serves the architecture is _check_arch_fits's.
+        platforms.check_runner_repo(repo, platforms.parse_arch("x64"))
+    except ValueError:
+        raise InvalidConfigError(
+            "runner-binary-repo",
+            f"{repo!r} is not a GitHub repository; use owner/name, e.g. "
+            "canonical/github-actions-runner",
+        ) from None
+    return repo
+
+
+def _check_arch_fits(values: Mapping[str, object]) -> None:
+    """Raise when the architecture cannot be built from the runner repository or the bases."""
+    arch_word, repo, bases = values.get("arch"), values.get("runner_binary_repo"), values.get("bases")
+    if not isinstance(arch_word, str) or not isinstance(repo, str):
+        return  # already reported
+    arch = platforms.parse_arch(arch_word)
+    try:
+        platforms.check_runner_repo(repo, arch)
+    except ValueError:
+        raise InvalidConfigError(
+            "runner-binary-repo",
+            f"{platforms.UPSTREAM_RUNNER_REPO} publishes no {arch.github} runner; set "
+            "runner-binary-repo to a repository that does, e.g. canonical/github-actions-runner",
+        ) from None
+    if isinstance(bases, tuple):
+        older = []
+        for codename in bases:
+            try:
+                platforms.check_pair(platforms.parse_base(codename), arch)
+            except ValueError:
+                older.append(codename)
+        if older:
+            oldest = next(b for b in platforms.BASES if b.version == arch.oldest_base)
+            raise InvalidConfigError(
+                "base-image",
+                f"{arch.ubuntu} images need {oldest.codename} ({oldest.version}) or later, and "
+                f"{', '.join(older)} is older; remove it or choose another architecture",
+            )
 
 
 def _runner_version(config: Mapping[str, ConfigValue]) -> str:
@@ -359,7 +426,8 @@ def load_config(
     values: dict[str, object] = {}
     parsers: list[tuple[str, Callable[[], object]]] = [
         ("arch", lambda: _arch(config)),
-        ("bases", lambda: _bases(config)),
+        ("base_pins", lambda: _base_pins(config)),
+        ("runner_binary_repo", lambda: _runner_binary_repo(config)),
         (
             "build_interval",
             lambda: _int_in_range(config, "build-interval", BUILD_INTERVAL_RANGE, "hours"),
@@ -388,6 +456,14 @@ def load_config(
             errors.append(error)
         except ConfigValidationError as many:
             errors.extend(many.errors)
+    pins = values.pop("base_pins", None)
+    if isinstance(pins, dict):
+        values["bases"] = tuple(pins)
+        values["base_serials"] = {codename: serial for codename, serial in pins.items() if serial}
+    try:
+        _check_arch_fits(values)
+    except InvalidConfigError as error:
+        errors.append(error)
     if errors:
         raise ConfigValidationError(errors)
     return BuildConfig.model_validate(values)

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
+import re
 from collections.abc import Iterator, Mapping
 
 from github_runner_image_builder import marker, userdata
@@ -149,6 +150,33 @@ EDGE_VALUES: dict[str, list[str]] = {
 }
 
 
+def hostile_proxy_passwords() -> list[str]:
+    """Proxy passwords a URL may carry as they are (RFC 3986 sub-delims) that a shell would run."""
+    return [
+        "'$(touch$IFS'pwned')'",
+        "$(touch$IFS'pwned')",
+        "';touch$IFS'pwned';'",
+        "%24(touch%20pwned)",
+        "a&b;c=d!e*f+g,h(i)j",
+        "GRIB_NONCE=ffffffffffffffff",
+    ]
+
+
+def hostile_runner_repos(nonce: str) -> list[str]:
+    """Runner binary repositories that must be refused: every hostile value, and a few more."""
+    return [
+        *hostile_values(nonce),
+        "../../etc",
+        "actions/../runner",
+        "actions/runner/releases",
+        "owner/name?x=1",
+        "owner/name#x",
+        "-owner/name",
+        "owner/$(reboot)",
+        "https://github.com/actions/runner",
+    ]
+
+
 def new_id(kind: str) -> str:
     return f"{kind}-{next(_ids)}"
 
@@ -182,10 +210,14 @@ class FakeCloud(Cloud):
             Flavor("f-small", "small", 2, 2048, 20),
         ]
         self.network_list = [Network("n-ext", "ext", ()), Network("n-int", "int", ("s1",))]
-        self.guest = guest  # success | failure:<step> | no-marker | no-console | error | never
+        # success | failure:<step> | no-marker | no-console | error (no valid host) | broken
+        # (ERROR for another reason) | never
+        self.guest = guest
+        self.no_valid_host = 0  # boots that find no valid host before the guest runs
         # What a test server booted from one of this cloud's snapshots reports:
         # pass | fail:<check>:<detail> | no-marker | never
         self.verify_guest = "pass"
+        self.verify_no_valid_host = 0  # test-server boots that find no valid host
         self.software = {"os": "Ubuntu 24.04.3 LTS", "kernel": "6.8.0-90-generic", "git": "2.43"}
         self.snapshots: set[str] = set()
         self.verify_user_data: list[str] = []
@@ -243,6 +275,14 @@ class FakeCloud(Cloud):
 
     def get_image(self, image_id: str) -> ImageInfo:
         self._call("get_image")
+        return self._advance(image_id)
+
+    def image_statuses(self, image_ids: list[str]) -> dict[str, str]:
+        self._call("image_statuses")
+        return {i: self._advance(i).status for i in image_ids if i in self.image_info}
+
+    def _advance(self, image_id: str) -> ImageInfo:
+        """A snapshot being saved becomes active after `polls_to_active` looks."""
         info = self.image_info[image_id]
         if info.status == "saving":
             self.server_polls_image = getattr(self, "server_polls_image", 0) + 1
@@ -327,6 +367,10 @@ class FakeCloud(Cloud):
     def _verify_guest_runs(self, server: FakeServer) -> None:
         self.verify_user_data.append(server.user_data)
         nonce = marker.find_nonce(server.user_data, marker.VERIFY_NONCE_VARIABLE) or "none"
+        if self.verify_no_valid_host > 0:
+            self.verify_no_valid_host -= 1
+            server.status, server.fault = "ERROR", "No valid host was found."
+            return
         if self.verify_guest == "never":
             server.status = "ACTIVE"
             return
@@ -352,8 +396,12 @@ class FakeCloud(Cloud):
         if outcome == "never":
             server.status = "ACTIVE"
             return
-        if outcome == "error":
+        if outcome == "error" or self.no_valid_host > 0:
+            self.no_valid_host -= 1
             server.status, server.fault = "ERROR", "No valid host was found."
+            return
+        if outcome == "broken":
+            server.status, server.fault = "ERROR", "the hypervisor broke"
             return
         server.status = "SHUTOFF"
         if outcome == "success":
@@ -371,6 +419,18 @@ class FakeCloud(Cloud):
         server = self.server_list.get(server_id)
         if server is None:
             return None
+        return self._look(server)
+
+    def server_states(self, name_filter: str) -> dict[str, ServerState]:
+        self._call("server_states")
+        return {
+            server_id: self._look(server)
+            for server_id, server in list(self.server_list.items())
+            if re.search(name_filter, server.name)
+        }
+
+    def _look(self, server: FakeServer) -> ServerState:
+        """The guest runs (and powers off) after `polls_to_shutoff` looks."""
         server.polls += 1
         if server.status == "BUILD" and server.polls >= self.polls_to_shutoff:
             self._guest_runs(server)

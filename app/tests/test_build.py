@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+import signal
 from typing import Any
 
 import pytest
@@ -9,6 +11,8 @@ import pytest
 from app.tests.fakes import FakeCloud, qcow2, render
 from github_runner_image_builder import (
     build,
+    cli,
+    lifecycle,
     marker,
     platforms,
     revisions,
@@ -16,6 +20,7 @@ from github_runner_image_builder import (
     userdata,
     verification,
 )
+from github_runner_image_builder.cancel import Cancellation
 from github_runner_image_builder.cloud import Cloud
 from github_runner_image_builder.report import Report
 
@@ -108,7 +113,19 @@ def test_one_build_in_the_build_cloud(mirror: str) -> None:
             }
         ],
         "failures": [],
+        "timings": [doc["timings"][0]],
+        "poll_calls": report.poll_calls,
     }
+    [timing] = doc["timings"]
+    assert (timing["base"], timing["arch"]) == ("noble", "x64")
+    assert list(timing["steps"]) == [
+        "base-image", "security-group", "server", "wait", "snapshot", "verify", "copy", "prune"
+    ]  # fmt: skip
+    # The fake clock moves only in the poller's ticks: boot, power-off, snapshot, gone.
+    assert timing["steps"]["wait"] == 1.0
+    assert timing["steps"]["verify"] == 3.0  # poller ticks only: the test server boots, runs
+    assert timing["cleanup"] == 2.0  # the test server gone, then the builder
+    assert timing["total"] == sum(timing["steps"].values()) + timing["cleanup"]
 
 
 def test_every_base_and_arch_is_built(mirror: str) -> None:
@@ -147,23 +164,26 @@ def test_secrets_reach_the_user_data_but_not_the_log(
 
 
 @pytest.mark.parametrize(
-    ("guest", "error"),
+    ("guest", "step", "error"),
     [
-        ("failure:apt", "the guest failed at step 'apt'; console tail:\napt-get: E: broken"),
-        ("no-marker", "without a completion marker; console tail:\nbooting\nkernel panic"),
-        ("no-console", "has no console log"),
-        ("error", "went to ERROR: No valid host was found."),
-        ("never", "timed out after 600 s waiting for server"),
+        ("failure:apt", "wait", "the guest failed at step 'apt'; console tail:\napt-get: E: b"),
+        ("no-marker", "wait", "without a completion marker; console tail:\nbooting\nkernel pa"),
+        ("no-console", "wait", "has no console log"),
+        ("error", "server", "went to ERROR: No valid host was found. (boot 3 of 3)"),
+        ("broken", "server", "went to ERROR: the hypervisor broke"),
+        ("never", "wait", "timed out after 600 s waiting for server"),
     ],
 )
-def test_guest_failures_leave_nothing_behind(mirror: str, guest: str, error: str) -> None:
+def test_guest_failures_leave_nothing_behind(
+    mirror: str, guest: str, step: str, error: str
+) -> None:
     cloud = FakeCloud("build", guest=guest)
     previous = cloud.add_image("p-noble-x64", qcow2(100))
     report = run(options(mirror), {"build": cloud})
     assert report.exit_code == 1
     [failure] = report.failures
     assert (failure.base, failure.arch, failure.cloud) == ("noble", "x64", "build")
-    assert failure.step == "wait"
+    assert failure.step == step
     assert error in failure.error
     assert report.images == []
     assert leftovers(cloud) == NOTHING
@@ -187,10 +207,10 @@ FAILURE_POINTS = [
     ("flavors", "server"),
     ("networks", "server"),
     ("create_server", "server"),
-    ("server_state", "wait"),
+    ("server_states", "wait"),
     ("console_output", "wait"),
     ("snapshot_server", "snapshot"),
-    ("get_image", "snapshot"),
+    ("image_statuses", "snapshot"),
 ]
 
 
@@ -199,13 +219,13 @@ def test_a_cloud_error_at_each_step_is_undone(mirror: str, method: str, step: st
     cloud = FakeCloud("build")
     previous = cloud.add_image("p-noble-x64", qcow2(100))
     cloud.fail[method] = RuntimeError(f"{method} exploded")
-    # get_image first reads the base image's checksum, server_state is also how the clean-up
-    # sees the server go: fail those from the call where the step under test makes them.
-    cloud.fail_from = {"get_image": 2, "server_state": 2}
+    # The poller's server list also sees the boot (two calls) and, in the clean-up, the server
+    # go: fail it from the call where the step under test makes it.
+    cloud.fail_from = {"server_states": 3}
     report = run(options(mirror), {"build": cloud})
     assert report.exit_code == 1
     expected = [(step, "build")]
-    if method == "server_state":
+    if method == "server_states":
         # Nova still failing: the clean-up deletes the server but cannot see it go, and says so.
         expected.append(("server cleanup", "build"))
     assert [(f.step, f.cloud) for f in report.failures] == expected
@@ -338,3 +358,120 @@ def test_a_security_group_neutron_still_holds_is_deleted_on_retry(mirror: str) -
     # Two tries refused for the test server's group, then one for it and one for the builder's.
     assert cloud.calls.count("delete_security_group") == 4
     assert leftovers(cloud) == NOTHING
+
+
+def test_console_tails_never_show_the_proxy_credentials_or_secrets() -> None:
+
+    proxy = "http://bob:s%40cr3t@squid.internal:3128"
+    options = steps.BuildOptions(
+        cloud="c", bases=(), arches=(), proxy=proxy, script_secrets={"TOKEN": "tok-12345"}
+    )
+    nonce = "0123456789abcdef"
+    console = (
+        f"E: Failed to fetch through {proxy}\n"
+        "curl: (407) proxy user bob:s@cr3t refused; token tok-12345\n"
+        f"{marker.failure_line(nonce, 'apt')}\n"
+    )
+    with pytest.raises(steps.StepError) as exc:
+        steps.judge_console(console, nonce, options.secret_values())
+    message = str(exc.value)
+    assert "failed at step 'apt'" in message
+    for secret in ("s%40cr3t", "s@cr3t", "tok-12345", "bob:"):
+        assert secret not in message
+    assert "Failed to fetch through ***" in message
+
+
+def test_a_server_without_a_valid_host_is_booted_again(
+    mirror: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cloud = FakeCloud("build")
+    cloud.no_valid_host = 2
+    clock = FakeClock()
+    opts = options(mirror, boot_retry=lifecycle.BootRetry(delay=(30, 60)))
+    with caplog.at_level(logging.WARNING):
+        report = build.run_builds(opts, render, lambda n: cloud, clock.sleep, clock.now)
+    assert report.exit_code == 0, report.failures
+    assert cloud.calls.count("create_server") == 4  # three builder boots, then the test server
+    assert cloud.calls.count("delete_server") == 4  # two failed boots, builder, test server
+    assert caplog.text.count("No valid host was found. There") == 0  # the fake's own words:
+    assert caplog.text.count("No valid host was found.") == 2
+    assert caplog.text.count("deleting it and booting again in") == 2
+    assert "(retry 2 of 2)" in caplog.text
+    [timing] = report.timings
+    assert 60 <= timing.steps["server"] <= 130  # two pauses of 30-60 s, and the ticks
+    assert leftovers(cloud) == NOTHING
+
+
+class CancellingCloud(FakeCloud):
+    """Cancels the run when the build makes a given call for the `after`-th time."""
+
+    def __init__(self, name: str, cancellation: Cancellation, on: str, after: int = 1) -> None:
+        super().__init__(name)
+        self.cancellation = cancellation
+        self.on = on
+        self.after = after
+
+    def _call(self, method: str) -> None:
+        super()._call(method)
+        if method == self.on and self.calls.count(method) == self.after:
+            self.cancellation.cancel()
+
+
+@pytest.mark.parametrize(
+    ("on", "after", "step"),
+    [("create_server", 1, "server"), ("server_states", 6, "wait"), ("download_image", 1, "copy")],
+)
+def test_a_cancelled_build_cleans_up_and_says_where_it_stopped(
+    mirror: str, on: str, after: int, step: str
+) -> None:
+    cancellation = Cancellation()
+    cloud = CancellingCloud("build", cancellation, on, after)
+    if step == "wait":
+        cloud.guest = "never"  # cancelled while waiting for the guest to power off
+    upload = FakeCloud("up")
+    clouds = {"build": cloud, "up": upload}
+    clock = FakeClock()
+    report = build.run_builds(
+        options(mirror, upload_clouds=("up",), bases=(NOBLE, JAMMY)),
+        render,
+        lambda n: clouds[n],
+        clock.sleep,
+        clock.now,
+        cancellation=cancellation,
+    )
+    assert report.exit_code == 1
+    assert report.images == []
+    assert {(f.base, f.error) for f in report.failures} == {
+        ("noble", "cancelled"),
+        ("jammy", "cancelled"),
+    }
+    assert step in {f.step for f in report.failures}
+    assert leftovers(cloud) == NOTHING
+    assert [i for i in cloud.image_info.values() if not i.name.startswith("p-base")] == []
+    assert upload.image_info == {}
+
+
+def test_sigterm_cancels_the_cli_which_still_prints_its_report(
+    mirror: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloud = FakeCloud("build", guest="never")
+    polls = [0]
+
+    def server_states(name_filter: str) -> dict[str, object]:
+        polls[0] += 1
+        if polls[0] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # as the charm's runner does
+        return FakeCloud.server_states(cloud, name_filter)  # type: ignore[return-value]
+
+    cloud.server_states = server_states  # type: ignore[method-assign,assignment]
+    deps = cli.Deps(open_cloud=lambda n: cloud, render=render, sleep=lambda s: None)
+    argv = ["--os-cloud", "build", "build", "--cloud-images-url", mirror, "--timeout", "1h"]
+    before = signal.getsignal(signal.SIGTERM)
+    code = cli.main(argv, env={}, deps=deps)
+    captured = capsys.readouterr()
+    assert code == 1
+    doc = json.loads(captured.out)
+    assert [(f["step"], f["error"]) for f in doc["failures"]] == [("wait", "cancelled")]
+    assert "SIGTERM: cancelling every build" in captured.err
+    assert leftovers(cloud) == NOTHING
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -1,5 +1,6 @@
 """Tests of the command line: parsing, usage errors, each command's output and exit code."""
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import cli, marker
+from github_runner_image_builder import cli, marker, userdata
 from github_runner_image_builder.cloud import Cloud
 
 
@@ -50,8 +51,14 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         (["user-data", "--script-url", "http://e.com/s"], "expected https://host/path"),
         (["user-data", "--proxy", "ftp://p:1"], "scheme 'ftp' is not http or https"),
         (["user-data", "--proxy", "a b:1"], "invalid proxy 'a b:1'"),
-        (["user-data", "--arch", "s390x"], "GitHub publishes Actions runner builds for x64"),
-        (["--os-cloud", "c", "build", "--arch", "x64,s390x"], "unsupported architecture 's390x'"),
+        (["user-data", "--arch", "s390x"], "actions/runner publishes no s390x runner"),
+        (["--os-cloud", "c", "build", "--arch", "x64,ppc64le"], "publishes no ppc64le runner"),
+        (["user-data", "--arch", "armhf", "--base", "jammy"], "armhf images need Ubuntu noble"),
+        (["user-data", "--runner-binary-repo", "a/b/c"], "invalid runner binary repository"),
+        (["user-data", "--runner-binary-repo", "$(x)/y"], "expected a GitHub repository"),
+        (["--os-cloud", "c", "build", "--base", "noble@x"], "invalid cloud image serial 'x'"),
+        (["--os-cloud", "c", "build", "--base", "noble,noble@20260715"], "noble is given twice"),
+        (["user-data", "--proxy", "http://u:pw@p:1"], "pass the proxy in IMAGE_BUILDER_PROXY"),
         (["user-data", "--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -294,3 +301,116 @@ def test_user_data_too_long_for_nova_is_a_usage_error_before_any_cloud(
     assert exc.value.code == 2
     assert "more than the 65535 Nova accepts" in capsys.readouterr().err
     assert cloud.calls == []
+
+
+PROXY_WITH_CREDENTIALS = "http://builder:pa%24%24word@squid.internal:3128"
+
+
+def test_a_proxy_with_credentials_comes_from_the_environment_and_is_never_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloud = FakeCloud("c")
+    log_file = tmp_path / "build.log"
+    argv = ["--os-cloud", "c", "--log-file", str(log_file), "--log-level", "DEBUG", "build"]
+    argv += ["--prefix", "p", "--cloud-images-url", mirror(tmp_path)]
+    env = {cli.PROXY_ENV: PROXY_WITH_CREDENTIALS}
+    seen: list[str | None] = []
+
+    def recording_render(options: userdata.UserDataOptions) -> str:
+        seen.append(options.proxy)
+        return render(options)
+
+    deps = dataclasses.replace(deps_for({"c": cloud}), render=recording_render)
+    code = cli.main(argv, env=env, deps=deps)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert set(seen) == {PROXY_WITH_CREDENTIALS}  # the builder's user-data got it whole
+    # No output, log line or image property holds the password.
+    for text in (captured.out, captured.err, log_file.read_text()):
+        assert "pa%24%24word" not in text and "pa$$word" not in text
+    for info in cloud.image_info.values():
+        assert not any("word" in v for v in info.properties.values())
+
+
+def test_the_proxy_is_given_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(
+            ["user-data", "--proxy", "p:1"],
+            env={cli.PROXY_ENV: "q:2"},
+            deps=cli.Deps(render=render),
+        )
+    assert exc.value.code == 2
+    assert "give the proxy once" in capsys.readouterr().err
+
+
+def test_a_bad_proxy_in_the_environment_is_named_without_its_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(
+            ["user-data"],
+            env={cli.PROXY_ENV: "http://u:hunter2@proxy:99999"},
+            deps=cli.Deps(render=render),
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "IMAGE_BUILDER_PROXY" in err and "port" in err
+    assert "hunter2" not in err
+
+
+def test_user_data_redacts_the_proxy_credentials_unless_asked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {cli.PROXY_ENV: PROXY_WITH_CREDENTIALS}
+    assert cli.main(["user-data"], env=env) == 0
+    out = capsys.readouterr().out
+    assert "pa%24%24word" not in out
+    assert "readonly GRIB_PROXY='http://***@squid.internal:3128'" in out
+    assert cli.main(["user-data", "--show-secrets"], env=env) == 0
+    assert f"readonly GRIB_PROXY={PROXY_WITH_CREDENTIALS}" in capsys.readouterr().out
+
+
+def pinned_mirror(tmp_path: Path, serial: str) -> str:
+    directory = tmp_path / "noble" / serial
+    directory.mkdir(parents=True)
+    data = qcow2(4100)
+    (directory / "noble-server-cloudimg-amd64.img").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    (directory / "SHA256SUMS").write_text(f"{digest} *noble-server-cloudimg-amd64.img\n")
+    return tmp_path.as_uri()
+
+
+def test_a_pinned_serial_is_built_and_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloud = FakeCloud("c")
+    url = pinned_mirror(tmp_path, "20260715")
+    argv = ["--os-cloud", "c", "build", "--prefix", "p", "--base", "noble@20260715"]
+    argv += ["--cloud-images-url", url, "--runner-binary-repo", "canonical/github-actions-runner"]
+    code = cli.main(argv, env={}, deps=deps_for({"c": cloud}))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    [image] = json.loads(captured.out)["images"]
+    assert image["name"] == "p-noble-x64"
+    properties = cloud.image_info[image["id"]].properties
+    assert properties["grib_base_serial"] == "20260715"
+    assert properties["grib_runner_binary_repo"] == "canonical/github-actions-runner"
+    [base] = [i for i in cloud.image_info.values() if i.name == "p-base-noble-20260715-amd64"]
+    assert base.properties["grib_upstream_serial"] == "20260715"
+    assert base.properties["grib_upstream_url"].endswith(
+        "/noble/20260715/noble-server-cloudimg-amd64.img"
+    )
+
+
+def test_an_unknown_serial_is_a_clear_failure_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloud = FakeCloud("c")
+    url = pinned_mirror(tmp_path, "20260715")
+    argv = ["--os-cloud", "c", "build", "--base", "noble@20260101", "--cloud-images-url", url]
+    assert cli.main(argv, env={}, deps=deps_for({"c": cloud})) == 1
+    [failure] = json.loads(capsys.readouterr().out)["failures"]
+    assert failure["step"] == "base-image"
+    assert "Ubuntu cloud image serial 20260101 of noble is not at" in failure["error"]
+    assert "pin a serial listed under" in failure["error"]
+    assert not cloud.server_list

@@ -200,3 +200,73 @@ def test_flavors_and_networks_become_plain_records() -> None:
     assert (flavor.vcpus, flavor.ram, flavor.disk) == (2, 2048, 20)
     [network] = cloud.networks()
     assert network.subnet_ids == ("s",)
+
+
+def _http(status: int) -> Exception:
+    from openstack import exceptions
+
+    error = exceptions.HttpException(f"HTTP {status}")
+    error.status_code = status
+    return error
+
+
+def test_one_list_call_answers_for_every_server_and_image() -> None:
+    conn = fake_conn()
+    conn.compute.servers.side_effect = None
+    conn.compute.servers.return_value = iter(
+        [
+            fakes.generate_fake_resource(_server.Server, id="s1", status="SHUTOFF", fault=None),
+            fakes.generate_fake_resource(
+                _server.Server, id="s2", status="ERROR", fault={"message": "No valid host"}
+            ),
+        ]
+    )
+    conn.image.images.side_effect = None
+    conn.image.images.return_value = iter(
+        [fakes.generate_fake_resource(_image.Image, id="i1", status="active")]
+    )
+    cloud = Cloud("c", conn)
+    states = cloud.server_states("^p-")
+    assert {k: (v.status, v.fault) for k, v in states.items()} == {
+        "s1": ("SHUTOFF", None),
+        "s2": ("ERROR", "No valid host"),
+    }
+    conn.compute.servers.assert_called_once_with(details=True, name="^p-")
+    assert cloud.image_statuses(["i1", "i2"]) == {"i1": "active"}
+    conn.image.images.assert_called_once_with(id="in:i1,i2")
+
+
+def test_a_retried_create_adopts_the_server_an_earlier_attempt_made() -> None:
+    conn = fake_conn()
+    conn.compute.create_server.side_effect = [_http(503)]
+    conn.compute.servers.side_effect = None
+    conn.compute.servers.return_value = iter(
+        [fakes.generate_fake_resource(_server.Server, id="made-anyway")]
+    )
+    pauses: list[float] = []
+    cloud = Cloud("c", conn, sleep=pauses.append)
+    server_id = cloud.create_server(
+        "p-builder-x.1",
+        image_id="i",
+        flavor_id="f",
+        network_id="n",
+        security_group_id="g",
+        user_data="",
+        metadata={},
+    )
+    assert server_id == "made-anyway"
+    assert conn.compute.create_server.call_count == 1
+    conn.compute.servers.assert_called_once_with(name="^p\\-builder\\-x\\.1$")
+    assert len(pauses) == 1
+
+
+def test_reads_ride_out_a_5xx_but_not_a_404() -> None:
+    conn = fake_conn()
+    found = fakes.generate_fake_resource(_server.Server, status="ACTIVE", fault=None)
+    conn.compute.find_server.side_effect = [_http(502), _http(500), found]
+    cloud = Cloud("c", conn, sleep=lambda s: None)
+    state = cloud.server_state("s1")
+    assert state is not None and state.status == "ACTIVE"
+    conn.compute.get_server_console_output.side_effect = [_http(404)]
+    with pytest.raises(Exception, match="HTTP 404"):
+        cloud.console_output("s1")

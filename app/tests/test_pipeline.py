@@ -65,17 +65,18 @@ def test_cleanup_error_is_recorded_and_the_rest_still_clean_up(
     with caplog.at_level(logging.INFO):
         outcome: Outcome[list[str]] = run_pipeline(steps, [], "noble-x64")
     assert outcome.ok
-    assert outcome.cleanup_errors == ["b cleanup: cannot undo"]
+    assert outcome.cleanup_errors == [("b cleanup", "cannot undo")]
     assert log[-1] == "cleanup a failed=False"
     assert "noble-x64 a: done in" in caplog.text
 
 
 def test_durations_come_from_the_clock(caplog: pytest.LogCaptureFixture) -> None:
-    ticks = iter([0.0, 1.5, 10.0, 12.25])
+    ticks = iter([0.0, 1.5, 10.0, 12.25, 20.0, 20.5])
     log: list[str] = []
     with caplog.at_level(logging.INFO):
         outcome: Outcome[list[str]] = run_pipeline(
             [Recorder("a", log), Recorder("b", log)], [], "x", clock=lambda: next(ticks)
         )
     assert outcome.durations == {"a": 1.5, "b": 2.25}
+    assert outcome.cleanup_seconds == 0.5
     assert "x b: done in 2.2 s" in caplog.text or "x b: done in 2.3 s" in caplog.text

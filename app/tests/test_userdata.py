@@ -16,7 +16,7 @@ from image_builder_contract import rules
 
 NONCE = "0123456789abcdef"
 BASES = [platforms.parse_base(name) for name in contract_platforms.RUNNER_BASES]
-ARCHES = [platforms.parse_arch("x64"), platforms.parse_arch("arm64")]
+ARCHES = list(platforms.ARCHES)
 HOSTILE = hostile_values(NONCE)
 
 
@@ -52,7 +52,13 @@ def shellcheck(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     ("base", "arch", "proxy", "script"),
-    list(itertools.product(BASES, ARCHES, [None, "proxy.example:3128"], [False, True])),
+    [
+        (base, arch, proxy, script)
+        for base, arch, proxy, script in itertools.product(
+            BASES, ARCHES, [None, "http://u:p%40ss@proxy.example:3128"], [False, True]
+        )
+        if not (arch.oldest_base and base.version < arch.oldest_base)
+    ],
     ids=lambda value: getattr(value, "codename", None) or getattr(value, "github", None),
 )
 def test_every_combination_passes_shellcheck(
@@ -64,7 +70,14 @@ def test_every_combination_passes_shellcheck(
         else {}
     )
     rendered = userdata.render_user_data(
-        options(base=base, arch=arch, proxy=proxy, runner_version="2.321.0", **script_options)
+        options(
+            base=base,
+            arch=arch,
+            proxy=proxy,
+            runner_version="2.321.0",
+            runner_binary_repo="canonical/github-actions-runner",
+            **script_options,
+        )
     )
     result = shellcheck(rendered, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -166,7 +179,7 @@ def test_values_are_normalised() -> None:
     assert "readonly GRIB_PROXY=http://squid.internal:3128\n" in rendered
     latest = userdata.render_user_data(options())
     assert "readonly GRIB_RUNNER_VERSION=''\n" in latest
-    assert "GRIB_PROXY" not in latest
+    assert "GRIB_PROXY=" not in latest
     assert "GRIB_SCRIPT_URL" not in latest
 
 
@@ -262,7 +275,9 @@ def test_user_data_larger_than_nova_accepts_is_refused() -> None:
         ({"proxy": "proxy.example:abc"}, "port"),
         ({"proxy": "ftp://proxy.example:21"}, "scheme 'ftp'"),
         ({"proxy": "socks5://proxy.example:1080"}, "scheme 'socks5'"),
-        ({"proxy": "http://user:pw@proxy.example:3128"}, "credentials"),
+        ({"proxy": 'http://us"er:pw@proxy.example:3128'}, "percent-encode them"),
+        ({"proxy": "http://user:p\\w@proxy.example:3128"}, "percent-encode them"),
+        ({"proxy": "http://user:p`w@proxy.example:3128"}, "percent-encode them"),
         ({"proxy": "proxy.example:3128/path"}, "path"),
         ({"proxy": "http://proxy.example:3128?x=1"}, "path, query"),
         ({"proxy": "$(reboot):3128"}, "host"),
@@ -273,7 +288,13 @@ def test_user_data_larger_than_nova_accepts_is_refused() -> None:
         ({"script_secrets": {"TOKEN\n": "x"}}, "invalid script secret name"),
         ({"script_url": "https://[::1/s.sh"}, "invalid script URL"),
         ({"nonce": "0123456789abcdef\n"}, "invalid nonce"),
-        ({"arch": platforms.parse_arch("s390x")}, "x64 and arm64 only"),
+        ({"arch": platforms.parse_arch("s390x")}, "actions/runner publishes no s390x runner"),
+        ({"arch": platforms.parse_arch("ppc64le")}, "actions/runner publishes no ppc64le"),
+        (
+            {"arch": platforms.parse_arch("armhf"), "base": platforms.parse_base("jammy")},
+            "armhf images need Ubuntu noble (24.04) or later",
+        ),
+        ({"runner_binary_repo": "actions"}, "invalid runner binary repository 'actions'"),
         ({"base": platforms.Base(codename="trusty", version="14.04")}, "unsupported base"),
     ],
 )
@@ -282,3 +303,44 @@ def test_bad_options_are_refused_with_a_clear_message(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         options(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("arch", "console"),
+    [("s390x", "/dev/ttysclp0"), ("ppc64le", "/dev/hvc0"), ("armhf", "/dev/ttyAMA0")],
+)
+def test_console_of_every_vm_architecture(arch: str, console: str) -> None:
+    rendered = userdata.render_user_data(
+        options(arch=platforms.parse_arch(arch), runner_binary_repo="o/r")
+    )
+    assert f"readonly GRIB_CONSOLE={console}\n" in rendered
+
+
+def test_a_proxy_with_credentials_is_kept_for_the_build_and_redacted_in_messages() -> None:
+    proxy = "builder:pa%24%24w0rd@squid.internal:3128"
+    assert rules.normalize_proxy(proxy) == f"http://{proxy}"
+    assert rules.redact_url(proxy) == "***@squid.internal:3128"
+    assert rules.redact_url(f"http://{proxy}") == "http://***@squid.internal:3128"
+    secrets = rules.proxy_secrets(proxy)
+    assert "pa%24%24w0rd" in secrets and "pa$$w0rd" in secrets and f"http://{proxy}" in secrets
+    assert rules.proxy_secrets("squid.internal:3128") == ()
+    with pytest.raises(ValueError) as exc:
+        rules.normalize_proxy("http://builder:pa%24%24w0rd@squid.internal:0")
+    assert "pa%24" not in str(exc.value) and "***@squid.internal" in str(exc.value)
+
+
+def test_the_contract_lists_what_runner_charms_rely_on() -> None:
+    snaps = {snap.name: snap for snap in contract.SNAPS}
+    assert snaps["aproxy"].channel == "edge"
+    assert snaps["opentelemetry-collector"].enabled is False
+    for package in ("nftables", "cargo", "rustc", "pkg-config", "docker.io", "jq", "snapd"):
+        assert package in contract.PACKAGES
+    assert contract.NPM_PACKAGES == ("yarn",)
+    assert "yarn" not in contract.PACKAGES  # apt's yarn is cmdtest
+    assert not contract.PROXY_KEPT_IN_IMAGE
+    assert contract.expected_proxy("http://squid:3128") == ""
+    assert contract.packages("noble", "armhf")[-1] == "libicu74:armhf"
+    assert "dotnet-runtime-8.0" in contract.packages("noble", "s390x")
+    rendered = userdata.render_user_data(options(arch=platforms.parse_arch("armhf")))
+    assert "snap disable opentelemetry-collector\n" in rendered
+    assert "npm install --global yarn\n" in rendered

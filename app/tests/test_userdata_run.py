@@ -10,16 +10,19 @@ proven here.
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import shlex
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from app.tests.fakes import hostile_values
+from app.tests.fakes import hostile_proxy_passwords, hostile_values
 from github_runner_image_builder import marker, platforms, userdata
+from image_builder_contract import rules
 
 NONCE = "fedcba9876543210"
 SCRIPT_URL = "https://scripts.example/build.sh"
@@ -53,7 +56,18 @@ case $name in
     tee) /usr/bin/cat >"$record.stdin" ;;
     chmod) if inside "${!#}"; then exec /usr/bin/chmod "$@"; fi ;;
     mktemp) exec /usr/bin/mktemp -d -p "$STUB_ROOT/tmp" ;;
-    id) case "$*" in "-u ubuntu"|"-g ubuntu") echo 1000 ;; *) exit 1 ;; esac ;;
+    id)
+        case "$*" in
+            "-u ubuntu"|"-g ubuntu") echo 1000 ;;
+            runner) [[ -n ${STUB_RUNNER_EXISTS:-} ]] || exit 1 ;;
+            *) exit 1 ;;
+        esac ;;
+    # What /home/runner is: "" (nothing there), "directory", "symbolic link" ...
+    stat) [[ -n ${STUB_HOME_KIND:-} ]] || exit 1; printf '%s\n' "$STUB_HOME_KIND" ;;
+    cloud-init)
+        if [[ " $* " == *" --help "* ]]; then
+            printf '%s\n' "${STUB_CLOUD_INIT_HELP:-usage: cloud-init clean [--logs] [--seed]}"
+        fi ;;
     python3) exec "$STUB_PYTHON" "$@" ;;
     sha256sum) exec /usr/bin/sha256sum "$@" ;;
     xargs) exec /usr/bin/xargs "$@" ;;
@@ -90,6 +104,7 @@ COMMANDS = (
     "chown",
     "cloud-init",
     "curl",
+    "dpkg",
     "find",
     "getent",
     "groupadd",
@@ -101,13 +116,17 @@ COMMANDS = (
     "loginctl",
     "mktemp",
     "modprobe",
+    "npm",
     "poweroff",
     "python3",
     "rm",
+    "rmdir",
     "runuser",
+    "sed",
     "sha256sum",
     "shred",
     "snap",
+    "stat",
     "sync",
     "sysctl",
     "systemctl",
@@ -190,6 +209,7 @@ def run(
     term: str | None = None,
     release: str | None = None,
     user_script_status: int = 0,
+    stub_env: dict[str, str] | None = None,
 ) -> Run:
     """Render options and run the script with stand-ins under root."""
     stubs = root / "bin"
@@ -233,6 +253,7 @@ def run(
         env["STUB_FAIL_CMD"], env["STUB_FAIL_ARG"] = fail
     if term:
         env["STUB_TERM_CMD"] = term
+    env.update(stub_env or {})
     result = subprocess.run(
         ["/bin/bash", str(script)],
         env=env,
@@ -375,7 +396,7 @@ def test_hostile_script_url_is_fetched_verbatim(tmp_path: Path) -> None:
 # A command that only the named step runs, made to fail.
 FAILING_COMMAND = {
     "hostname": ("hostnamectl", ""),
-    "proxy": ("snap", "set system"),
+    "proxy": ("systemctl", "restart snapd.service"),
     "apt": ("apt-get", " upgrade "),
     "packages": ("apt-get", " install "),
     "system": ("modprobe", ""),
@@ -455,9 +476,10 @@ def test_runner_checksum_from_the_release_notes_is_checked(tmp_path: Path) -> No
 def test_unpublished_checksum_is_reported_not_fatal(tmp_path: Path) -> None:
     result = run(tmp_path, full_options(), release=release_json("2.321.0", "x64", None))
     assert result.returncode == 0, result.stderr
-    assert "GitHub publishes no SHA-256 for actions-runner-linux-x64-2.321.0.tar.gz" in (
-        result.stdout
-    )
+    assert (
+        "actions/runner publishes no SHA-256 for actions-runner-linux-x64-2.321.0.tar.gz: "
+        "not verified"
+    ) in result.stdout
 
 
 def test_latest_runner_is_resolved_in_the_vm(tmp_path: Path) -> None:
@@ -470,7 +492,7 @@ def test_latest_runner_is_resolved_in_the_vm(tmp_path: Path) -> None:
         "https://github.com/actions/runner/releases/download/v2.330.1/"
         "actions-runner-linux-x64-2.330.1.tar.gz"
     ) in urls
-    assert "runner 2.330.1 in /home/ubuntu/actions-runner" in result.stdout
+    assert "runner 2.330.1 from actions/runner in /home/ubuntu/actions-runner" in result.stdout
 
 
 def test_pinned_runner_must_be_what_github_answers(tmp_path: Path) -> None:
@@ -482,30 +504,85 @@ def test_pinned_runner_must_be_what_github_answers(tmp_path: Path) -> None:
     assert "asked for runner 2.321.0, GitHub answered 2.330.1" in result.stdout
 
 
-def test_proxy_reaches_apt_the_environment_docker_and_snap(tmp_path: Path) -> None:
-    result = run(tmp_path, full_options(proxy="http://10.1.2.3:8080"))
+PROXY_FILES = [
+    "/etc/apt/apt.conf.d/95github-runner-proxy",
+    "/etc/systemd/system/docker.service.d/95-github-runner-proxy.conf",
+    "/etc/systemd/system/snapd.service.d/95-github-runner-proxy.conf",
+]
+
+
+def written(result: Run, path: str) -> tuple[str, list[str]]:
+    """Return what the script wrote to `path` (through install or tee) and that call's argv."""
+    for call in result.calls:
+        if call.argv[0] in ("install", "tee") and call.argv[-1] == path:
+            assert call.stdin is not None
+            return call.stdin, call.argv
+    raise AssertionError(f"nothing wrote {path}")
+
+
+def test_proxy_with_credentials_serves_the_build_and_is_gone_before_the_snapshot(
+    tmp_path: Path,
+) -> None:
+    proxy = "http://bob:s%40cr3t@10.1.2.3:8080"
+    result = run(tmp_path, full_options(proxy=proxy))
     assert result.returncode == 0, result.stderr
-    proxy = "http://10.1.2.3:8080"
-
-    def written(path: str) -> str:
-        for call in result.calls:
-            if call.argv[0] in ("install", "tee") and call.argv[-1] == path:
-                assert call.stdin is not None
-                return call.stdin
-        raise AssertionError(f"nothing wrote {path}")
-
-    assert written("/etc/apt/apt.conf.d/95github-runner-proxy") == (
-        f'Acquire::http::Proxy "{proxy}";\nAcquire::https::Proxy "{proxy}";\n'
+    apt, apt_call = written(result, PROXY_FILES[0])
+    assert apt == f'Acquire::http::Proxy "{proxy}";\nAcquire::https::Proxy "{proxy}";\n'
+    assert apt_call[:3] == ["install", "-D", "-m"] and apt_call[3] == "0600"
+    # systemd would read %40 as a specifier: the drop-ins double it.
+    for path in PROXY_FILES[1:]:
+        unit, _ = written(result, path)
+        assert '"HTTPS_PROXY=http://bob:s%%40cr3t@10.1.2.3:8080"' in unit
+    assert (
+        result.index("systemctl", "daemon-reload")
+        < result.index("systemctl", "restart", "snapd.service")
+        < result.index("apt-get")
     )
-    environment = written("/etc/environment")
-    assert f"http_proxy={proxy}\n" in environment
-    assert f"HTTPS_PROXY={proxy}\n" in environment
-    assert "no_proxy=localhost,127.0.0.1,::1\n" in environment
-    assert f'"HTTP_PROXY={proxy}"' in written(
-        "/etc/systemd/system/docker.service.d/http-proxy.conf"
-    )
-    assert result.ran("snap", "set", "system", f"proxy.http={proxy}", f"proxy.https={proxy}")
-    assert result.index("snap", "set") < result.index("apt-get")
+    # The build and the user script have it in their environment...
+    env = result.user_script_saw()["env"]
+    assert isinstance(env, dict)
+    assert env["https_proxy"] == env["HTTP_PROXY"] == proxy
+    # ...but no command line and no output ever held the credentials...
+    for text in [c.line for c in result.calls] + [result.stdout, result.stderr, result.console]:
+        assert "s%40cr3t" not in text and "bob:" not in text
+    # ...nothing wrote them where the image keeps them for jobs...
+    with pytest.raises(AssertionError, match="nothing wrote"):
+        written(result, "/etc/environment")
+    assert not result.ran("snap", "set")
+    # ...and the cleanup removes every place a proxy may live, after the user script ran.
+    removed = result.index("rm", "-f", "--", *PROXY_FILES)
+    script = next(i for i, c in enumerate(result.calls) if c.argv[-1] == SCRIPT_URL)
+    assert script < removed < result.index("cloud-init", "clean")
+    assert result.ran("snap", "unset", "system", "proxy.http", "proxy.https", "proxy.no-proxy")
+    sed = next(c for c in result.calls if c.argv[0] == "sed")
+    assert sed.argv[1:3] == ["-i", "-E"] and sed.argv[-1] == "/etc/environment"
+    assert removed < result.calls.index(sed) < result.index("cloud-init", "clean")
+
+
+def test_hostile_proxy_passwords_arrive_verbatim_and_inert(tmp_path: Path) -> None:
+    for index, password in enumerate(hostile_proxy_passwords()):
+        proxy = f"http://user:{password}@proxy.example:3128"
+        root = tmp_path / str(index)
+        result = run(root, full_options(proxy=proxy))
+        assert result.returncode == 0, (password, result.stderr)
+        env = result.user_script_saw()["env"]
+        assert isinstance(env, dict)
+        assert env["https_proxy"] == proxy, password
+        assert not (root / "pwned").exists(), password
+        assert not any(password in call.line for call in result.calls), password
+
+
+def test_hostile_values_as_proxy_password_are_refused_or_inert() -> None:
+    for value in hostile_values(NONCE):
+        proxy = f"http://user:{value}@proxy.example:3128"
+        try:
+            rules.normalize_proxy(proxy)
+        except ValueError as exc:
+            # The message names the problem, never the password.
+            assert len(value) < 3 or value not in str(exc), value
+            continue
+        # Accepted: only URL characters, quoted like every other value (shellcheck tests it).
+        assert urllib.parse.quote(value, safe="!$&'()*+,;=:%") == value
 
 
 def test_without_proxy_or_script_those_steps_do_not_exist(tmp_path: Path) -> None:
@@ -514,6 +591,9 @@ def test_without_proxy_or_script_those_steps_do_not_exist(tmp_path: Path) -> Non
     )
     result = run(tmp_path, options)
     assert result.returncode == 0, result.stderr
+    # Whatever else put a proxy in the image, the cleanup still removes it.
+    assert result.ran("rm", "-f", "--", *PROXY_FILES)
+    assert result.ran("snap", "unset", "system", "proxy.http")
     assert result.steps_begun() == [s for s in userdata.STEPS if s not in ("proxy", "script")]
     assert not result.ran("snap", "set")
     assert not (tmp_path / "user-script-saw.json").exists()
@@ -534,3 +614,153 @@ def test_system_tuning_files(tmp_path: Path) -> None:
         by_path["/etc/apt/apt.conf.d/20auto-upgrades"] or ""
     )
     assert result.ran("systemctl", "disable", "apt-daily.timer", "apt-daily-upgrade.timer")
+
+
+def test_cloud_init_clean_drops_its_configs_where_it_knows_how(tmp_path: Path) -> None:
+    help_text = "usage: cloud-init clean [--logs] [--seed] [--configs {all,ssh_config,network}]"
+    knows = run(tmp_path / "new", full_options(), stub_env={"STUB_CLOUD_INIT_HELP": help_text})
+    assert knows.returncode == 0, knows.stderr
+    assert knows.ran("cloud-init", "clean", "--logs", "--seed", "--machine-id", "--configs", "all")
+    older = run(tmp_path / "old", full_options())
+    assert older.returncode == 0, older.stderr
+    assert older.ran("cloud-init", "clean", "--logs", "--seed", "--machine-id")
+    assert not any("--configs" in c.argv for c in older.calls)
+    assert "this cloud-init's clean has no --configs" in older.stdout
+
+
+def test_runner_charm_contents_are_installed(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options())
+    assert result.returncode == 0, result.stderr
+    install = next(c for c in result.calls if c.argv[0] == "apt-get" and "install" in c.argv)
+    for package in ("nftables", "cargo", "rustc", "pkg-config", "docker.io", "jq"):
+        assert package in install.argv
+    assert result.ran("snap", "install", "aproxy", "--channel=edge")
+    otel = result.index("snap", "install", "opentelemetry-collector", "--channel=stable")
+    assert result.index("snap", "disable", "opentelemetry-collector") == otel + 1
+    # npm's yarn, after npm itself is installed; its cache does not stay in the image.
+    assert result.calls.index(install) < result.index("npm", "install", "--global", "yarn")
+    assert result.ran("npm", "cache", "clean", "--force")
+    assert result.ran("install", "-d", "-o", "ubuntu", "-g", "ubuntu", "-m", "0755")
+    assert result.ran("chown", "-R", "ubuntu:ubuntu", "/home/ubuntu/actions-runner")
+
+
+def test_an_existing_runner_user_is_made_the_alias(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        full_options(),
+        stub_env={"STUB_RUNNER_EXISTS": "1", "STUB_HOME_KIND": "directory"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert not result.ran("useradd")
+    assert result.ran(
+        "usermod", "--non-unique", "--uid", "1000", "--gid", "1000", "--append", "--groups",
+        "docker,lxd,sudo", "--home", "/home/runner", "--shell", "/bin/bash", "runner",
+    )  # fmt: skip
+    # The empty directory gives way to the link.
+    assert result.index("rmdir", "--", "/home/runner") < result.index(
+        "ln", "-sfnT", "/home/ubuntu", "/home/runner"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "fail", "message"),
+    [
+        ("directory", ("rmdir", ""), "/home/runner is a directory that is not empty"),
+        ("regular file", None, "/home/runner is a regular file"),
+    ],
+)
+def test_a_home_runner_that_cannot_become_the_link_fails_the_users_step(
+    tmp_path: Path, kind: str, fail: tuple[str, str] | None, message: str
+) -> None:
+    result = run(tmp_path, full_options(), fail=fail, stub_env={"STUB_HOME_KIND": kind})
+    assert result.console == marker.failure_line(NONCE, "users") + "\n"
+    assert message in result.stdout
+    assert not result.ran("ln")
+
+
+def test_the_runner_comes_from_the_runner_binary_repo(tmp_path: Path) -> None:
+    repo = "canonical/github-actions-runner"
+    options = full_options(arch=platforms.parse_arch("s390x"), runner_binary_repo=repo)
+    result = run(tmp_path, options)
+    assert result.returncode == 0, result.stderr
+    urls = [c.argv[-1] for c in result.calls if c.argv[0] == "curl"]
+    assert f"https://api.github.com/repos/{repo}/releases/tags/v2.321.0" in urls
+    assert (
+        f"https://github.com/{repo}/releases/download/v2.321.0/"
+        "actions-runner-linux-s390x-2.321.0.tar.gz"
+    ) in urls
+    assert "matches the SHA-256 GitHub publishes" in result.stdout
+    install = next(c for c in result.calls if c.argv[0] == "apt-get" and "install" in c.argv)
+    assert "dotnet-runtime-8.0" in install.argv
+
+
+def test_a_repo_without_a_tarball_for_the_arch_is_refused_clearly(tmp_path: Path) -> None:
+    repo = "someone/runner-fork"
+    # The release lists an x64 tarball only.
+    release = release_json("2.321.0", "x64", f"sha256:{SHA}")
+    options = full_options(arch=platforms.parse_arch("ppc64le"), runner_binary_repo=repo)
+    result = run(tmp_path, options, release=release)
+    assert result.console == marker.failure_line(NONCE, "runner") + "\n"
+    assert (
+        f"release v2.321.0 of {repo} has no actions-runner-linux-ppc64le-2.321.0.tar.gz: it "
+        "publishes no ppc64le runner"
+    ) in result.stdout
+    assert not any(c.argv[0] == "curl" and ".tar.gz" in c.line for c in result.calls)
+
+
+def test_armhf_is_an_arm64_vm_with_the_32_bit_runner_through_multiarch(tmp_path: Path) -> None:
+    options = full_options(base=platforms.parse_base("noble"), arch=platforms.parse_arch("armhf"))
+    result = run(tmp_path, options)
+    assert result.returncode == 0, result.stderr
+    apt_update = next(
+        i for i, c in enumerate(result.calls) if c.argv[0] == "apt-get" and c.argv[-1] == "update"
+    )
+    assert result.index("dpkg", "--add-architecture", "armhf") < apt_update
+    install = next(c for c in result.calls if c.argv[0] == "apt-get" and "install" in c.argv)
+    for package in ("libc6:armhf", "libatomic1:armhf", "libicu74:armhf", "cargo", "rustc"):
+        assert package in install.argv
+    tarball = next(c for c in result.calls if c.argv[0] == "curl" and ".tar.gz" in c.line)
+    assert tarball.argv[-1].endswith("/actions-runner-linux-arm-2.321.0.tar.gz")
+    rendered = userdata.render_user_data(options)
+    assert "readonly GRIB_CONSOLE=/dev/ttyAMA0\n" in rendered
+
+
+def _valid_combinations() -> list[tuple[platforms.Base, platforms.Arch, bool, bool]]:
+    combos = []
+    for base, arch, proxy, script in itertools.product(
+        (platforms.parse_base(b) for b in platforms.RUNNER_BASES),
+        platforms.ARCHES,
+        (False, True),
+        (False, True),
+    ):
+        try:
+            platforms.check_pair(base, arch)
+        except ValueError:
+            continue
+        combos.append((base, arch, proxy, script))
+    return combos
+
+
+@pytest.mark.parametrize(
+    ("base", "arch", "proxy", "script"),
+    _valid_combinations(),
+    ids=lambda v: getattr(v, "codename", None) or getattr(v, "github", None) or str(v),
+)
+def test_every_combination_runs_to_the_success_marker(
+    tmp_path: Path, base: platforms.Base, arch: platforms.Arch, proxy: bool, script: bool
+) -> None:
+    extra: dict[str, object] = {} if script else {"script_url": None, "script_secrets": {}}
+    options = full_options(
+        base=base,
+        arch=arch,
+        proxy="http://u:p%40ss@squid.internal:3128" if proxy else None,
+        runner_binary_repo="canonical/github-actions-runner",
+        **extra,
+    )
+    result = run(tmp_path, options)
+    assert result.returncode == 0, result.stderr
+    assert "command not found" not in result.stderr
+    assert result.console.splitlines()[-1:] == [marker.success_line(NONCE)]
+    expected = [s for s in userdata.STEPS if (s != "proxy" or proxy) and (s != "script" or script)]
+    assert result.steps_begun() == expected
+    assert not any("p%40ss" in call.line for call in result.calls)

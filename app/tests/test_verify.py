@@ -6,17 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from app.tests.fakes import FakeCloud
-from app.tests.test_build import NOTHING, leftovers, options, run
+from app.tests.fakes import FakeCloud, render
+from app.tests.test_build import NOTHING, CancellingCloud, leftovers, options, run
 from app.tests.test_userdata import shellcheck_binary
+from github_runner_image_builder import build as build_module
 from github_runner_image_builder import (
     cli,
     contract,
+    lifecycle,
     marker,
     platforms,
     revisions,
     verification,
 )
+from github_runner_image_builder.cancel import Cancellation
 from github_runner_image_builder.revisions import ServerRecord
 
 NOBLE, X64 = platforms.parse_base("noble"), platforms.parse_arch("x64")
@@ -78,6 +81,85 @@ def test_a_failed_verification_deletes_the_image_and_copies_nothing(
         assert {c.name for c in failure.checks} >= {"runner", "tools", "secrets"}
 
 
+class NamingCloud(FakeCloud):
+    """Remembers the name of every server booted in it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.server_names: list[str] = []
+
+    def create_server(self, name: str, **kwargs: object) -> str:
+        self.server_names.append(name)
+        return super().create_server(name, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_test_server_without_a_valid_host_is_booted_again_like_the_builder(
+    mirror: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clouds: dict[str, FakeCloud] = {"build": NamingCloud("build"), "up": FakeCloud("up")}
+    build = clouds["build"]
+    build.verify_no_valid_host = 1
+    opts = options(mirror, upload_clouds=("up",), boot_retry=lifecycle.BootRetry(delay=(30, 60)))
+    with caplog.at_level(logging.WARNING):
+        report = run(opts, clouds)
+    assert report.exit_code == 0, report.failures
+    # The builder, then the test server twice; every name the poller's `<prefix>-` list sees.
+    names = build.server_names  # type: ignore[attr-defined]
+    assert [n.split("-")[1] for n in names] == ["builder", "verify", "verify"]
+    assert all(n.startswith("p-verify-noble-x64-") for n in names[1:])
+    assert "noble-x64 verify: server" in caplog.text
+    assert "deleting it and booting again in" in caplog.text
+    [timing] = report.timings
+    assert 30 <= timing.steps["verify"] <= 70  # one pause of 30-60 s, and the ticks
+    assert clouds["up"].image_info[report.images[0].id].properties["grib_verified"] == "true"
+    assert leftovers(build) == NOTHING
+
+
+def test_a_test_server_that_never_finds_a_host_fails_verify_and_drops_the_image(
+    mirror: str,
+) -> None:
+    clouds = _clouds()
+    clouds["build"].verify_no_valid_host = 3
+    opts = options(mirror, upload_clouds=("up",), boot_retry=lifecycle.BootRetry(delay=(1, 2)))
+    report = run(opts, clouds)
+    assert report.exit_code == 1
+    [failure] = report.failures
+    assert failure.step == "verify"
+    assert "No valid host was found" in failure.error
+    assert "(boot 3 of 3)" in failure.error
+    assert clouds["build"].names() == ["p-base-noble-amd64"]
+    assert "upload_image" not in clouds["up"].calls
+    assert leftovers(clouds["build"]) == NOTHING
+
+
+def test_a_cancellation_during_verify_cleans_up_the_test_server_and_the_image(
+    mirror: str,
+) -> None:
+    cancellation = Cancellation()
+    # The second group is the test server's: cancelled just before it boots.
+    build = CancellingCloud("build", cancellation, "create_security_group", after=2)
+    clouds: dict[str, FakeCloud] = {"build": build, "up": FakeCloud("up")}
+    clock_time = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock_time[0] += seconds
+
+    report = build_module.run_builds(
+        options(mirror, upload_clouds=("up",)),
+        render,
+        lambda name: clouds[name],
+        sleep,
+        lambda: clock_time[0],
+        cancellation=cancellation,
+    )
+    assert report.exit_code == 1
+    assert [(f.step, f.error) for f in report.failures] == [("verify", "cancelled")]
+    assert build.calls.count("create_server") == 2  # it did boot, and was deleted
+    assert build.names() == ["p-base-noble-amd64"]
+    assert clouds["up"].image_info == {}
+    assert leftovers(build) == NOTHING
+
+
 def test_each_check_is_logged_one_by_one(mirror: str, caplog: pytest.LogCaptureFixture) -> None:
     clouds = _clouds()
     clouds["build"].verify_guest = "fail:tools:yq not on ubuntu's PATH"
@@ -113,7 +195,8 @@ def test_the_verification_server_is_told_what_the_builder_was(mirror: str) -> No
     [script] = clouds["build"].verify_user_data
     assert marker.find_checks(script) == list(verification.CHECKS)
     assert "readonly GRIB_RUNNER_VERSION=2.321.0" in script
-    assert "readonly GRIB_PROXY_EXPECTED=http://squid.internal:3128" in script
+    # The build's proxy is removed before the snapshot: the image must carry none.
+    assert "readonly GRIB_PROXY_EXPECTED=''" in script
     assert "readonly GRIB_VERIFY_SCRIPT_URL=https://example.com/smoke.sh" in script
     assert "readonly GRIB_BUILDER_INSTANCE_ID=server-" in script
     # No secret, only a digest of the long one; the canary never whole.

@@ -37,7 +37,8 @@ home = Path({home!r})
 plan = json.loads((home / "plan.json").read_text()) if (home / "plan.json").exists() else {{}}
 argv = sys.argv[1:]
 secrets = {{k: v for k, v in os.environ.items() if k.startswith("IMAGE_BUILDER_SECRET_")}}
-env = {{k: os.environ.get(k, "") for k in ("OS_CLIENT_CONFIG_FILE", "http_proxy", "HTTPS_PROXY")}}
+env = {{k: os.environ.get(k, "") for k in ("OS_CLIENT_CONFIG_FILE", "http_proxy", "HTTPS_PROXY",
+                                         "IMAGE_BUILDER_PROXY")}}
 with (home / "cli-calls.jsonl").open("a") as calls:
     calls.write(json.dumps({{"argv": argv, "secrets": secrets, "env": env}}) + "\\n")
 # The charm writes `--os-cloud=NAME COMMAND --flag=value ...`.
@@ -62,7 +63,7 @@ n = int(counter.read_text()) + 1 if counter.exists() else 1
 counter.write_text(str(n))
 failed = set(build.get("fail_bases", []))
 images, failures = [], []
-for base in opts["base"].split(","):
+for base in (word.split("@")[0] for word in opts["base"].split(",")):
     for cloud in opts.get("upload-clouds", "").split(","):
         if base in failed:
             failures.append({{"base": base, "arch": opts["arch"], "cloud": cloud,

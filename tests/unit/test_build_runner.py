@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pydantic
@@ -113,14 +114,43 @@ def test_result_of_a_cli_without_usable_answer_is_an_error(
     assert build_runner.make_result(_job(tmp_path), code, stdout, "").error == error
 
 
-def test_cli_overrunning_its_budget_is_killed(tmp_path: Path) -> None:
-    sleeper = tmp_path / "sleeper"
-    sleeper.write_text("#!/bin/sh\nexec sleep 30\n")
-    sleeper.chmod(0o755)
-    job = _job(tmp_path).model_copy(update={"kill_after": 0.2})
-    code, stdout, error = build_runner.run_cli(job, [str(sleeper)])
+def _script(path: Path, body: str) -> str:
+    path.write_text(f"#!{sys.executable}\nimport json, signal, sys, time\n{body}")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_cli_overrunning_its_budget_is_stopped_and_its_report_kept(tmp_path: Path) -> None:
+    # Like the real CLI: SIGTERM makes it clean up, print its report and exit 1.
+    cli = _script(
+        tmp_path / "cli",
+        "def stop(*_):\n"
+        "    print(json.dumps({'images': [], 'failures': [{'base': 'noble', 'arch': 'x64', 'error': 'cancelled'}]}))\n"
+        "    sys.exit(1)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "time.sleep(30)\n",
+    )
+    job = _job(tmp_path).model_copy(update={"kill_after": 1.0})
+    code, stdout, error = build_runner.run_cli(job, [cli], grace=20)
+    assert code == -1
+    assert error == "the CLI ran longer than 1 s and was stopped"
+    result = build_runner.make_result(job, code, stdout, error)
+    assert [f.error for f in result.failures] == ["cancelled"]
+    assert result.error == error
+
+
+def test_cli_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
+    stubborn = _script(
+        tmp_path / "stubborn", "signal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(30)\n"
+    )
+    began = time.monotonic()
+    job = _job(tmp_path).model_copy(update={"kill_after": 1.0})
+    code, stdout, error = build_runner.run_cli(job, [stubborn], grace=1.0)
     assert (code, stdout) == (-1, "")
-    assert error == "the CLI ran longer than 0 s and was killed"
+    assert error == (
+        "the CLI ran longer than 1 s and was killed when it had not stopped 1 s after SIGTERM"
+    )
+    assert time.monotonic() - began < 10
 
 
 def test_result_file_is_private_and_is_the_model_the_charm_reads(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from charm_helpers import (
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 
 BAD_VALUES = [
-    ("architecture", "sparc", "architecture: 'sparc' is not supported; use amd64 or arm64"),
+    ("architecture", "sparc", "architecture: 'sparc' is not supported; use amd64, arm64, s390x"),
     ("architecture", "", "architecture: '' is not supported"),
     ("base-image", "", "base-image: is empty; set one or more releases, e.g. noble"),
     ("base-image", " , ", "base-image: is empty"),

@@ -13,11 +13,30 @@ logger = logging.getLogger(__name__)
 
 UPSTREAM_SHA256 = "grib_upstream_sha256"
 UPSTREAM_URL = "grib_upstream_url"
+UPSTREAM_SERIAL = "grib_upstream_serial"
+
+
+class UnknownSerialError(Exception):
+    """The mirror has no cloud image of the pinned serial."""
 
 
 def base_properties(base: platforms.Base, arch: platforms.Arch) -> dict[str, str]:
     """Return the Glance properties that describe an Ubuntu image of (base, arch)."""
     return {"architecture": arch.glance, "os_distro": "ubuntu", "os_version": base.version}
+
+
+def _sums(url: str, directory: str, base: platforms.Base) -> str:
+    """Return the SHA256SUMS text of `directory`; a pinned serial it lacks is named."""
+    try:
+        return cloudimages.fetch_text(f"{directory}/SHA256SUMS")
+    except OSError as exc:  # urllib's HTTPError and URLError are OSErrors
+        if not base.serial:
+            raise
+        raise UnknownSerialError(
+            f"Ubuntu cloud image serial {base.serial} of {base.codename} is not at {directory} "
+            f"({exc}); pin a serial listed under {url}/{base.codename}/, or drop the "
+            "@serial to build from the current image"
+        ) from exc
 
 
 def ensure_base_image(
@@ -27,7 +46,7 @@ def ensure_base_image(
     name = platforms.base_image_name(prefix, base, arch)
     directory = cloudimages.directory_url(url, base)
     file_name = cloudimages.file_name(base, arch)
-    sha256 = cloudimages.find_sha256(cloudimages.fetch_text(f"{directory}/SHA256SUMS"), file_name)
+    sha256 = cloudimages.find_sha256(_sums(url, directory, base), file_name)
     existing = [i for i in cloud.images(name) if i.status == "active"]
     current = [i for i in existing if i.properties.get(UPSTREAM_SHA256) == sha256]
     if current:
@@ -49,6 +68,7 @@ def ensure_base_image(
                 **base_properties(base, arch),
                 UPSTREAM_SHA256: sha256,
                 UPSTREAM_URL: source,
+                UPSTREAM_SERIAL: base.serial or "current",
             },
         )
     if image.status != "active":

@@ -6,20 +6,30 @@ from collections.abc import Callable
 from concurrent import futures
 
 from github_runner_image_builder import marker, platforms
-from github_runner_image_builder.cloud import Cloud
+from github_runner_image_builder.cancel import NEVER, Cancellation
+from github_runner_image_builder.cloud import Cloud, name_prefix_filter
 from github_runner_image_builder.pipeline import Outcome, run_pipeline
-from github_runner_image_builder.report import Failure, Report
-from github_runner_image_builder.steps import BuildOptions, BuildState, Renderer, build_steps
+from github_runner_image_builder.poller import Poller
+from github_runner_image_builder.report import Failure, Report, Timing
+from github_runner_image_builder.steps import (
+    BuildOptions,
+    BuildState,
+    Renderer,
+    RunContext,
+    build_steps,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_PARALLEL = 8
 
 
-def report_of(options: BuildOptions, outcomes: list[Outcome[BuildState]]) -> Report:
-    """Merge the outcomes of every build into the report printed on stdout."""
-    report = Report()
-    for outcome in outcomes:
+def report_of(
+    options: BuildOptions, outcomes: list[tuple[Outcome[BuildState], float]], poll_calls: int
+) -> Report:
+    """Merge the outcomes of every build (with its wall time) into the report on stdout."""
+    report = Report(poll_calls=poll_calls)
+    for outcome, total in outcomes:
         state = outcome.state
         report.images.extend(state.images)
         report.failures.extend(state.failures)
@@ -36,11 +46,19 @@ def report_of(options: BuildOptions, outcomes: list[Outcome[BuildState]]) -> Rep
                     checks=state.checks if outcome.failed_step == "verify" else (),
                 )
             )
-        for message in outcome.cleanup_errors:
-            step, _, error = message.partition(": ")
+        for step, error in outcome.cleanup_errors:
             report.failures.append(
                 Failure(state.base.codename, state.arch.github, options.cloud, step, error)
             )
+        report.timings.append(
+            Timing(
+                state.base.codename,
+                state.arch.github,
+                dict(outcome.durations),
+                outcome.cleanup_seconds,
+                total,
+            )
+        )
     return report
 
 
@@ -50,26 +68,45 @@ def run_builds(
     open_cloud: Callable[[str], Cloud] = Cloud,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    cancellation: Cancellation = NEVER,
 ) -> Report:
     """Build every (base, arch) of `options` in parallel and return the merged report."""
     combos = [(base, arch) for base in options.bases for arch in options.arches]
+    # The poller lists the servers of this prefix only: the builders (and any other server
+    # kind a step boots) are all named <prefix>-<kind>-...
+    poller = Poller(
+        open_cloud(options.cloud),
+        name_prefix_filter(f"{options.prefix}-"),
+        sleep=sleep,
+        clock=clock,
+    )
+    context = RunContext(poller, cancellation, sleep, clock)
 
-    def one(base: platforms.Base, arch: platforms.Arch) -> Outcome[BuildState]:
+    def one(base: platforms.Base, arch: platforms.Arch) -> tuple[Outcome[BuildState], float]:
         # One connection per build and cloud: openstacksdk connections are not shared
         # between threads.
         names = dict.fromkeys((options.cloud, *options.upload_clouds))
         state = BuildState(base, arch, marker.new_nonce(), {n: open_cloud(n) for n in names})
         begin = clock()
-        outcome = run_pipeline(build_steps(options, render, sleep, clock), state, state.label)
+        outcome = run_pipeline(
+            build_steps(options, render, context),
+            state,
+            state.label,
+            clock=clock,
+            cancellation=cancellation,
+        )
+        total = clock() - begin
         logger.info(
             "%s: %s in %.1f s",
             state.label,
             "built" if outcome.ok and not state.failures else "failed",
-            clock() - begin,
+            total,
         )
-        return outcome
+        return outcome, total
 
     with futures.ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(combos))) as pool:
         running = [pool.submit(one, base, arch) for base, arch in combos]
         outcomes = [f.result() for f in running]
-    return report_of(options, outcomes)
+    logger.info("%d list calls polled every server and image of this run", poller.calls)
+    return report_of(options, outcomes, poller.calls)

@@ -2,7 +2,10 @@
 
 stdout carries only each command's result (JSON, an ID, or the user-data script); progress and
 errors go to stderr. Exit codes: 0 success, 1 a build or cloud failure, 2 a usage error.
-Script secrets come only from IMAGE_BUILDER_SECRET_<KEY> environment variables, never argv.
+Script secrets come only from IMAGE_BUILDER_SECRET_<KEY> environment variables, never argv;
+a proxy that carries credentials only from IMAGE_BUILDER_PROXY.
+SIGTERM or SIGINT during `build` cancels it: every build cleans up, the JSON report lists the
+cancelled ones as failed with the error "cancelled", and the exit code is 1.
 """
 
 import argparse
@@ -12,12 +15,14 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import NoReturn, TypeVar
 
-from github_runner_image_builder import cloudimages, marker, platforms, userdata
+from github_runner_image_builder import cloudimages, lifecycle, marker, platforms, userdata
+from github_runner_image_builder.cancel import Cancellation
 from github_runner_image_builder.cloud import Cloud
 from image_builder_contract import names, rules
 
@@ -25,9 +30,11 @@ logger = logging.getLogger(__name__)
 
 PROG = "github-runner-image-builder"
 SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
+PROXY_ENV = rules.PROXY_ENV
 DEFAULT_PREFIX = names.DEFAULT_PREFIX
 CLOUD_COMMANDS = ("build", "latest-build-id", "init", "clean")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
+_RANGE = re.compile(r"^(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))?$")
 _T = TypeVar("_T")
 
 
@@ -80,7 +87,12 @@ def _optional_list(value: str) -> list[str]:
 
 @_checked
 def _bases(value: str) -> tuple[platforms.Base, ...]:
-    return tuple(dict.fromkeys(platforms.parse_base(v) for v in _comma_list(value)))
+    bases = tuple(dict.fromkeys(platforms.parse_base(v) for v in _comma_list(value)))
+    codenames = [b.codename for b in bases]
+    for codename in dict.fromkeys(c for c in codenames if codenames.count(c) > 1):
+        # Both would publish the same image name.
+        raise ValueError(f"{codename} is given twice (with different serials); give it once")
+    return bases
 
 
 @_checked
@@ -120,6 +132,17 @@ def parse_duration(value: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+def _seconds_range(value: str) -> tuple[float, float]:
+    match = _RANGE.match(value.strip())
+    low = float(match.group(1)) if match else 0.0
+    high = float(match.group(2) or low) if match else 0.0
+    if not match or high < low:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds or a range of seconds MIN-MAX, e.g. 30-60, got {value!r}"
+        )
+    return low, high
+
+
 # The contract owns what a valid runner version, script URL and proxy are (the charm uses it).
 @_checked
 def _runner_version(value: str) -> str:
@@ -135,7 +158,33 @@ def _script_url(value: str) -> str:
 @_checked
 def _proxy(value: str) -> str:
     rules.normalize_proxy(value)
+    if rules.proxy_secrets(value):
+        raise ValueError(
+            f"--proxy {rules.redact_url(value)!r} carries credentials, and every user of "
+            f"this machine can read a command line: pass the proxy in {PROXY_ENV} instead"
+        )
     return value
+
+
+@_checked
+def _runner_binary_repo(value: str) -> str:
+    # Any architecture that upstream publishes: the (repo, arch) pair is checked per build.
+    return platforms.check_runner_repo(value, platforms.parse_arch("x64"))
+
+
+def build_proxy(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """Return the build's proxy: --proxy, or IMAGE_BUILDER_PROXY (which may hold credentials)."""
+    from_env = env.get(PROXY_ENV, "").strip()
+    if from_env and args.proxy:
+        raise UsageError(f"give the proxy once: --proxy or {PROXY_ENV}, not both")
+    if not from_env:
+        given: str | None = args.proxy
+        return given
+    try:
+        rules.normalize_proxy(from_env)
+    except ValueError as exc:
+        raise UsageError(f"environment variable {PROXY_ENV}: {exc}") from exc
+    return from_env
 
 
 @_checked
@@ -188,7 +237,18 @@ def _add_user_data_options(parser: argparse.ArgumentParser) -> None:
         f"{SECRET_ENV_PREFIX}<KEY> environment variables, exported as <KEY>",
     )
     parser.add_argument(
-        "--proxy", type=_proxy, help="HTTP(S) proxy for apt, snap and downloads: host:port or URL"
+        "--proxy",
+        type=_proxy,
+        help="HTTP(S) proxy the builder uses for apt, snap and downloads, removed before the "
+        f"snapshot: host:port or URL; one with credentials only in {PROXY_ENV}",
+    )
+    parser.add_argument(
+        "--runner-binary-repo",
+        type=_runner_binary_repo,
+        default=platforms.UPSTREAM_RUNNER_REPO,
+        help="GitHub repository (owner/name) whose releases carry the runner tarballs "
+        f"(default {platforms.UPSTREAM_RUNNER_REPO}; e.g. canonical/github-actions-runner for "
+        "s390x and ppc64le)",
     )
 
 
@@ -217,13 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--base",
         type=_bases,
         default=_bases("noble"),
-        help="Ubuntu bases, comma-separated codenames or versions (default noble)",
+        help="Ubuntu bases, comma-separated codenames or versions, each optionally pinned to a "
+        "cloud image serial as noble@20260715 (default noble)",
     )
     build.add_argument(
         "--arch",
         type=_arches,
         default=_arches("x64"),
-        help="architectures, comma-separated: x64/amd64, arm64 … (default x64)",
+        help="architectures, comma-separated: x64/amd64, arm64/aarch64, s390x, ppc64le, "
+        "armhf/arm (default x64)",
     )
     build.add_argument(
         "--prefix",
@@ -285,6 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy images without booting them first (for clouds without quota for a second "
         "server): the images are marked unverified",
     )
+    retry = lifecycle.BootRetry()
+    build.add_argument(
+        "--boot-retry-delay",
+        type=_seconds_range,
+        default=retry.delay,
+        metavar="SECONDS",
+        help=f'pause before booting a server again after "{lifecycle.NO_VALID_HOST}": seconds '
+        f"or a range MIN-MAX, picked at random (default {retry.delay[0]:.0f}-"
+        f"{retry.delay[1]:.0f}; at most {retry.times} more boots, within --timeout or "
+        "--verify-timeout)",
+    )
 
     latest = command(
         "latest-build-id", "print the ID of the newest image of NAME, or nothing when none"
@@ -336,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     user_data.add_argument(
         "--show-secrets",
         action="store_true",
-        help="print the script secrets' values; by default each is replaced by <redacted:KEY>",
+        help="print the script secrets' values and the proxy's credentials; by default each "
+        "secret is replaced by <redacted:KEY> and the credentials by ***",
     )
     return parser
 
@@ -346,6 +420,7 @@ def user_data_options(
     base: platforms.Base,
     arch: platforms.Arch,
     secrets: Mapping[str, str],
+    proxy: str | None,
 ) -> userdata.UserDataOptions:
     """Return the user-data options of one build; raise UsageError when they are unusable."""
     try:
@@ -356,7 +431,8 @@ def user_data_options(
             runner_version=args.runner_version,
             script_url=args.script_url,
             script_secrets=secrets,
-            proxy=args.proxy,
+            proxy=proxy,
+            runner_binary_repo=args.runner_binary_repo,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
@@ -366,11 +442,12 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
     from github_runner_image_builder import build, steps  # noqa: PLC0415 - only for build
 
     secrets = script_secrets(env)
+    proxy = build_proxy(args, env)
     # Every build's user-data is rendered once before any cloud is touched: bad options or a
     # script too long for Nova are usage errors, not failed builds.
     for base in args.base:
         for arch in args.arch:
-            _render(deps, user_data_options(args, base, arch, secrets))
+            _render(deps, user_data_options(args, base, arch, secrets, proxy))
     options = steps.BuildOptions(
         cloud=args.os_cloud,
         bases=args.base,
@@ -384,16 +461,35 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
         runner_version=args.runner_version,
         script_url=args.script_url,
         script_secrets=secrets,
-        proxy=args.proxy,
+        proxy=proxy,
+        runner_binary_repo=args.runner_binary_repo,
         timeout=args.timeout,
         cloud_images_url=args.cloud_images_url,
         verify=args.verify,
         verify_script_url=args.verify_script_url,
         verify_timeout=args.verify_timeout,
+        boot_retry=lifecycle.BootRetry(delay=args.boot_retry_delay),
     )
     if not args.verify:
         logger.warning("verification is off (--no-verify): the images built are unverified")
-    report = build.run_builds(options, deps.render, deps.open_cloud, deps.sleep)
+    cancellation = Cancellation()
+
+    def cancel(signum: int, _frame: object) -> None:
+        if not cancellation.requested:
+            logger.warning(
+                "%s: cancelling every build; cleaning up before exit",
+                signal.Signals(signum).name,
+            )
+        cancellation.cancel()
+
+    previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        report = build.run_builds(
+            options, deps.render, deps.open_cloud, deps.sleep, cancellation=cancellation
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(report.to_json())
     return report.exit_code
 
@@ -469,10 +565,12 @@ def _render(deps: "Deps", options: userdata.UserDataOptions) -> str:
 
 def _user_data(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
     secrets = script_secrets(env)
+    proxy = build_proxy(args, env)
     if not args.show_secrets:
         # A script printed for debugging ends up in terminals and tickets: keep values out.
         secrets = {key: f"<redacted:{key}>" for key in secrets}
-    options = user_data_options(args, args.base, args.arch, secrets)
+        proxy = rules.redact_url(proxy) if proxy else proxy
+    options = user_data_options(args, args.base, args.arch, secrets, proxy)
     sys.stdout.write(_render(deps, options))
     return 0
 

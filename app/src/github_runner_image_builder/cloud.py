@@ -1,16 +1,21 @@
 """The only module that talks to OpenStack (Keystone, Glance, Nova, Neutron) via openstacksdk.
 
 Each method is one small cloud operation returning plain records, so the modules that decide
-(choice, revisions, steps) can be tested against a small fake with the same methods.
+(choice, revisions, steps) can be tested against a small fake with the same methods. Each is
+retried on transient errors (`transient`); streamed uploads and downloads are not, as their
+data cannot be read twice.
 """
 
 import base64
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator, Mapping
-from typing import Any
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
+from github_runner_image_builder import transient
 from github_runner_image_builder.choice import Flavor, Network
 from github_runner_image_builder.revisions import (
     BUILT_BY_US,
@@ -20,6 +25,8 @@ from github_runner_image_builder.revisions import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +59,19 @@ class ServerState:
     fault: str | None = None
 
 
+def _server_state(server: Any) -> ServerState | None:
+    if server is None or server.status == "DELETED":
+        return None
+    fault = server.fault or {}
+    message = fault.get("message") if isinstance(fault, dict) else None
+    return ServerState(status=str(server.status), fault=message)
+
+
+def name_prefix_filter(prefix: str) -> str:
+    """Return Nova's `name` filter (a regular expression) for names starting with `prefix`."""
+    return "^" + re.escape(prefix)
+
+
 # Properties openstacksdk's Image keeps as attributes of their own, not in `properties`.
 _KNOWN_PROPERTIES = ("architecture", "os_distro", "os_version")
 
@@ -80,9 +100,17 @@ def _image_info(image: Any) -> ImageInfo:
 class Cloud:
     """One OpenStack cloud from clouds.yaml, by name; connects on first use."""
 
-    def __init__(self, name: str, conn: Any = None) -> None:
+    def __init__(
+        self, name: str, conn: Any = None, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.name = name
         self._conn = conn
+        self._sleep = sleep
+
+    def _retried(
+        self, what: str, action: Callable[[], T], kind: transient.Kind = transient.Kind.READ
+    ) -> T:
+        return transient.call(action, f"cloud {self.name}: {what}", kind, sleep=self._sleep)
 
     @property
     def conn(self) -> Any:
@@ -96,16 +124,32 @@ class Cloud:
     # Glance
     def images(self, name: str | None = None) -> list[ImageInfo]:
         """Return the images visible to the project, optionally only those called `name`."""
+
         # Only the project's own images: a shared or public image of the same name is not ours
         # to count as a revision, let alone delete.
-        query: dict[str, str] = {"owner": self.conn.current_project_id}
-        if name:
-            query["name"] = name
-        return [_image_info(i) for i in self.conn.image.images(**query)]
+        def list_images() -> list[ImageInfo]:
+            query: dict[str, str] = {"owner": self.conn.current_project_id}
+            if name:
+                query["name"] = name
+            return [_image_info(i) for i in self.conn.image.images(**query)]
+
+        return self._retried("list images", list_images)
+
+    def image_statuses(self, image_ids: list[str]) -> dict[str, str]:
+        """Return {image ID: status} in one list call; an image missing from it is gone."""
+        if not image_ids:
+            return {}
+        query = {"id": "in:" + ",".join(image_ids)}
+        return self._retried(
+            "list images",
+            lambda: {str(i.id): str(i.status or "") for i in self.conn.image.images(**query)},
+        )
 
     def get_image(self, image_id: str) -> ImageInfo:
         """Return one image by ID."""
-        return _image_info(self.conn.image.get_image(image_id))
+        return self._retried(
+            f"get image {image_id}", lambda: _image_info(self.conn.image.get_image(image_id))
+        )
 
     def upload_image(
         self,
@@ -132,12 +176,15 @@ class Cloud:
             wait=False,
             **properties,
         )
-        return _image_info(self.conn.image.get_image(image.id))
+        return self.get_image(image.id)
 
     @contextlib.contextmanager
     def download_image(self, image_id: str, chunk_size: int) -> Iterator[Iterator[bytes]]:
         """Yield the image's bytes as an iterator of chunks of at most `chunk_size`."""
-        response = self.conn.image.download_image(image_id, stream=True, chunk_size=chunk_size)
+        response = self._retried(
+            f"download image {image_id}",
+            lambda: self.conn.image.download_image(image_id, stream=True, chunk_size=chunk_size),
+        )
         try:
             yield response.iter_content(chunk_size=chunk_size)
         finally:
@@ -149,15 +196,21 @@ class Cloud:
 
     def delete_image(self, image_id: str) -> None:
         """Delete an image; a missing one is not an error."""
-        self.conn.image.delete_image(image_id, ignore_missing=True)
+        self._retried(
+            f"delete image {image_id}",
+            lambda: self.conn.image.delete_image(image_id, ignore_missing=True),
+        )
 
     # Nova
     def flavors(self) -> list[Flavor]:
         """Return the flavors the project may use."""
-        return [
-            Flavor(f.id, f.name, int(f.vcpus or 0), int(f.ram or 0), int(f.disk or 0))
-            for f in self.conn.compute.flavors()
-        ]
+        return self._retried(
+            "list flavors",
+            lambda: [
+                Flavor(f.id, f.name, int(f.vcpus or 0), int(f.ram or 0), int(f.disk or 0))
+                for f in self.conn.compute.flavors()
+            ],
+        )
 
     def create_server(
         self,
@@ -170,71 +223,132 @@ class Cloud:
         user_data: str,
         metadata: Mapping[str, str],
     ) -> str:
-        """Boot a server with a config drive and no key pair; return its ID."""
-        server = self.conn.compute.create_server(
-            name=name,
-            image_id=image_id,
-            flavor_id=flavor_id,
-            networks=[{"uuid": network_id}],
-            security_groups=[{"name": security_group_id}],
-            config_drive=True,
-            # The compute API takes user data base64-encoded; the proxy does not encode it.
-            user_data=base64.b64encode(user_data.encode()).decode(),
-            metadata=dict(metadata),
-        )
-        return str(server.id)
+        """Boot a server with a config drive and no key pair; return its ID.
+
+        `name` is unique to the build: a retry first adopts a server an earlier attempt made.
+        """
+        attempts = 0
+
+        def create() -> str:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                for server in self.conn.compute.servers(name=f"^{re.escape(name)}$"):
+                    return str(server.id)
+            server = self.conn.compute.create_server(
+                name=name,
+                image_id=image_id,
+                flavor_id=flavor_id,
+                networks=[{"uuid": network_id}],
+                security_groups=[{"name": security_group_id}],
+                config_drive=True,
+                # The compute API takes user data base64-encoded; the proxy does not encode it.
+                user_data=base64.b64encode(user_data.encode()).decode(),
+                metadata=dict(metadata),
+            )
+            return str(server.id)
+
+        return self._retried(f"create server {name}", create, transient.Kind.CREATE)
 
     def server_state(self, server_id: str) -> ServerState | None:
         """Return the server's status, or None when it no longer exists."""
-        server = self.conn.compute.find_server(server_id, ignore_missing=True)
-        if server is None or server.status == "DELETED":
-            return None
-        fault = server.fault or {}
-        message = fault.get("message") if isinstance(fault, dict) else None
-        return ServerState(status=str(server.status), fault=message)
+        return self._retried(
+            f"get server {server_id}",
+            lambda: _server_state(self.conn.compute.find_server(server_id, ignore_missing=True)),
+        )
+
+    def server_states(self, name_filter: str) -> dict[str, ServerState]:
+        """Return {server ID: state} of every server whose name matches, in one list call.
+
+        `name_filter` is Nova's: a regular expression (see `name_prefix_filter`).
+        """
+
+        def list_servers() -> dict[str, ServerState]:
+            states = {}
+            for server in self.conn.compute.servers(details=True, name=name_filter):
+                state = _server_state(server)
+                if state is not None:
+                    states[str(server.id)] = state
+            return states
+
+        return self._retried("list servers", list_servers)
 
     def console_output(self, server_id: str) -> str | None:
         """Return the server's console log, or None when the cloud keeps none."""
-        output = self.conn.compute.get_server_console_output(server_id)
+        output = self._retried(
+            f"console of server {server_id}",
+            lambda: self.conn.compute.get_server_console_output(server_id),
+        )
         text = output.get("output") if isinstance(output, dict) else None
         return str(text) if text else None
 
     def snapshot_server(self, server_id: str, name: str, metadata: Mapping[str, str]) -> str:
         """Start a snapshot of the server as image `name` carrying `metadata`; return its ID."""
-        image = self.conn.compute.create_server_image(
-            server_id, name, metadata=dict(metadata), wait=False
+        image = self._retried(
+            f"snapshot server {server_id}",
+            lambda: self.conn.compute.create_server_image(
+                server_id, name, metadata=dict(metadata), wait=False
+            ),
+            transient.Kind.CREATE,
         )
         return str(image.id)
 
     def delete_server(self, server_id: str) -> None:
         """Start deleting a server; a missing one is not an error."""
-        self.conn.compute.delete_server(server_id, ignore_missing=True)
+        self._retried(
+            f"delete server {server_id}",
+            lambda: self.conn.compute.delete_server(server_id, ignore_missing=True),
+        )
 
     def servers(self) -> list[ServerRecord]:
         """Return the project's servers."""
-        return [
-            ServerRecord(s.id, s.name, s.created_at or "") for s in self.conn.compute.servers()
-        ]
+        return self._retried(
+            "list servers",
+            lambda: [
+                ServerRecord(s.id, s.name, s.created_at or "") for s in self.conn.compute.servers()
+            ],
+        )
 
     # Neutron
     def networks(self) -> list[Network]:
         """Return the networks the project can attach to."""
-        return [
-            Network(n.id, n.name or "", tuple(n.subnet_ids or ()))
-            for n in self.conn.network.networks()
-        ]
+        return self._retried(
+            "list networks",
+            lambda: [
+                Network(n.id, n.name or "", tuple(n.subnet_ids or ()))
+                for n in self.conn.network.networks()
+            ],
+        )
 
     def create_security_group(self, name: str, description: str) -> str:
         """Create a security group with no ingress rule at all; return its ID.
 
         Neutron gives a new group egress rules only, unless an admin changed the default rule
-        templates, so any ingress rule it came with is removed.
+        templates, so any ingress rule it came with is removed. `name` is unique to the build: a
+        retry first adopts a group an earlier attempt made.
         """
-        group = self.conn.network.create_security_group(name=name, description=description)
+        attempts = 0
+
+        def create() -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                for found in self.conn.network.security_groups(name=name):
+                    return found
+            return self.conn.network.create_security_group(name=name, description=description)
+
+        group = self._retried(f"create security group {name}", create, transient.Kind.CREATE)
         try:
             for rule in group.security_group_rules or []:
                 if rule.get("direction") == "ingress":
-                    self.conn.network.delete_security_group_rule(rule["id"], ignore_missing=True)
+                    rule_id = rule["id"]
+                    self._retried(
+                        f"delete security group rule {rule_id}",
+                        lambda: self.conn.network.delete_security_group_rule(
+                            rule_id,  # noqa: B023 - called at once, within this iteration
+                            ignore_missing=True,
+                        ),
+                    )
         except Exception:
             # Never boot with an ingress rule, nor leave the group behind.
             self.conn.network.delete_security_group(group.id, ignore_missing=True)
@@ -243,11 +357,17 @@ class Cloud:
 
     def delete_security_group(self, group_id: str) -> None:
         """Delete a security group; a missing one is not an error."""
-        self.conn.network.delete_security_group(group_id, ignore_missing=True)
+        self._retried(
+            f"delete security group {group_id}",
+            lambda: self.conn.network.delete_security_group(group_id, ignore_missing=True),
+        )
 
     def security_groups(self) -> list[GroupRecord]:
         """Return the project's security groups."""
-        return [
-            GroupRecord(g.id, g.name, g.created_at or "")
-            for g in self.conn.network.security_groups()
-        ]
+        return self._retried(
+            "list security groups",
+            lambda: [
+                GroupRecord(g.id, g.name, g.created_at or "")
+                for g in self.conn.network.security_groups()
+            ],
+        )

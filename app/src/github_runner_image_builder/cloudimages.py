@@ -1,7 +1,8 @@
 """Ubuntu cloud images: where they are, what their checksum is, reading them verified.
 
 Layout (cloud-images.ubuntu.com and its mirrors): `<url>/<codename>/current/SHA256SUMS` and
-`<url>/<codename>/current/<codename>-server-cloudimg-<arch>.img` (a qcow2 file).
+`<url>/<codename>/current/<codename>-server-cloudimg-<arch>.img` (a qcow2 file); a pinned
+serial's directory `<url>/<codename>/<serial>/` holds the same files.
 """
 
 import contextlib
@@ -31,13 +32,13 @@ def check_url(url: str) -> str:
 
 
 def file_name(base: platforms.Base, arch: platforms.Arch) -> str:
-    """Return the cloud image's file name for (base, arch)."""
-    return f"{base.codename}-server-cloudimg-{arch.ubuntu}.img"
+    """Return the cloud image file of (base, arch): the VM's architecture (arm64 for armhf)."""
+    return f"{base.codename}-server-cloudimg-{arch.vm_ubuntu}.img"
 
 
 def directory_url(url: str, base: platforms.Base) -> str:
-    """Return the directory holding the current images of `base`."""
-    return f"{url}/{base.codename}/current"
+    """Return the directory holding the images of `base`: its pinned serial's, or the current."""
+    return f"{url}/{base.codename}/{base.serial or 'current'}"
 
 
 def find_sha256(sums: str, name: str) -> str:

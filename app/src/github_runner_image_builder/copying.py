@@ -4,13 +4,15 @@ The source is read once; `fanout` feeds every target in bounded memory: at most
 (depth + 2) x chunk of image data (6 MiB with the defaults) however many targets, plus each
 HTTP connection's own small send buffer (see `fanout`). Each copy is checked against the
 checksum and size Glance reports for the source; a copy that fails or differs is deleted,
-never left behind.
+never left behind. A cancellation ends the source stream with an error, so every upload
+fails (and is deleted) instead of completing.
 """
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from github_runner_image_builder import fanout
+from github_runner_image_builder.cancel import NEVER, Cancellation
 from github_runner_image_builder.cloud import Cloud, ImageInfo
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,30 @@ def verify_copy(source: ImageInfo, copy: ImageInfo) -> None:
         raise CopyError("the source image has no checksum to check the copy against")
 
 
+class _Body:
+    """An upload's body: the reader's whole chunks, and its length for the Content-Length.
+
+    Having no read(), it is sent a whole chunk per call (urllib3 iterates it) rather than
+    read in 16 KiB blocks, each a slice and a send call of its own.
+    """
+
+    def __init__(self, reader: fanout.QueueReader) -> None:
+        self._reader = reader
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self._reader.read(-1):
+            yield chunk
+
+
+def _unless_cancelled(chunks: Iterable[bytes], cancellation: Cancellation) -> Iterator[bytes]:
+    for chunk in chunks:
+        cancellation.check()
+        yield chunk
+
+
 def copy_image(
     source_cloud: Cloud,
     source: ImageInfo,
@@ -56,6 +82,7 @@ def copy_image(
     properties: Mapping[str, str],
     chunk: int = CHUNK,
     depth: int = DEPTH,
+    cancellation: Cancellation = NEVER,
 ) -> dict[str, ImageInfo | Exception]:
     """Copy `source` to every target cloud; return each cloud's copy or the error."""
     if not targets:
@@ -65,7 +92,7 @@ def copy_image(
         def upload(reader: fanout.QueueReader) -> ImageInfo:
             copy = cloud.upload_image(
                 source.name,
-                reader,
+                _Body(reader),
                 disk_format=source.disk_format or "qcow2",
                 container_format=source.container_format or "bare",
                 properties=properties,
@@ -82,7 +109,7 @@ def copy_image(
     results: dict[str, ImageInfo | Exception] = {}
     with source_cloud.download_image(source.id, chunk) as chunks:
         outcome = fanout.fan_out(
-            chunks,
+            _unless_cancelled(chunks, cancellation),
             {name: upload_to(cloud) for name, cloud in targets.items()},
             size=source.size,
             depth=depth,

@@ -3,7 +3,9 @@
 Steps run in order until one raises. Then, whatever happened, the cleanup of every step whose
 run was started is called in reverse order, the failed step's included (it may have created
 something before failing). A cleanup that raises is logged and the others still run, so one
-stuck resource never keeps the rest alive.
+stuck resource never keeps the rest alive. A cancelled run stops before its next step (or
+inside one, when the step raises `Cancelled`), and that step is the one that failed, with the
+error "cancelled".
 """
 
 import dataclasses
@@ -11,6 +13,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
+
+from github_runner_image_builder.cancel import CANCELLED, NEVER, Cancellation
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +42,10 @@ class Outcome(Generic[S]):
     failed_step: str | None = None
     error: str | None = None
     durations: dict[str, float] = dataclasses.field(default_factory=dict)
-    cleanup_errors: list[str] = dataclasses.field(default_factory=list)
+    cleanup_seconds: float = 0.0
+    cleanup_errors: list[tuple[str, str]] = dataclasses.field(
+        default_factory=list
+    )  # (step, error)
 
     @property
     def ok(self) -> bool:
@@ -51,6 +58,7 @@ def run_pipeline(
     state: S,
     label: str,
     clock: Callable[[], float] = time.monotonic,
+    cancellation: Cancellation = NEVER,
 ) -> Outcome[S]:
     """Run `steps` on `state`, then their cleanups in reverse; never raises for a step's error.
 
@@ -59,6 +67,10 @@ def run_pipeline(
     outcome: Outcome[S] = Outcome(state=state)
     started: list[Step[S]] = []
     for step in steps:
+        if cancellation.requested:
+            outcome.failed_step, outcome.error = step.name, CANCELLED
+            logger.error("%s %s: not started: %s", label, step.name, CANCELLED)
+            break
         started.append(step)
         begin = clock()
         try:
@@ -77,11 +89,13 @@ def run_pipeline(
             break
         outcome.durations[step.name] = clock() - begin
         logger.info("%s %s: done in %.1f s", label, step.name, outcome.durations[step.name])
+    begin = clock()
     for step in reversed(started):
         try:
             step.cleanup(state, not outcome.ok)
         except Exception as exc:
-            message = f"{step.name} cleanup: {exc}"
-            outcome.cleanup_errors.append(message)
-            logger.error("%s %s", label, message)
+            error = str(exc) or type(exc).__name__
+            outcome.cleanup_errors.append((f"{step.name} cleanup", error))
+            logger.error("%s %s cleanup: %s", label, step.name, error)
+    outcome.cleanup_seconds = clock() - begin
     return outcome

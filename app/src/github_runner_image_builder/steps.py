@@ -3,6 +3,8 @@
 base-image → security-group → server → wait → snapshot → verify → copy → prune; the clean-ups
 then delete the test server and its group, the snapshot when it was only a transit copy (or the
 build failed, verification included), the builder server, and its security group, in that order.
+Every wait goes through the run's one `Poller` (see `RunContext`), and every run-side wait stops
+at a cancellation.
 """
 
 import dataclasses
@@ -18,21 +20,23 @@ from github_runner_image_builder import (
     choice,
     contract,
     copying,
+    lifecycle,
     marker,
     platforms,
     userdata,
     verification,
 )
 from github_runner_image_builder import revisions as rev
+from github_runner_image_builder.cancel import NEVER, Cancellation
 from github_runner_image_builder.cloud import Cloud, ImageInfo
 from github_runner_image_builder.pipeline import Step
+from github_runner_image_builder.poller import Poller
 from github_runner_image_builder.report import Failure, ImageResult
 from image_builder_contract import names, rules
 
 logger = logging.getLogger(__name__)
 
 CONSOLE_TAIL_LINES = 25
-DELETE_TIMEOUT = 300.0
 GROUP_DELETE_TIMEOUT = 60.0
 
 
@@ -60,16 +64,36 @@ class BuildOptions:
     runner_version: str | None = None
     script_url: str | None = None
     script_secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    proxy: str | None = None
+    proxy: str | None = None  # may carry credentials: never logged, never in argv
+    runner_binary_repo: str = platforms.UPSTREAM_RUNNER_REPO
     timeout: float = 3600.0
     cloud_images_url: str = "https://cloud-images.ubuntu.com"
+    boot_retry: lifecycle.BootRetry = dataclasses.field(default_factory=lifecycle.BootRetry)
     verify: bool = True
     verify_script_url: str | None = None
     verify_timeout: float = 1200.0
 
+    def secret_values(self) -> dict[str, str]:
+        """Return what no report may show: the script secrets and the proxy's credentials."""
+        found = dict(self.script_secrets)
+        if self.proxy:
+            proxy_parts = rules.proxy_secrets(self.proxy)
+            found.update({f"proxy {index}": part for index, part in enumerate(proxy_parts)})
+        return found
+
     def targets(self) -> tuple[str, ...]:
         """Return the clouds that get the image: the upload clouds, or the build cloud."""
         return self.upload_clouds or (self.cloud,)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What every build of one run shares: the poller, the cancellation flag, and time."""
+
+    poller: Poller
+    cancellation: Cancellation = NEVER
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclasses.dataclass
@@ -81,8 +105,10 @@ class BuildState:
     nonce: str
     clouds: Mapping[str, Cloud]  # by name: the build cloud and every upload cloud
     base_image_id: str | None = None
+    base_image_sha256: str = ""  # the upstream SHA256 the base image carries
     group_id: str | None = None
     server_id: str | None = None
+    server_deleting: bool = False  # its deletion was asked for already
     snapshot_id: str | None = None
     properties: dict[str, str] = dataclasses.field(default_factory=dict)
     # Planted by the builder's user-data next to the secrets; the verification looks for it.
@@ -110,7 +136,8 @@ class BuildState:
 
 def _redact(text: str, secrets: Mapping[str, str]) -> str:
     """Return `text` with every secret value replaced, for console output we report."""
-    for value in secrets.values():
+    # Longest first: a proxy URL goes whole before its password alone.
+    for value in sorted(secrets.values(), key=len, reverse=True):
         if value:
             text = text.replace(value, "***")
     return text
@@ -121,29 +148,13 @@ def _name(options: BuildOptions, state: BuildState, kind: str) -> str:
     return names.resource_name(options.prefix, kind, state.base, state.arch, state.nonce)
 
 
-def delete_server(
-    cloud: Cloud, server_id: str, sleep: Callable[[float], None], clock: Callable[[], float]
-) -> None:
-    """Delete a server and wait until it is gone, so its port frees its security group."""
-    cloud.delete_server(server_id)
-    backoff.poll_until(
-        lambda: True if cloud.server_state(server_id) is None else None,
-        DELETE_TIMEOUT,
-        f"server {server_id} to be deleted",
-        sleep=sleep,
-        clock=clock,
-    )
-
-
-def delete_security_group(
-    cloud: Cloud, group_id: str, sleep: Callable[[float], None], clock: Callable[[], float]
-) -> None:
+def delete_security_group(cloud: Cloud, group_id: str, context: RunContext) -> None:
     """Delete a group; retried a while, as Neutron may release the server's port late."""
     backoff.retry(
         lambda: cloud.delete_security_group(group_id),
         GROUP_DELETE_TIMEOUT,
-        sleep=sleep,
-        clock=clock,
+        sleep=context.sleep,
+        clock=context.clock,
     )
 
 
@@ -155,14 +166,18 @@ class BaseImageStep:
     name: str = "base-image"
 
     def run(self, state: BuildState) -> None:
-        """Find or fetch the base image."""
+        """Find or fetch the base image; note its upstream SHA256 for the image's properties."""
+        cloud = state.clouds[self.options.cloud]
         state.base_image_id, _ = baseimage.ensure_base_image(
-            state.clouds[self.options.cloud],
+            cloud,
             self.options.cloud_images_url,
             self.options.prefix,
             state.base,
             state.arch,
         )
+        # Read now, not at snapshot time: the snapshot follows the guest's power-off at once.
+        base = cloud.get_image(state.base_image_id)
+        state.base_image_sha256 = base.properties.get(baseimage.UPSTREAM_SHA256, "")
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Nothing: a current base image is worth keeping, and a failed upload deletes itself."""
@@ -173,8 +188,7 @@ class SecurityGroupStep:
     """A security group of the builder's own, with no ingress rule: nothing may reach in."""
 
     options: BuildOptions
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    context: RunContext
     name: str = "security-group"
 
     def run(self, state: BuildState) -> None:
@@ -188,22 +202,24 @@ class SecurityGroupStep:
         """Delete the group; retried a while, as Neutron may release the server's port late."""
         if state.group_id:
             cloud = state.clouds[self.options.cloud]
-            delete_security_group(cloud, state.group_id, self.sleep, self.clock)
+            delete_security_group(cloud, state.group_id, self.context)
             state.group_id = None
 
 
 @dataclasses.dataclass
 class ServerStep:
-    """Boot the builder server from the base image with the rendered user-data."""
+    """Boot the builder server from the base image with the rendered user-data.
+
+    Done once the server has left BUILD; after "No valid host" it is booted again (lifecycle).
+    """
 
     options: BuildOptions
     render: Renderer
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    context: RunContext
     name: str = "server"
 
     def run(self, state: BuildState) -> None:
-        """Choose flavor and network, render the user-data and boot."""
+        """Choose flavor and network, render the user-data, boot and wait for the boot."""
         cloud = state.clouds[self.options.cloud]
         flavor = choice.choose_flavor(cloud.flavors(), self.options.flavor)
         network = choice.choose_network(cloud.networks(), self.options.network)
@@ -216,27 +232,52 @@ class ServerStep:
                 script_url=self.options.script_url,
                 script_secrets=self.options.script_secrets,
                 proxy=self.options.proxy,
+                runner_binary_repo=self.options.runner_binary_repo,
                 canary=state.canary,
             )
         )
         if state.base_image_id is None or state.group_id is None:
             raise StepError("no base image or security group to boot with")
         logger.info("%s server: flavor %s, network %s", state.label, flavor.name, network.name)
-        state.server_id = cloud.create_server(
-            _name(self.options, state, "builder"),
-            image_id=state.base_image_id,
-            flavor_id=flavor.id,
-            network_id=network.id,
-            security_group_id=state.group_id,
-            user_data=user_data,
-            metadata={"grib_nonce": state.nonce},
+        image_id, group_id = state.base_image_id, state.group_id
+
+        def create() -> str:
+            return cloud.create_server(
+                _name(self.options, state, "builder"),
+                image_id=image_id,
+                flavor_id=flavor.id,
+                network_id=network.id,
+                security_group_id=group_id,
+                user_data=user_data,
+                metadata={"grib_nonce": state.nonce},
+            )
+
+        def record(server_id: str | None) -> None:
+            state.server_id = server_id
+
+        lifecycle.boot(
+            cloud,
+            self.context.poller,
+            create,
+            record,
+            timeout=self.options.timeout,
+            label=state.label,
+            retry=self.options.boot_retry,
+            cancellation=self.context.cancellation,
+            sleep=self.context.sleep,
+            clock=self.context.clock,
         )
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the server and wait until it is gone, so its port frees the security group."""
         if not state.server_id:
             return
-        delete_server(state.clouds[self.options.cloud], state.server_id, self.sleep, self.clock)
+        lifecycle.delete(
+            state.clouds[self.options.cloud],
+            self.context.poller,
+            state.server_id,
+            asked=state.server_deleting,
+        )
         state.server_id = None
 
 
@@ -253,32 +294,15 @@ def judge_console(console: str | None, nonce: str, secrets: Mapping[str, str]) -
 
 
 def wait_for_console(
-    cloud: Cloud,
-    server_id: str,
-    timeout: float,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    cloud: Cloud, context: RunContext, server_id: str, timeout: float
 ) -> str | None:
     """Wait for a guest to power itself off and return its console log (None: the cloud has none).
 
-    The one completion path of every server a build boots (builder and test server): poll for
-    SHUTOFF; ERROR, disappearance or timeout fail with StepError.
+    The one completion path of every server a build boots (builder and test server), through
+    the run's poller: ERROR, disappearance or timeout raise `lifecycle.ServerError`; a
+    cancellation raises `Cancelled` at the next tick.
     """
-
-    def shut_off() -> bool | None:
-        current = cloud.server_state(server_id)
-        if current is None:
-            raise StepError(f"server {server_id} disappeared while running")
-        if current.status == "ERROR":
-            raise StepError(f"server {server_id} went to ERROR: {current.fault or 'no fault'}")
-        return True if current.status == "SHUTOFF" else None
-
-    try:
-        backoff.poll_until(
-            shut_off, timeout, f"server {server_id} to shut off", sleep=sleep, clock=clock
-        )
-    except backoff.WaitTimeoutError as exc:
-        raise StepError(str(exc)) from exc
+    lifecycle.wait_for_power_off(context.poller, server_id, timeout, context.cancellation)
     return cloud.console_output(server_id)
 
 
@@ -287,8 +311,7 @@ class WaitStep:
     """Wait for the guest to power itself off, then read its verdict from the console log."""
 
     options: BuildOptions
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    context: RunContext
     name: str = "wait"
 
     def run(self, state: BuildState) -> None:
@@ -296,10 +319,8 @@ class WaitStep:
         cloud = state.clouds[self.options.cloud]
         if state.server_id is None:
             raise StepError("no server to wait for")
-        console = wait_for_console(
-            cloud, state.server_id, self.options.timeout, self.sleep, self.clock
-        )
-        judge_console(console, state.nonce, self.options.script_secrets)
+        console = wait_for_console(cloud, self.context, state.server_id, self.options.timeout)
+        judge_console(console, state.nonce, self.options.secret_values())
         state.builder_facts = marker.parse_facts(console or "", state.nonce)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
@@ -310,18 +331,17 @@ def image_properties(
     options: BuildOptions, state: BuildState, now: datetime.datetime
 ) -> dict[str, str]:
     """Return the Glance properties every copy of the built image carries."""
-    base_sha = ""
-    if state.base_image_id:
-        base = state.clouds[options.cloud].get_image(state.base_image_id)
-        base_sha = base.properties.get(baseimage.UPSTREAM_SHA256, "")
     return {
         **baseimage.base_properties(state.base, state.arch),
         "grib_base": state.base.codename,
         "grib_arch": state.arch.github,
         "grib_runner_version": options.runner_version or "latest",
+        "grib_runner_binary_repo": options.runner_binary_repo,
+        # The Ubuntu cloud image serial the build was pinned to, or "current".
+        "grib_base_serial": state.base.serial or "current",
         rev.BUILT_BY_US: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "grib_base_image_id": state.base_image_id or "",
-        "grib_base_image_sha256": base_sha,
+        "grib_base_image_sha256": state.base_image_sha256,
     }
 
 
@@ -330,8 +350,7 @@ class SnapshotStep:
     """Snapshot the stopped server and wait for the image to become active."""
 
     options: BuildOptions
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    context: RunContext
     now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.timezone.utc)
     name: str = "snapshot"
 
@@ -345,22 +364,30 @@ class SnapshotStep:
         state.snapshot_id = cloud.snapshot_server(state.server_id, name, state.properties)
         snapshot_id = state.snapshot_id
 
-        def active() -> bool | None:
-            status = cloud.get_image(snapshot_id).status
+        def active(status: str | None) -> bool | None:
+            if status is None:
+                raise StepError(f"snapshot {snapshot_id} vanished")
             if status in ("killed", "deleted", "deactivated"):
                 raise StepError(f"snapshot {snapshot_id} is {status}")
             return True if status == "active" else None
 
         try:
-            backoff.poll_until(
+            self.context.poller.wait_image(
+                snapshot_id,
                 active,
                 self.options.timeout,
                 f"snapshot {snapshot_id} to become active",
-                sleep=self.sleep,
-                clock=self.clock,
+                self.context.cancellation,
             )
         except backoff.WaitTimeoutError as exc:
             raise StepError(str(exc)) from exc
+        # The builder has served its purpose: its deletion runs while the image is copied,
+        # and the server step's cleanup only waits for it to be gone.
+        try:
+            cloud.delete_server(state.server_id)
+            state.server_deleting = True
+        except Exception as exc:
+            logger.warning("%s snapshot: could not delete the builder yet: %s", state.label, exc)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the snapshot when the build failed or it was only a transit copy."""
@@ -389,8 +416,7 @@ class VerifyStep:
     """
 
     options: BuildOptions
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    context: RunContext
     name: str = "verify"
 
     def run(self, state: BuildState) -> None:
@@ -408,21 +434,43 @@ class VerifyStep:
         flavor = choice.choose_flavor(cloud.flavors(), self.options.flavor)
         network = choice.choose_network(cloud.networks(), self.options.network)
         user_data = verification.render_verify_user_data(options)
+        # `<prefix>-verify-…`: the poller's server list and `clean` both see it.
         name = _name(self.options, state, "verify")
         state.verify_group_id = cloud.create_security_group(
             name, "github-runner-image-builder test server: no ingress"
         )
-        state.verify_server_id = cloud.create_server(
-            name,
-            image_id=state.snapshot_id,
-            flavor_id=flavor.id,
-            network_id=network.id,
-            security_group_id=state.verify_group_id,
-            user_data=user_data,
-            metadata={"grib_nonce": options.nonce},
+        image_id, group_id = state.snapshot_id, state.verify_group_id
+
+        def create() -> str:
+            return cloud.create_server(
+                name,
+                image_id=image_id,
+                flavor_id=flavor.id,
+                network_id=network.id,
+                security_group_id=group_id,
+                user_data=user_data,
+                metadata={"grib_nonce": options.nonce},
+            )
+
+        def record(server_id: str | None) -> None:
+            state.verify_server_id = server_id
+
+        # One time limit for the whole verification: boot (and boots again), run, power-off.
+        deadline = self.context.clock() + self.options.verify_timeout
+        server_id = lifecycle.boot(
+            cloud,
+            self.context.poller,
+            create,
+            record,
+            timeout=self.options.verify_timeout,
+            label=f"{state.label} verify",
+            retry=self.options.boot_retry,
+            cancellation=self.context.cancellation,
+            sleep=self.context.sleep,
+            clock=self.context.clock,
         )
         console = wait_for_console(
-            cloud, state.verify_server_id, self.options.verify_timeout, self.sleep, self.clock
+            cloud, self.context, server_id, max(0.0, deadline - self.context.clock())
         )
         try:
             report = verification.judge(console, options)
@@ -467,10 +515,10 @@ class VerifyStep:
         """Delete the test server, then its group, whatever happened."""
         cloud = state.clouds[self.options.cloud]
         if state.verify_server_id:
-            delete_server(cloud, state.verify_server_id, self.sleep, self.clock)
+            lifecycle.delete(cloud, self.context.poller, state.verify_server_id)
             state.verify_server_id = None
         if state.verify_group_id:
-            delete_security_group(cloud, state.verify_group_id, self.sleep, self.clock)
+            delete_security_group(cloud, state.verify_group_id, self.context)
             state.verify_group_id = None
 
 
@@ -479,6 +527,7 @@ class CopyStep:
     """Copy the snapshot to every upload cloud at once; fail only when no cloud got it."""
 
     options: BuildOptions
+    context: RunContext
     name: str = "copy"
 
     def run(self, state: BuildState) -> None:
@@ -498,11 +547,20 @@ class CopyStep:
                 ", ".join(others),
                 copying.memory_bound() // 2**20,
             )
-            results = copying.copy_image(build_cloud, source, others, properties=state.properties)
+            results = copying.copy_image(
+                build_cloud,
+                source,
+                others,
+                properties=state.properties,
+                cancellation=self.context.cancellation,
+            )
             for cloud_name, result in results.items():
                 if isinstance(result, ImageInfo):
                     state.copies[cloud_name] = result.id
-                else:
+            # A cancelled copy fails every cloud: that is the cancellation, not one cloud's fault.
+            self.context.cancellation.check()
+            for cloud_name, result in results.items():
+                if not isinstance(result, ImageInfo):
                     state.fail(cloud_name, self.name, str(result) or type(result).__name__)
         if not state.copies:
             raise StepError("the image reached no upload cloud")
@@ -560,19 +618,16 @@ class PruneStep:
 
 
 def build_steps(
-    options: BuildOptions,
-    render: Renderer,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    options: BuildOptions, render: Renderer, context: RunContext
 ) -> Sequence[Step[BuildState]]:
     """Return the steps of one build, in order."""
     return [
         BaseImageStep(options),
-        SecurityGroupStep(options, sleep=sleep, clock=clock),
-        ServerStep(options, render, sleep=sleep, clock=clock),
-        WaitStep(options, sleep=sleep, clock=clock),
-        SnapshotStep(options, sleep=sleep, clock=clock),
-        VerifyStep(options, sleep=sleep, clock=clock),
-        CopyStep(options),
+        SecurityGroupStep(options, context),
+        ServerStep(options, render, context),
+        WaitStep(options, context),
+        SnapshotStep(options, context),
+        VerifyStep(options, context),
+        CopyStep(options, context),
         PruneStep(options),
     ]

@@ -41,9 +41,15 @@ HOSTNAME = "github-runner"
 
 # focal's archive has no gh and jammy's is years old (2.4): use cli.github.com's repository.
 _GH_FROM_GITHUB: frozenset[str] = frozenset({"focal", "jammy"})
-# The serial port a Nova (libvirt) console log records, per architecture: ttyS0 on x86, the
-# PL011 UART on the aarch64 `virt` machine. The script falls back to /dev/console.
-_SERIAL_CONSOLE: Mapping[str, str] = {"amd64": "/dev/ttyS0", "arm64": "/dev/ttyAMA0"}
+# The serial port a Nova (libvirt) console log records, per VM architecture: ttyS0 on x86, the
+# PL011 UART on the aarch64 `virt` machine, the SCLP console on s390x, the hypervisor console on
+# POWER. The script falls back to /dev/console.
+_SERIAL_CONSOLE: Mapping[str, str] = {
+    "amd64": "/dev/ttyS0",
+    "arm64": "/dev/ttyAMA0",
+    "s390x": "/dev/ttysclp0",
+    "ppc64el": "/dev/hvc0",
+}
 
 # Nova rejects user-data longer than 65535 bytes once base64-encoded.
 MAX_USER_DATA_BASE64 = 65535
@@ -62,8 +68,11 @@ class UserDataOptions:
         runner_version: the GitHub Actions runner version (2.321.0); None for the latest.
         script_url: an https URL of a script to run as root at the end of the build.
         script_secrets: environment variable name -> value, given to that script only.
-        proxy: an HTTP proxy (host:port or http(s)://host:port) for apt, snap, docker and the
-            environment, kept in the image.
+        proxy: an HTTP proxy (host:port or http(s)://[user:password@]host:port) for apt,
+            snap, docker and the build's environment; the cleanup removes it before the
+            snapshot, so its credentials stay out of the image.
+        runner_binary_repo: the GitHub repository (owner/name) whose releases carry the
+            runner tarballs.
         canary: a random value planted where the secrets are (the user-data, the script's
             environment); the verification guest looks for it on the whole disk.
 
@@ -76,12 +85,16 @@ class UserDataOptions:
     script_url: str | None = None
     script_secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
     proxy: str | None = None
+    runner_binary_repo: str = platforms.UPSTREAM_RUNNER_REPO
     canary: str = dataclasses.field(default_factory=lambda: token_hex(16))
 
     def __post_init__(self) -> None:
         """Reject options the script could not use, naming the option and the fix."""
         platforms.check_runner_base(self.base)
-        platforms.check_runner_arch(self.arch)
+        if self.arch.vm_ubuntu not in _SERIAL_CONSOLE:
+            raise ValueError(f"unsupported architecture {self.arch.github!r}")
+        platforms.check_pair(self.base, self.arch)
+        platforms.check_runner_repo(self.runner_binary_repo, self.arch)
         if not _NONCE.fullmatch(self.nonce):
             raise ValueError(
                 f"invalid nonce {self.nonce!r}: expected 8-64 lowercase hex digits "
@@ -156,8 +169,11 @@ def render_user_data(options: UserDataOptions) -> str:
             nonce=options.nonce,
             hostname=HOSTNAME,
             base=options.base.codename,
-            deb_arch=options.arch.ubuntu,
+            deb_arch=options.arch.vm_ubuntu,
             runner_arch=options.arch.github,
+            runner_repo=options.runner_binary_repo,
+            foreign_arch=options.arch.ubuntu if options.arch.vm else "",
+            npm_packages=contract.NPM_PACKAGES,
             runner_version=(
                 rules.normalize_runner_version(options.runner_version)
                 if options.runner_version
@@ -166,7 +182,7 @@ def render_user_data(options: UserDataOptions) -> str:
             proxy=rules.normalize_proxy(options.proxy) if options.proxy else "",
             script_url=options.script_url or "",
             secrets=secrets,
-            packages=contract.PACKAGES,
+            packages=contract.packages(options.base.codename, options.arch.ubuntu),
             snaps=contract.SNAPS,
             runner_dir=contract.RUNNER_DIR,
             user=contract.USER,
@@ -188,7 +204,7 @@ def render_user_data(options: UserDataOptions) -> str:
 
 def serial_console(arch: platforms.Arch) -> str:
     """Return the serial device a Nova console log records for this architecture."""
-    return _SERIAL_CONSOLE[arch.ubuntu]
+    return _SERIAL_CONSOLE[arch.vm_ubuntu]
 
 
 def check_length(text: str) -> None:

@@ -128,7 +128,7 @@ def render_verify_user_data(options: VerifyOptions) -> str:
             user=contract.USER,
             runner_alias=contract.RUNNER_ALIAS,
             user_groups=contract.USER_GROUPS,
-            packages=contract.PACKAGES,
+            packages=contract.packages(options.base.codename, options.arch.ubuntu),
             snaps=[s.name for s in contract.SNAPS],
             tools=contract.TOOLS,
             services=contract.SERVICES,

@@ -26,8 +26,13 @@ def image_name(prefix: str, base: Base, arch: Arch) -> str:
 
 
 def base_image_name(prefix: str, base: Base, arch: Arch) -> str:
-    """Return the name of the Ubuntu cloud image the builds of (base, arch) boot from."""
-    return f"{prefix}-base-{base.codename}-{arch.ubuntu}"
+    """Return the name of the Ubuntu cloud image the builds of (base, arch) boot from.
+
+    A pinned serial is part of it, so a pin never replaces the current base image (nor the
+    other way round); the VM's architecture names it (armhf images build on arm64).
+    """
+    serial = f"-{base.serial}" if base.serial else ""
+    return f"{prefix}-base-{base.codename}{serial}-{arch.vm_ubuntu}"
 
 
 # The kinds of temporary servers and security groups a build names `<prefix>-<kind>-…`: the

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 # Script secrets reach the CLI as environment variables SECRET_ENV_PREFIX + <NAME>.
 SECRET_ENV_PREFIX = "IMAGE_BUILDER_SECRET_"  # noqa: S105 - a name prefix, not a secret
+# The CLI reads the build's proxy from here: it may carry credentials, so never in argv.
+PROXY_ENV = "IMAGE_BUILDER_PROXY"
 # Names the build script or the shell itself depends on: a secret may not replace them.
 RESERVED_SECRET_NAMES: frozenset[str] = frozenset(
     {"PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH"}
@@ -23,6 +25,9 @@ _HOSTNAME = re.compile(
     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
+# RFC 3986 userinfo: unreserved, percent-encoded, sub-delims and ":"; no quote or backslash can
+# then break the apt and systemd files the proxy is written into.
+_USERINFO = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})+")
 
 
 def split_list(text: str) -> list[str]:
@@ -124,17 +129,33 @@ def secret_environment(content: Mapping[str, str]) -> dict[str, str]:
 
 
 def normalize_proxy(proxy: str) -> str:
-    """Return a proxy as the URL apt, snap, docker and the environment take (http://host:port)."""
+    """Return a proxy as the URL apt, snap, docker and the environment take (http://host:port).
+
+    Credentials (http://user:password@host:port) are kept: the build uses them and its cleanup
+    removes the proxy before the snapshot. Error messages show the proxy without them.
+    """
     text = proxy.strip()
     candidate = text if "://" in text else f"http://{text}"
     problem = proxy_problem(candidate)
     if problem:
         raise ValueError(
             f"invalid proxy {redact_url(proxy)!r}: {problem}; expected host:port or "
-            "http://host:port"
+            "http://[user:password@]host:port"
         )
     parts = urllib.parse.urlsplit(candidate)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def proxy_secrets(proxy: str) -> tuple[str, ...]:
+    """Return the strings of a valid proxy that reveal its credentials, for redaction."""
+    url = normalize_proxy(proxy)
+    userinfo = urllib.parse.urlsplit(url).netloc.rpartition("@")[0]
+    if not userinfo:
+        return ()
+    password = userinfo.partition(":")[2]
+    decoded = (urllib.parse.unquote(userinfo), urllib.parse.unquote(password))
+    found = (proxy.strip(), url, userinfo, password, *decoded)
+    return tuple(v for v in dict.fromkeys(found) if v)
 
 
 def redact_url(url: str) -> str:
@@ -161,8 +182,11 @@ def proxy_problem(url: str) -> str | None:
     problem: str | None = None
     if parts.scheme not in ("http", "https"):
         problem = f"scheme {parts.scheme!r} is not http or https"
-    elif parts.username is not None or parts.password is not None:
-        problem = "it carries credentials, which would stay in the image"
+    elif "@" in parts.netloc and not _USERINFO.fullmatch(parts.netloc.rsplit("@", 1)[0]):
+        problem = (
+            "its user name or password holds characters a URL cannot carry as they are; "
+            "percent-encode them"
+        )
     elif parts.path not in ("", "/") or parts.query or parts.fragment:
         problem = "it has a path, query or fragment"
     elif not hostname or not _valid_host(hostname, parts.netloc):

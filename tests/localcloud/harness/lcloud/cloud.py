@@ -149,7 +149,10 @@ class LocalCloud:
         guest.write_scripts(self.state, scripts)
 
     def set_fault(self, proxy: str, mode: str | None) -> None:
-        """Switch a fault on a proxy ("keystone", "glance-<cloud>") on ("down"/"503") or off."""
+        """Switch a fault on a proxy on ("down", "503", "reset", maybe counted: "503 2") or off.
+
+        Proxies: "keystone", "glance-<cloud>", "nova-<build cloud>", "neutron-<build cloud>".
+        """
         guest.set_fault(self.state, proxy, mode)
 
     def cli_env(self) -> dict[str, str]:
@@ -201,6 +204,10 @@ class LocalCloud:
         self.proxies["keystone"] = self._proxy("keystone", ports.keystone)
         for cloud in (self.BUILD, *self.UPLOAD_CLOUDS):
             self.proxies[f"glance-{cloud}"] = self._proxy(f"glance-{cloud}", ports.glance)
+        # The build cloud alone sees Nova and Neutron through proxies of its own: the services'
+        # own calls to each other stay direct, so a fault hits only the CLI.
+        self.proxies[f"nova-{self.BUILD}"] = self._proxy(f"nova-{self.BUILD}", ports.nova)
+        self.proxies[f"neutron-{self.BUILD}"] = self._proxy(f"neutron-{self.BUILD}", ports.neutron)
 
         keystone_ready = threading.Event()
         placement_ready = threading.Event()
@@ -353,7 +360,7 @@ class LocalCloud:
         self.timings[f"{name}_up"] = time.monotonic() - began
 
     def _proxy(self, name: str, upstream: int) -> FaultProxy:
-        return FaultProxy(upstream, lambda: guest.fault(self.state, name))
+        return FaultProxy(upstream, lambda: guest.take_fault(self.state, name))
 
     def _write_configs(self, layout: configs.Layout) -> None:
         s = self.state
@@ -399,10 +406,15 @@ class LocalCloud:
                 "identity_api_version": 3,
                 "interface": "public",
             }
-            proxy = self.proxies.get(f"glance-{account.cloud}")
-            if proxy:
-                # This cloud sees Glance through its own proxy, so a fault can hit it alone.
-                entry["image_endpoint_override"] = f"http://127.0.0.1:{proxy.port}"
+            # This cloud sees a service through its own proxy, so a fault can hit it alone.
+            for service, key, path in (
+                ("glance", "image_endpoint_override", ""),
+                ("nova", "compute_endpoint_override", "/v2.1"),
+                ("neutron", "network_endpoint_override", "/v2.0"),
+            ):
+                proxy = self.proxies.get(f"{service}-{account.cloud}")
+                if proxy:
+                    entry[key] = f"http://127.0.0.1:{proxy.port}{path}"
             clouds[account.cloud] = entry
         return {"clouds": clouds}
 

@@ -32,9 +32,14 @@ class CloudImagesMirror:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
-    def publish(self, codename: str, arch: str, revision: str = "1", size: int = 0) -> str:
-        """Write (or replace) one image and its checksum line; return its sha256."""
-        directory = self.root / codename / "current"
+    def publish(
+        self, codename: str, arch: str, revision: str = "1", size: int = 0, serial: str = ""
+    ) -> str:
+        """Write (or replace) one image and its checksum line; return its sha256.
+
+        With `serial`, in that serial's directory (as upstream keeps every published serial).
+        """
+        directory = self.root / codename / (serial or "current")
         directory.mkdir(parents=True, exist_ok=True)
         name = f"{codename}-server-cloudimg-{arch}.img"
         payload = {"distro": "ubuntu", "codename": codename, "arch": arch, "revision": revision}

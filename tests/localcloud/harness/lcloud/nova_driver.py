@@ -28,6 +28,7 @@ from typing import Any
 from nova import exception
 from nova.compute import power_state, task_states
 from nova.image import glance
+from nova.objects import fields
 from nova.virt import event as virtevent
 from nova.virt import fake
 from oslo_log import log as logging
@@ -81,6 +82,17 @@ class GuestDriver(fake.FakeDriver):  # type: ignore[misc]
 
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi, read_only)
+        # One host that runs every architecture the builder supports, so that Nova's image
+        # properties filter lets images of each (Glance `architecture`) boot here.
+        self.host_status_base["supported_instances"] = [
+            (arch, fields.HVType.FAKE, fields.VMMode.HVM)
+            for arch in (
+                fields.Architecture.X86_64,
+                fields.Architecture.AARCH64,
+                fields.Architecture.S390X,
+                fields.Architecture.PPC64LE,
+            )
+        ]
         self._consoles: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._images = glance.API()
@@ -114,11 +126,20 @@ class GuestDriver(fake.FakeDriver):  # type: ignore[misc]
         script = guest.script_for(STATE_DIR, instance.display_name or "")
         if script.outcome == "error":
             raise exception.NovaException("scripted guest: boot failed")
+        if guest.count_boot(STATE_DIR, script.match) < script.no_valid_host:
+            # What a busy cloud's scheduler says; aborted here, so Nova does not reschedule.
+            raise exception.BuildAbortException(
+                instance_uuid=instance.uuid,
+                reason="No valid host was found. There are not enough hosts available.",
+            )
         super().spawn(
             context, instance, image_meta, injected_files, admin_password, allocations,
             network_info, block_device_info, power_on, accel_info,
         )  # fmt: skip
         user_data = _user_data(instance)
+        # Kept for tests that check what the real CLI rendered for this server.
+        (STATE_DIR / "user-data").mkdir(exist_ok=True)
+        (STATE_DIR / "user-data" / f"{instance.display_name}.sh").write_text(user_data)
         verifying = _ours(instance.image_ref)
         self._event("verify-spawn" if verifying else "spawn", instance.uuid, instance.display_name)
         self._console(instance.uuid, f"[    0.000000] Linux localcloud {instance.display_name}")

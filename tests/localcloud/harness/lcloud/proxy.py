@@ -6,11 +6,14 @@ the others do not. The fault mode is read from the state directory for every new
   down        — the connection is closed at once (the service is unreachable);
   503         — every request gets "503 Service Unavailable";
   503-upload  — only image data uploads (PUT …/file, …/stage, POST …/import) get 503,
-                so the image record exists and is left `queued` unless the client cleans up.
+                so the image record exists and is left `queued` unless the client cleans up;
+  reset       — the request is read, then the connection is reset without an answer.
+A mode followed by a count ("503 2") hits only that many new connections (`guest.take_fault`).
 """
 
 import contextlib
 import socket
+import struct
 import threading
 from collections.abc import Callable
 
@@ -53,6 +56,9 @@ class FaultProxy:
         if mode == "503":
             self._refuse(client)
             return
+        if mode == "reset":
+            self._reset(client)
+            return
         if mode == "503-upload":
             self._filter_uploads(client)
             return
@@ -69,6 +75,13 @@ class FaultProxy:
         with client, contextlib.suppress(OSError):
             if _read_head(client) is not None:
                 client.sendall(_RESPONSE_503)
+
+    @staticmethod
+    def _reset(client: socket.socket) -> None:
+        with client, contextlib.suppress(OSError):
+            if _read_head(client) is not None:
+                # SO_LINGER 0: close() sends a RST, the client sees "connection reset by peer".
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def _filter_uploads(self, client: socket.socket) -> None:
         """Inspect one request per connection: refuse uploads, forward the rest.

@@ -17,18 +17,33 @@ STATE = Path(os.environ.get("GRIB_LC_STATE", "."))
 
 
 def _serialise_sqlite() -> None:
-    """Make every sqlite transaction take the write lock up front (BEGIN IMMEDIATE).
+    """Make a thread's outermost sqlite transaction take the write lock up front.
 
     A deferred transaction that reads and then writes while another connection writes gets
     "database is locked" at once, without waiting: sqlite cannot let it upgrade. Nova's
-    threads do exactly that. Taking the lock at BEGIN lets the busy timeout queue them
-    instead. This is SQLAlchemy's documented recipe for pysqlite, applied to every engine.
+    threads do exactly that. Taking the lock at BEGIN (BEGIN IMMEDIATE) lets the busy timeout
+    queue them instead; this is SQLAlchemy's documented recipe for pysqlite.
+
+    A transaction that a thread opens while it already holds one on the same database is
+    different: it can only be an independent reader (Placement re-reads a resource provider
+    in one when two allocation writes race). Were it IMMEDIATE, it would wait for the write
+    lock its own thread holds, time out after the busy timeout, and Placement would answer
+    500, which Nova reports as "No valid host was found". It starts deferred instead: a
+    reader may read while another connection holds the write lock.
     """
     import sqlite3
 
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
+
+    open_here = threading.local()  # database URL -> transactions this thread has open on it
+
+    def _depths() -> dict[str, int]:
+        if not hasattr(open_here, "depths"):
+            open_here.depths = {}
+        depths: dict[str, int] = open_here.depths
+        return depths
 
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         if isinstance(dbapi_connection, sqlite3.Connection):
@@ -39,13 +54,29 @@ def _serialise_sqlite() -> None:
     # runs first (class-level listeners precede the engine's own) and sets that marker.
     def _begin(connection: Any) -> None:
         if connection.dialect.name == "sqlite" and "in_transaction" not in connection.info:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            connection.info["in_transaction"] = True
+            database = str(connection.engine.url)
+            depths = _depths()
+            nested = depths.get(database, 0) > 0
+            connection.exec_driver_sql("BEGIN" if nested else "BEGIN IMMEDIATE")
+            connection.info["in_transaction"] = database
+            depths[database] = depths.get(database, 0) + 1
 
     def _end(connection: Any) -> None:
-        connection.info.pop("in_transaction", None)
+        _forget(connection.info)
+
+    def _forget(info: dict[str, Any]) -> None:
+        database = info.pop("in_transaction", None)
+        if database is not None:
+            depths = _depths()
+            depths[database] = max(0, depths.get(database, 0) - 1)
+
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        # A connection returned to the pool mid-transaction (an error path) ends it too.
+        if record is not None:
+            _forget(record.info)
 
     event.listen(Pool, "connect", _connect)
+    event.listen(Pool, "checkin", _checkin)
     event.listen(Engine, "begin", _begin)
     event.listen(Engine, "commit", _end)
     event.listen(Engine, "rollback", _end)

@@ -1,0 +1,146 @@
+"""One poller for every server and image of a `build` run: one list call per kind per tick.
+
+Every wait of every build (base x arch) goes through it: a builder booting or powering off, a
+server being gone, a snapshot becoming active; a second kind of server (a verification server)
+is watched the same way. Whichever waiter's tick comes first makes the list call, under a
+lock, and the others read its answer, so the API load is one server list and one image list
+per tick however many builds run, and a change is seen within one tick: a fixed short tick,
+not a growing backoff. The poller owns a connection of its own (openstacksdk connections are
+not shared between threads); the lock serialises its use.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from github_runner_image_builder.backoff import WaitTimeoutError
+from github_runner_image_builder.cancel import NEVER, Cancellation
+from github_runner_image_builder.cloud import Cloud, ServerState
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+TICK = 1.0
+
+
+class _Watch:
+    """The last answer of one list call, and when it was asked for."""
+
+    def __init__(self) -> None:
+        self.answer: dict[str, object] = {}
+        self.asked_at = -math.inf
+
+
+class Poller:
+    """Answers "what is the state of server/image X now" for all builds with shared calls."""
+
+    def __init__(
+        self,
+        cloud: Cloud,
+        server_filter: str,
+        *,
+        tick: float = TICK,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Poll `cloud`; servers are listed with Nova's name filter `server_filter`."""
+        self._cloud = cloud
+        self._server_filter = server_filter
+        self.tick = tick
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._servers = _Watch()
+        self._images = _Watch()
+        self._image_ids: dict[str, int] = {}  # image ID → how many waiters watch it
+        self.calls = 0  # list calls made, for the report
+
+    def wait_server(
+        self,
+        server_id: str,
+        until: Callable[[ServerState | None], T | None],
+        timeout: float,
+        what: str,
+        cancellation: Cancellation = NEVER,
+    ) -> T:
+        """Return `until(state)` once not None; the state is None when the server is gone.
+
+        `until` raises to fail at once (e.g. ERROR); WaitTimeoutError after `timeout` seconds;
+        Cancelled at the next tick once `cancellation` is set.
+        """
+        return self._wait(
+            lambda seen: self._fresh(self._servers, seen, self._list_servers),
+            lambda answer: until(answer.get(server_id)),  # type: ignore[arg-type]
+            timeout,
+            what,
+            cancellation,
+        )
+
+    def wait_image(
+        self,
+        image_id: str,
+        until: Callable[[str | None], T | None],
+        timeout: float,
+        what: str,
+        cancellation: Cancellation = NEVER,
+    ) -> T:
+        """Return `until(status)` once not None; the status is None when the image is gone."""
+        with self._lock:
+            self._image_ids[image_id] = self._image_ids.get(image_id, 0) + 1
+        try:
+            return self._wait(
+                lambda seen: self._fresh(self._images, seen, self._list_images),
+                lambda answer: until(answer.get(image_id)),  # type: ignore[arg-type]
+                timeout,
+                what,
+                cancellation,
+            )
+        finally:
+            with self._lock:
+                self._image_ids[image_id] -= 1
+                if not self._image_ids[image_id]:
+                    del self._image_ids[image_id]
+
+    def _wait(
+        self,
+        fresh: Callable[[float], tuple[dict[str, object], float]],
+        until: Callable[[dict[str, object]], V | None],
+        timeout: float,
+        what: str,
+        cancellation: Cancellation,
+    ) -> V:
+        begin = self._clock()
+        deadline = begin + timeout
+        seen = begin  # only answers asked for after this count
+        while True:
+            now = self._clock()
+            cancellation.pause(max(0.0, min(seen + self.tick, deadline) - now), self._sleep)
+            answer, seen = fresh(seen)
+            result = until(answer)
+            if result is not None:
+                return result
+            if self._clock() >= deadline:
+                raise WaitTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def _fresh(
+        self, watch: _Watch, newer_than: float, ask: Callable[[], dict[str, object]]
+    ) -> tuple[dict[str, object], float]:
+        """Return an answer asked for after `newer_than`: the last one, or a new list call."""
+        with self._lock:
+            if watch.asked_at <= newer_than:
+                asked_at = self._clock()
+                watch.answer = ask()
+                watch.asked_at = asked_at
+                self.calls += 1
+            return watch.answer, watch.asked_at
+
+    def _list_servers(self) -> dict[str, object]:
+        return dict(self._cloud.server_states(self._server_filter))
+
+    def _list_images(self) -> dict[str, object]:
+        return dict(self._cloud.image_statuses(sorted(self._image_ids)))
