@@ -245,7 +245,8 @@ def _runner_binary_repo(config: Mapping[str, ConfigValue]) -> str:
 
 def _check_arch_fits(values: Mapping[str, object]) -> None:
     """Raise when the architecture cannot be built from the runner repository or the bases."""
-    arch_word, repo, bases = values.get("arch"), values.get("runner_binary_repo"), values.get("bases")
+    arch_word, repo = values.get("arch"), values.get("runner_binary_repo")
+    bases = values.get("bases")
     if not isinstance(arch_word, str) or not isinstance(repo, str):
         return  # already reported
     arch = platforms.parse_arch(arch_word)

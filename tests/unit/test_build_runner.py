@@ -125,7 +125,8 @@ def test_cli_overrunning_its_budget_is_stopped_and_its_report_kept(tmp_path: Pat
     cli = _script(
         tmp_path / "cli",
         "def stop(*_):\n"
-        "    print(json.dumps({'images': [], 'failures': [{'base': 'noble', 'arch': 'x64', 'error': 'cancelled'}]}))\n"
+        "    failure = {'base': 'noble', 'arch': 'x64', 'error': 'cancelled'}\n"
+        "    print(json.dumps({'images': [], 'failures': [failure]}))\n"
         "    sys.exit(1)\n"
         "signal.signal(signal.SIGTERM, stop)\n"
         "time.sleep(30)\n",

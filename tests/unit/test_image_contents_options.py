@@ -143,7 +143,9 @@ def test_changing_a_pin_or_the_runner_repository_changes_the_fingerprint() -> No
             "openstack-user-name": "u",
             **config,
         }
-        return state.load_config(values, lambda _id: {"password": "pw"}).fingerprint()
+        return state.load_config(
+            values, lambda _id: {"password": "pw"}, state.ProxyConfig(), "image-builder"
+        ).fingerprint()
 
     plain = fingerprint()
     assert fingerprint(**{"base-image": "noble@20260715"}) != plain
