@@ -25,7 +25,9 @@ def build_argv(ctx: Ctx, machine: Machine, **config: str) -> list[str]:
 
 
 def flag(argv: list[str], name: str) -> str:
-    return argv[argv.index(name) + 1]
+    """Return the value of one `--flag=value` word of a command line the charm wrote."""
+    [value] = [word.split("=", 1)[1] for word in argv if word.startswith(f"{name}=")]
+    return value
 
 
 @pytest.mark.parametrize(
