@@ -159,7 +159,7 @@ def test_secret_keys_that_become_one_variable_block_naming_both(
         (
             "JUJU_CHARM_HTTP_PROXY",
             "juju-http-proxy",
-            "http://user:hunter2\"@squid.internal:3128",
+            'http://user:hunter2"@squid.internal:3128',
             "invalid proxy 'http://***@squid.internal:3128': its user name or password holds",
         ),
         (
