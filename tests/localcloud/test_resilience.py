@@ -185,6 +185,9 @@ def test_the_cli_exits_on_sigint_too(cloud: LocalCloud, images: mirror.CloudImag
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the builder never booted"
             time.sleep(0.5)
+        # Nova's ACTIVE reaches the CLI at its poller's next 1 s tick: give it a few, so the
+        # signal lands in the wait step and not still in the server step.
+        time.sleep(3)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:
