@@ -4,7 +4,7 @@ import pytest
 from ops import testing
 
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import Machine, base_state, emit, image_relation
+from charm_helpers import RUNNERS, Machine, base_state, emit, image_relation
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 
@@ -108,7 +108,7 @@ def test_a_pinned_armhf_image_is_published_under_its_release_and_arch(
     out = emit(ctx, state, "build_finished")
     data: dict[str, str] = dict(out.get_relation(relation.id).local_unit_data)
     assert data["tags"] == "arm,noble"
-    assert data["id"] == "img-runners_runner-noble-1"
+    assert data["id"] == f"img-{RUNNERS}-noble-1"
 
 
 @pytest.mark.parametrize(
