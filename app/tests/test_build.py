@@ -219,9 +219,9 @@ def test_a_cloud_error_at_each_step_is_undone(mirror: str, method: str, step: st
     cloud = FakeCloud("build")
     previous = cloud.add_image("p-noble-x64", qcow2(100))
     cloud.fail[method] = RuntimeError(f"{method} exploded")
-    # The poller's server list also sees the boot (two calls) and, in the clean-up, the server
-    # go: fail it from the call where the step under test makes it.
-    cloud.fail_from = {"server_states": 3}
+    # The run's first server list (authenticating the poller), then the poller's lists of the
+    # boot (two calls) and, in the clean-up, of the server going: fail from the wait step's.
+    cloud.fail_from = {"server_states": 4}
     report = run(options(mirror), {"build": cloud})
     assert report.exit_code == 1
     expected = [(step, "build")]

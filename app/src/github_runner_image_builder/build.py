@@ -75,12 +75,15 @@ def run_builds(
     combos = [(base, arch) for base in options.bases for arch in options.arches]
     # The poller lists the servers of this prefix only: the builders (and any other server
     # kind a step boots) are all named <prefix>-<kind>-...
-    poller = Poller(
-        open_cloud(options.cloud),
-        name_prefix_filter(f"{options.prefix}-"),
-        sleep=sleep,
-        clock=clock,
-    )
+    poll_cloud = open_cloud(options.cloud)
+    server_filter = name_prefix_filter(f"{options.prefix}-")
+    try:
+        # Authenticate the poller's own connection now, while the cloud answers: a Keystone
+        # outage later in the run then cannot blind the waits and the cleanups of its servers.
+        poll_cloud.server_states(server_filter)
+    except Exception as error:
+        logger.warning("the build cloud did not answer a first server list: %s", error)
+    poller = Poller(poll_cloud, server_filter, sleep=sleep, clock=clock)
     context = RunContext(poller, cancellation, sleep, clock)
 
     def one(base: platforms.Base, arch: platforms.Arch) -> tuple[Outcome[BuildState], float]:
