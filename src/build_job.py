@@ -45,11 +45,20 @@ class BuildFailure(pydantic.BaseModel):
     error: str = ""
 
 
+class StepTimes(pydantic.BaseModel):
+    """How long each step of one (base, arch) build took, in seconds (the CLI's `timings`)."""
+
+    base: str
+    arch: str
+    steps: dict[str, float] = {}  # step name (e.g. "verify") -> seconds
+
+
 class CliAnswer(pydantic.BaseModel):
     """What `build` prints on stdout (extra keys of newer CLIs are ignored)."""
 
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
+    timings: list[StepTimes] = []
 
 
 class BuildResult(pydantic.BaseModel):
@@ -61,6 +70,7 @@ class BuildResult(pydantic.BaseModel):
     exit_code: int
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
+    timings: list[StepTimes] = []
     error: str = ""  # the build as a whole failed (crash, timeout, no JSON)
     kind: str = "build"  # "lookup": every image existed already, no build ran
 
