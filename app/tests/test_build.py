@@ -261,6 +261,19 @@ def test_upload_clouds_get_copies_and_the_transit_snapshot_goes(mirror: str) -> 
     assert leftovers(clouds["build"]) == NOTHING
 
 
+def test_both_servers_go_while_the_image_is_copied(mirror: str) -> None:
+    clouds = {"build": FakeCloud("build"), "a": FakeCloud("a")}
+    report = run(options(mirror, upload_clouds=("a",)), clouds)
+    assert report.exit_code == 0, report.failures
+    calls = clouds["build"].calls
+    # Builder and test server: their deletion is asked for before the copy reads the image,
+    # and the test server boots with the builder's flavor and network (no second lookup).
+    download = calls.index("download_image")
+    assert calls[:download].count("delete_server") == 2
+    assert (calls.count("flavors"), calls.count("networks")) == (1, 1)
+    assert leftovers(clouds["build"]) == NOTHING
+
+
 def test_build_cloud_among_upload_clouds_keeps_its_snapshot(mirror: str) -> None:
     clouds = {"build": FakeCloud("build"), "a": FakeCloud("a")}
     report = run(options(mirror, upload_clouds=("build", "a")), clouds)

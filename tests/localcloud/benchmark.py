@@ -206,9 +206,9 @@ def _copies(
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| bases | clouds | guest s | wall - guest s | base | group | boot+notice | snapshot "
-        "| copy | prune | cleanup | process | notice s (median/max) | API calls/build "
+        "| verify | copy | prune | cleanup | process | notice s (median/max) | API calls/build "
         "| list calls | peak MiB |",
-        "|" + "---|" * 16,
+        "|" + "---|" * 17,
     ]
     for r in rows:
         if r["figure"] != "build":
@@ -218,7 +218,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['bases']} | {r['upload_clouds']} | {r['guest_s']:.0f} "
             f"| {r['wall_minus_guest_s']} | {b['base-image']} | {b['security-group']} "
-            f"| {b['boot+notice']} | {b['snapshot']} | {b['copy']} | {b['prune']} "
+            f"| {b['boot+notice']} | {b['snapshot']} | {b['verify']} | {b['copy']} "
+            f"| {b['prune']} "
             f"| {b['cleanup']} | {b['process']} "
             f"| {statistics.median(notice):.2f} / {max(notice):.2f} "
             f"| {r['api_calls_per_build']} | {r['poll_list_calls']} | {r['cli_peak_mib']} |"

@@ -109,6 +109,9 @@ class BuildState:
     group_id: str | None = None
     server_id: str | None = None
     server_deleting: bool = False  # its deletion was asked for already
+    # What the builder booted with; the test server boots with the same (no second lookup).
+    flavor_id: str | None = None
+    network_id: str | None = None
     snapshot_id: str | None = None
     properties: dict[str, str] = dataclasses.field(default_factory=dict)
     # Planted by the builder's user-data next to the secrets; the verification looks for it.
@@ -116,6 +119,7 @@ class BuildState:
     builder_facts: dict[str, str] = dataclasses.field(default_factory=dict)
     verify_group_id: str | None = None
     verify_server_id: str | None = None
+    verify_server_deleting: bool = False  # asked for as soon as its console was read
     software: dict[str, str] = dataclasses.field(default_factory=dict)
     checks: tuple[marker.Check, ...] = ()
     copies: dict[str, str] = dataclasses.field(default_factory=dict)  # cloud → image ID
@@ -239,6 +243,7 @@ class ServerStep:
         if state.base_image_id is None or state.group_id is None:
             raise StepError("no base image or security group to boot with")
         logger.info("%s server: flavor %s, network %s", state.label, flavor.name, network.name)
+        state.flavor_id, state.network_id = flavor.id, network.id
         image_id, group_id = state.base_image_id, state.group_id
 
         def create() -> str:
@@ -431,8 +436,12 @@ class VerifyStep:
         if state.snapshot_id is None or state.server_id is None:
             raise StepError("no snapshot to verify")
         options = self._verify_options(state)
-        flavor = choice.choose_flavor(cloud.flavors(), self.options.flavor)
-        network = choice.choose_network(cloud.networks(), self.options.network)
+        flavor_id = (
+            state.flavor_id or choice.choose_flavor(cloud.flavors(), self.options.flavor).id
+        )
+        network_id = (
+            state.network_id or choice.choose_network(cloud.networks(), self.options.network).id
+        )
         user_data = verification.render_verify_user_data(options)
         # `<prefix>-verify-…`: the poller's server list and `clean` both see it.
         name = _name(self.options, state, "verify")
@@ -445,8 +454,8 @@ class VerifyStep:
             return cloud.create_server(
                 name,
                 image_id=image_id,
-                flavor_id=flavor.id,
-                network_id=network.id,
+                flavor_id=flavor_id,
+                network_id=network_id,
                 security_group_id=group_id,
                 user_data=user_data,
                 metadata={"grib_nonce": options.nonce},
@@ -472,6 +481,13 @@ class VerifyStep:
         console = wait_for_console(
             cloud, self.context, server_id, max(0.0, deadline - self.context.clock())
         )
+        # The test server has said all it will: it goes while the image is copied, and the
+        # clean-up only waits for it to be gone.
+        try:
+            cloud.delete_server(server_id)
+            state.verify_server_deleting = True
+        except Exception as exc:
+            logger.warning("%s verify: could not delete the test server yet: %s", state.label, exc)
         try:
             report = verification.judge(console, options)
         except verification.VerifyError as exc:
@@ -515,7 +531,12 @@ class VerifyStep:
         """Delete the test server, then its group, whatever happened."""
         cloud = state.clouds[self.options.cloud]
         if state.verify_server_id:
-            lifecycle.delete(cloud, self.context.poller, state.verify_server_id)
+            lifecycle.delete(
+                cloud,
+                self.context.poller,
+                state.verify_server_id,
+                asked=state.verify_server_deleting,
+            )
             state.verify_server_id = None
         if state.verify_group_id:
             delete_security_group(cloud, state.verify_group_id, self.context)

@@ -194,7 +194,7 @@ class LocalCloud:
         started = time.monotonic()
         self._python, self.timings["install"] = venv.ensure()
         boot_started = time.monotonic()
-        ports = configs.Ports(*(_free_port() for _ in range(5)))
+        ports = configs.Ports(*(_free_port() for _ in range(6)))
         layout = configs.Layout(
             self.state, self._python.parent.parent, ports, secrets.token_urlsafe(16)
         )
@@ -202,8 +202,9 @@ class LocalCloud:
         self._admin_password = secrets.token_urlsafe(16)
         self._write_configs(layout)
         self.proxies["keystone"] = self._proxy("keystone", ports.keystone)
-        for cloud in (self.BUILD, *self.UPLOAD_CLOUDS):
-            self.proxies[f"glance-{cloud}"] = self._proxy(f"glance-{cloud}", ports.glance)
+        self.proxies[f"glance-{self.BUILD}"] = self._proxy(f"glance-{self.BUILD}", ports.glance)
+        for cloud in self.UPLOAD_CLOUDS:
+            self.proxies[f"glance-{cloud}"] = self._proxy(f"glance-{cloud}", ports.glance_uploads)
         # The build cloud alone sees Nova and Neutron through proxies of its own: the services'
         # own calls to each other stay direct, so a fault hits only the CLI.
         self.proxies[f"nova-{self.BUILD}"] = self._proxy(f"nova-{self.BUILD}", ports.nova)
@@ -236,7 +237,11 @@ class LocalCloud:
         def glance() -> None:
             conf = str(self.state / "glance" / "glance-api.conf")
             self._run("glance-db", [self._bin("glance-manage"), "--config-file", conf, "db_sync"])
+            uploads = chain("glance-uploads", lambda: self._server(
+                "glance-uploads", ports.glance_uploads, "/"
+            ))  # fmt: skip
             self._server("glance", ports.glance, "/")
+            uploads.join()
 
         def placement() -> None:
             conf = str(self.state / "placement" / "placement.conf")
@@ -379,6 +384,10 @@ class LocalCloud:
         (s / "neutron" / "ml2.ini").write_text(configs.ml2())
         etc = layout.venv / "etc"
         shutil.copy(etc / "glance" / "glance-api-paste.ini", s / "glance")
+        (s / "glance-uploads").mkdir(exist_ok=True)
+        (s / "glance-uploads" / "glance-api.conf").write_text(
+            configs.glance(layout, "glance-uploads-app")
+        )
         shutil.copy(etc / "nova" / "api-paste.ini", s / "nova")
         shutil.copy(etc / "neutron" / "api-paste.ini", s / "neutron")
 

@@ -13,6 +13,9 @@ class Ports:
     placement: int
     nova: int
     neutron: int
+    # A second Glance process, for the upload clouds: separate clouds have a Glance each, and
+    # one process serving a copy's download and its upload at once halves both.
+    glance_uploads: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +90,13 @@ def keystone(layout: Layout) -> str:
     )
 
 
-def glance(layout: Layout) -> str:
-    """glance-api.conf."""
+def glance(layout: Layout, log_name: str = "glance-app") -> str:
+    """glance-api.conf (both Glance processes share the database and the image store)."""
     d = layout.state / "glance"
     return _ini(
         {
             "DEFAULT": {
-                "log_file": layout.state / "logs" / "glance-app.log",
+                "log_file": layout.state / "logs" / f"{log_name}.log",
                 "enabled_backends": "fs:file",
                 "worker_self_reference_url": layout.url("glance"),
             },

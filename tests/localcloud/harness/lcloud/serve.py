@@ -141,10 +141,16 @@ def keystone_init(url: str) -> None:
 
 
 def glance(port: int) -> None:
-    """Serve Glance."""
+    """Serve Glance (the build cloud's, and the catalogue's: Nova's snapshots land here)."""
     from glance.common import wsgi_app
 
     _serve(wsgi_app.init_app(), port)
+
+
+def glance_uploads(port: int) -> None:
+    """Serve the upload clouds' Glance: the same database and store, a process of its own."""
+    os.environ["OS_GLANCE_CONFIG_DIR"] = str(STATE / "glance-uploads")
+    glance(port)
 
 
 def placement(port: int) -> None:
@@ -221,6 +227,7 @@ def main() -> None:
         services = {
             "keystone": keystone,
             "glance": glance,
+            "glance-uploads": glance_uploads,
             "placement": placement,
             "neutron": neutron,
             "nova": nova,
