@@ -20,6 +20,12 @@ runs, so "is a build running" is simply "is the lock taken". Launch protocol:
 3. The runner runs the CLI, writes `result.json` (build_job.BuildResult), releases the lock,
    then runs `juju-exec <unit> JUJU_DISPATCH_PATH=hooks/build-finished ./dispatch`, which
    brings the charm's `build_finished` event. update-status handles a lost callback.
+
+Nothing is lost between those steps: a result not yet handled is taken before any new build
+(`start` queues instead of overwriting it); a launch that fails is not remembered as started
+(current.json is put back); a build found dead gets its cloud resources deleted by build id at
+once, by a detached clean job. State files are written durably (src/durable.py); one that
+cannot be read is moved aside as `<name>.corrupt-<time>`, logged, and read as missing.
 """
 
 import dataclasses
@@ -27,9 +33,9 @@ import datetime
 import fcntl
 import logging
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import zlib
@@ -44,6 +50,7 @@ from charmlibs import apt
 from crontab import CronTab
 
 import build_job
+import durable
 import image_builder_contract
 from build_job import (
     BUILD_CLOUD,
@@ -51,6 +58,7 @@ from build_job import (
     BuildRequest,
     BuildResult,
     BuildState,
+    CleanJob,
     RunRecord,
     StartOutcome,
 )
@@ -63,6 +71,24 @@ APT_PACKAGES = ["python3-venv", "cron", "logrotate"]
 CLI_NAME = "github-runner-image-builder"
 SYSTEMD_RUN = Path("/usr/bin/systemd-run")
 RUNNER_START_TIMEOUT = 30  # seconds a hook waits for the runner it launched to hold the lock
+SET_ASIDE = ".corrupt-"  # <name>.corrupt-<UTC time>: a state file that could not be read
+SET_ASIDE_TIME = "%Y%m%dT%H%M%S%fZ"
+SET_ASIDE_SHOWN = datetime.timedelta(days=1)  # the status mentions a set-aside file this long
+LOST = "the build process ended without a result (killed or rebooted?)"
+# Below this much free space a lost result is blamed on the disk (the runner reserves 1 MiB).
+LOW_DISK = 1 << 20
+
+
+class StateWriteError(Exception):
+    """A state file could not be written (disk full, read-only); the previous one is kept."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path = path
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        super().__init__(
+            f"cannot write {path.name} in {path.parent}: {reason}; the previous file is kept "
+            "and no build starts until it can be written (free space on the unit's disk)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,17 +244,56 @@ def _utcnow() -> datetime.datetime:
 
 
 def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write a file so readers see the old or the new content, never half; mode set before."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write a file durably; the old one stays whole when that fails (StateWriteError)."""
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        durable.write_atomic(path, text, mode)
+    except OSError as error:
+        raise StateWriteError(path, error) from error
+
+
+def _keep(path: Path, text: str) -> None:
+    """Write a file whose loss costs little (a record, a marker); a failure is only logged."""
+    try:
+        _write_atomic(path, text)
+    except StateWriteError as error:
+        logger.error("%s", error)
+
+
+def set_aside(path: Path, reason: object) -> Path | None:
+    """Move an unreadable state file out of the way, so the unit goes on without it."""
+    target = path.with_name(f"{path.name}{SET_ASIDE}{_utcnow().strftime(SET_ASIDE_TIME)}")
+    try:
+        path.rename(target)
+    except OSError as error:
+        logger.error(
+            "state file %s is unreadable (%s) and cannot be moved: %s", path, reason, error
+        )
+        return None
+    logger.error("state file %s was unreadable (%s): moved aside to %s", path, reason, target.name)
+    return target
+
+
+def read_text(path: Path) -> str | None:
+    """Return a state file's text; None when it is missing or unreadable (then set aside)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        set_aside(path, error)
+        return None
+
+
+def read_model(path: Path, model: type[_Model]) -> _Model | None:
+    """Return a state file as its model; None when missing or unreadable (then set aside)."""
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return model.model_validate_json(text)
+    except pydantic.ValidationError as error:
+        set_aside(path, f"not a {model.__name__}: {error.error_count()} errors")
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,7 +404,10 @@ class Builder:
     def write_clouds_yaml(
         self, build_cloud: CloudAuth, upload_clouds: Mapping[str, CloudAuth]
     ) -> None:
-        """Write clouds.yaml (0600 from the start): the build cloud and every requirer cloud."""
+        """Write clouds.yaml (0600 from the start): the build cloud and every requirer cloud.
+
+        Raises StateWriteError (the old file kept) when it cannot be written.
+        """
         clouds = {BUILD_CLOUD: _cloud_entry(build_cloud)}
         for cloud_id, auth in sorted(upload_clouds.items()):
             clouds[cloud_id] = _cloud_entry(auth)
@@ -416,27 +484,63 @@ class Builder:
             os.close(fd)  # also releases the lock unless a runner inherited it
 
     def start(self, request: BuildRequest) -> StartOutcome:
-        """Start a detached build, or queue one when a build runs; never waits for a build."""
+        """Start a detached build, or queue one when a build runs; never waits for a build.
+
+        A finished build whose result is not taken yet (its callback is on its way) queues the
+        request too: the handler of that result publishes it, then starts the queued build.
+        Only a build that was launched is remembered (current.json, the fingerprint).
+        """
         with self._lock() as fd:
-            if fd is None:
+            if fd is None or self._result_waiting():
                 self.paths.queued.touch(mode=0o600)
-                current = self._read(self.paths.current, RunRecord)
+                current = read_model(self.paths.current, RunRecord)
                 return StartOutcome(started=False, run_id=current.run_id if current else "")
             run = RunRecord(
-                run_id=uuid.uuid4().hex, started_at=_utcnow(), clouds=list(request.clouds)
+                run_id=uuid.uuid4().hex,
+                started_at=_utcnow(),
+                clouds=list(request.clouds),
+                prefix=request.options.prefix,
             )
-            # A build starting now uses the newest state, which is all a queued request asks.
-            self.paths.queued.unlink(missing_ok=True)
-            _write_atomic(self.paths.current, run.model_dump_json())
-            _write_atomic(self.paths.fingerprint, request.fingerprint)
+            request = request.model_copy(
+                update={"options": request.options.model_copy(update={"build_id": run.run_id})}
+            )
             self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-            if self.paths.systemd_run is None:
-                self._launch_in_session(fd, self._job(run, request, lock_fd=fd))
+            before = read_text(self.paths.current)
+            _write_atomic(self.paths.current, run.model_dump_json())
+            try:
+                if self.paths.systemd_run is None:
+                    self._launch_in_session(fd, self._job(run, request, lock_fd=fd))
+            except BaseException:
+                self._forget(before)
+                raise
         if self.paths.systemd_run is not None:
-            # Launched after the lock is let go: the service takes it itself.
-            self._launch_under_systemd(self.paths.systemd_run, self._job(run, request))
+            try:
+                # Launched after the lock is let go: the service takes it itself.
+                self._launch_under_systemd(self.paths.systemd_run, self._job(run, request))
+            except BaseException:
+                self._forget(before)
+                raise
+        # A build starting now uses the newest state, which is all a queued request asks.
+        self.paths.queued.unlink(missing_ok=True)
+        _keep(self.paths.fingerprint, request.fingerprint)
         logger.info("build %s started (%s)", run.run_id, ", ".join(request.clouds))
         return StartOutcome(started=True, run_id=run.run_id)
+
+    def _result_waiting(self) -> bool:
+        """Return whether the last started build ended and its result is not taken yet."""
+        current = read_model(self.paths.current, RunRecord)
+        return current is not None and self._handled() != current.run_id
+
+    def _handled(self) -> str:
+        return (read_text(self.paths.handled) or "").strip()
+
+    def _forget(self, before: str | None) -> None:
+        """Undo a launch that failed: the last build stays the last one; no secrets stay."""
+        if before is None:
+            self.paths.current.unlink(missing_ok=True)
+        else:
+            _write_atomic(self.paths.current, before)
+        self.paths.job.unlink(missing_ok=True)
 
     def _job(self, run: RunRecord, request: BuildRequest, lock_fd: int | None = None) -> Path:
         """Write the job file for this run; return its path."""
@@ -473,7 +577,15 @@ class Builder:
                 start_new_session=True,
             )
         # The runner's first process forks the real build and exits at once.
-        code = first.wait(timeout=RUNNER_START_TIMEOUT)
+        try:
+            code = first.wait(timeout=RUNNER_START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.wait()
+            raise RuntimeError(
+                f"build runner did not start within {RUNNER_START_TIMEOUT} s; "
+                f"see {self.paths.build_log}"
+            ) from None
         if code != 0:
             raise RuntimeError(
                 f"build runner failed to start (exit {code}); see {self.paths.build_log}"
@@ -483,13 +595,14 @@ class Builder:
         """Return the name of the transient service that runs one build."""
         return f"{self._slug}-build-{run_id[:12]}"
 
-    def _launch_under_systemd(self, systemd_run: Path, job: Path) -> None:
-        run_id = BuildJob.model_validate_json(job.read_text()).run_id
+    def _systemd_argv(
+        self, systemd_run: Path, unit: str, description: str, job: Path
+    ) -> list[str]:
         log = self.paths.build_log
-        argv = [
+        return [
             str(systemd_run),
-            f"--unit={self.systemd_unit(run_id)}",
-            f"--description=GitHub runner image build {run_id} of {self.unit_name}",
+            f"--unit={unit}",
+            f"--description={description}",
             "--collect",  # unloaded when it ends, whatever its exit code
             "--quiet",
             f"--working-directory={self.paths.state_dir}",
@@ -502,6 +615,12 @@ class Builder:
             "--",
             *self._runner_argv(job),
         ]
+
+    def _launch_under_systemd(self, systemd_run: Path, job: Path) -> None:
+        run_id = BuildJob.model_validate_json(job.read_text()).run_id
+        log = self.paths.build_log
+        description = f"GitHub runner image build {run_id} of {self.unit_name}"
+        argv = self._systemd_argv(systemd_run, self.systemd_unit(run_id), description, job)
         done = subprocess.run(
             argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False
         )
@@ -522,7 +641,7 @@ class Builder:
             time.sleep(0.05)
 
     def _finished(self, run_id: str) -> bool:
-        result = self._read(self.paths.result, BuildResult)
+        result = read_model(self.paths.result, BuildResult)
         return result is not None and result.run_id == run_id
 
     def is_running(self) -> bool:
@@ -535,64 +654,142 @@ class Builder:
         return BuildState(
             running=self.is_running(),
             queued=self.paths.queued.exists(),
-            current=self._read(self.paths.current, RunRecord),
-            last_result=self._read(self.paths.result, BuildResult),
+            current=read_model(self.paths.current, RunRecord),
+            last_result=read_model(self.paths.result, BuildResult),
         )
 
     def take_result(self) -> BuildResult | None:
         """Return the newest finished build not yet handled, marking it handled.
 
-        A build that ended without a result (killed, machine rebooted) is reported as failed.
+        A build that ended without a result (killed, machine rebooted) is reported as failed,
+        and what it left in the build cloud is deleted now by a detached clean job.
         """
         state = self.state()
-        if state.running or state.current is None:
+        if state.running:
             return None
-        handled = self.paths.handled.read_text().strip() if self.paths.handled.exists() else ""
-        if handled == state.current.run_id:
+        current, result = state.current, state.last_result
+        if current is None and result is not None:  # current.json was unreadable
+            current = RunRecord(run_id=result.run_id, started_at=result.started_at)
+        if current is None or self._handled() == current.run_id:
             return None
-        result = state.last_result
-        if result is None or result.run_id != state.current.run_id:
+        if result is None or result.run_id != current.run_id:
             result = BuildResult(
-                run_id=state.current.run_id,
-                started_at=state.current.started_at,
+                run_id=current.run_id,
+                started_at=current.started_at,
                 finished_at=_utcnow(),
                 exit_code=-1,
-                error="the build process ended without a result (killed or rebooted?)",
+                error=LOST + self._disk_note(),
+                lost=True,
             )
-            _write_atomic(self.paths.result, result.model_dump_json())
-        _write_atomic(self.paths.handled, result.run_id)
+            _keep(self.paths.result, result.model_dump_json())
+            self.start_clean(current)
+        # Unwritten (disk full), the result is only taken again: publishing it twice is harmless.
+        _keep(self.paths.handled, result.run_id)
         return result
+
+    def _disk_note(self) -> str:
+        try:
+            free = shutil.disk_usage(self.paths.state_dir).free
+        except OSError:
+            return ""
+        if free >= LOW_DISK:
+            return ""
+        return f"; the unit's disk is full ({free} bytes free in {self.paths.state_dir})"
+
+    def start_clean(self, run: RunRecord) -> None:
+        """Start a detached `clean --build-id` of a dead build; a failure is only logged.
+
+        Its SHUTOFF builder holds the build's user-data, secrets included: it goes now, not at
+        the next sweep. The hook does not wait for the clean-up.
+        """
+        job = CleanJob(
+            build_id=run.run_id,
+            prefix=run.prefix,
+            cli=str(self.paths.cli),
+            env=self._env(),
+            fork=self.paths.systemd_run is None,
+        )
+        path = self.paths.state_dir / f"clean-{run.run_id}.json"
+        try:
+            _write_atomic(path, job.model_dump_json())
+            self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            if self.paths.systemd_run is None:
+                self._start_in_session(path)
+            else:
+                unit = f"{self._slug}-clean-{run.run_id[:12]}"
+                description = f"clean-up of the dead image build {run.run_id} of {self.unit_name}"
+                argv = self._systemd_argv(self.paths.systemd_run, unit, description, path)
+                subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=True
+                )
+        except (OSError, StateWriteError, subprocess.SubprocessError) as error:
+            logger.error(
+                "cannot start the clean-up of the dead build %s (%s); the next sweep removes "
+                "what it left",
+                run.run_id,
+                error,
+            )
+            return
+        logger.info("build %s died: deleting what it left in the build cloud", run.run_id)
+
+    def _start_in_session(self, job: Path) -> None:
+        """Start a runner that needs no lock in a new session (it forks away at once)."""
+        env = {**self._env(), "PYTHONPATH": runner_pythonpath()}
+        with self.paths.build_log.open("ab") as log:
+            first = subprocess.Popen(
+                self._runner_argv(job),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.paths.state_dir,
+                start_new_session=True,
+            )
+        first.wait(timeout=RUNNER_START_TIMEOUT)
 
     def stored_fingerprint(self) -> str:
         """Return the config digest of the last started build ('' before the first)."""
-        path = self.paths.fingerprint
-        return path.read_text().strip() if path.exists() else ""
+        return (read_text(self.paths.fingerprint) or "").strip()
+
+    def remember_fingerprint(self, fingerprint: str) -> None:
+        """Record the digest the last build stands for (an upgrade carries the old one over)."""
+        _keep(self.paths.fingerprint, fingerprint)
+
+    def set_aside_recently(self) -> list[str]:
+        """Return the state files set aside as unreadable within the last day, newest first."""
+        now, found = _utcnow(), []
+        for path in self.paths.state_dir.glob(f"*{SET_ASIDE}*"):
+            stamp = path.name.rpartition(SET_ASIDE)[2]
+            try:
+                when = datetime.datetime.strptime(stamp, SET_ASIDE_TIME)
+            except ValueError:
+                continue
+            if now - when.replace(tzinfo=datetime.timezone.utc) < SET_ASIDE_SHOWN:
+                found.append(path.name)
+        return sorted(found, key=lambda name: name.rpartition(SET_ASIDE)[2], reverse=True)
 
     # --- catalogue -------------------------------------------------------------------------
 
     def load_catalogue(self) -> Catalogue | None:
-        """Return this unit's copy of the catalogue; None before the first one was saved."""
-        if not self.paths.catalogue.exists():
+        """Return this unit's copy of the catalogue; None when there is none or it is unreadable.
+
+        An unreadable copy (empty, truncated, wrong shape, not UTF-8) is set aside.
+        """
+        text = read_text(self.paths.catalogue)
+        if text is None:
             return None
         try:
-            return Catalogue.from_json(self.paths.catalogue.read_text())
-        except ValueError:  # pydantic.ValidationError is a ValueError too
-            logger.warning("ignoring unreadable %s", self.paths.catalogue)
+            return Catalogue.from_json(text)
+        except ValueError as error:  # pydantic.ValidationError is a ValueError too
+            set_aside(self.paths.catalogue, error)
             return None
 
     def save_catalogue(self, catalogue: Catalogue) -> None:
-        """Keep this unit's copy of the catalogue (the peer relation holds the shared one)."""
-        _write_atomic(self.paths.catalogue, catalogue.model_dump_json(indent=1))
+        """Keep this unit's copy of the catalogue (the peer relation holds the shared one).
 
-    @staticmethod
-    def _read(path: Path, model: type[_Model]) -> _Model | None:
-        if not path.exists():
-            return None
-        try:
-            return model.model_validate_json(path.read_text())
-        except pydantic.ValidationError:
-            logger.warning("ignoring unreadable %s", path)
-            return None
+        Raises StateWriteError (the old copy kept) when it cannot be written.
+        """
+        _write_atomic(self.paths.catalogue, catalogue.model_dump_json(indent=1))
 
 
 def apt_install(packages: list[str]) -> object:

@@ -46,6 +46,8 @@ with (Path({home!r}) / "systemd-run-calls.jsonl").open("a") as calls:
     calls.write(json.dumps(argv) + "\\n")
 split = argv.index("--")
 options, command = argv[:split], argv[split + 1:]
+job = Path(command[-1])
+(Path({home!r}) / "systemd-job.json").write_bytes(job.read_bytes())  # the runner deletes it
 env = dict(o[len("--setenv="):].split("=", 1) for o in options if o.startswith("--setenv="))
 props = dict(o[len("--property="):].split("=", 1) for o in options if o.startswith("--property="))
 cwd = next(o.split("=", 1)[1] for o in options if o.startswith("--working-directory="))
@@ -79,10 +81,11 @@ def _check_build_runs_on_after_the_hook(machine: Machine, paths: builder.Paths) 
     result = build_job.BuildResult.model_validate_json(paths.result.read_text())
     assert result.run_id == outcome["run_id"]
     assert [i.cloud for i in result.images] == ["c_u_1"]
-    # The secret reached the CLI through its environment only, and the job file is private.
+    # The secret reached the CLI through its environment only; the job file that held it is
+    # gone once the runner read it.
     (call,) = machine.build_calls()
     assert call["secrets"] == {"IMAGE_BUILDER_SECRET_API_TOKEN": "hook-secret-77"}
-    assert paths.job.stat().st_mode & 0o777 == 0o600
+    assert not paths.job.exists()
     assert "hook-secret-77" not in paths.build_log.read_text()
     return str(outcome["run_id"])
 
@@ -111,7 +114,7 @@ def test_under_systemd_the_build_is_a_transient_service(machine: Machine) -> Non
     (pythonpath,) = [a for a in argv if a.startswith("--setenv=")]
     assert pythonpath.startswith(f"--setenv=PYTHONPATH={SRC}")
     assert "hook-secret-77" not in json.dumps(argv)
-    job = build_job.BuildJob.model_validate_json(paths.job.read_text())
+    job = build_job.BuildJob.model_validate_json((machine.home / "systemd-job.json").read_text())
     assert (job.fork, job.lock_fd) == (False, None)  # the service is the runner: no fork
 
 
