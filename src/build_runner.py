@@ -215,9 +215,10 @@ def reserve_path(result: Path) -> Path:
     return result.with_name(f".{result.name}.reserve")
 
 
-def reserve_result(result: Path, size: int = RESULT_RESERVE) -> None:
+def reserve_result(result: Path) -> None:
     """Allocate the result's space now, while the disk has room (a stale reserve is reused)."""
     reserve = reserve_path(result)
+    size = RESULT_RESERVE
     fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         os.fchmod(fd, 0o600)
