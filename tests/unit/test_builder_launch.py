@@ -1,6 +1,7 @@
 """The launch from a real hook process, in a new session and as a transient systemd service."""
 
 import dataclasses
+import datetime
 import json
 import subprocess
 import sys
@@ -204,7 +205,8 @@ def test_under_systemd_a_dead_build_is_cleaned_up_by_a_transient_service(
     paths = dataclasses.replace(machine.paths, systemd_run=fake)
     b = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
     paths.state_dir.mkdir(parents=True)
-    run = build_job.RunRecord(run_id="dead" * 8, started_at="2026-11-23T14:02:00Z", prefix="p")
+    when = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
+    run = build_job.RunRecord(run_id="dead" * 8, started_at=when, prefix="p")
     paths.current.write_text(run.model_dump_json())
     result = b.take_result()
     assert result is not None and result.lost
