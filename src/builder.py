@@ -770,18 +770,24 @@ class Builder:
 
     # --- catalogue -------------------------------------------------------------------------
 
-    def load_catalogue(self) -> Catalogue | None:
+    def load_catalogue(self, repair: bool = True) -> Catalogue | None:
         """Return this unit's copy of the catalogue; None when there is none or it is unreadable.
 
-        An unreadable copy (empty, truncated, wrong shape, not UTF-8) is set aside.
+        An unreadable copy (empty, truncated, wrong shape, not UTF-8) is set aside, unless
+        `repair` is False (the metrics exporter only reads).
         """
-        text = read_text(self.paths.catalogue)
+        path = self.paths.catalogue
+        try:
+            text = read_text(path) if repair else path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
         if text is None:
             return None
         try:
             return Catalogue.from_json(text)
         except ValueError as error:  # pydantic.ValidationError is a ValueError too
-            set_aside(self.paths.catalogue, error)
+            if repair:
+                set_aside(path, error)
             return None
 
     def save_catalogue(self, catalogue: Catalogue) -> None:

@@ -268,7 +268,11 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             logger.warning(
                 "verify-images is off: the images of this build are published unverified"
             )
-        outcome = self.builder.start(request)
+        try:
+            outcome = self.builder.start(request)
+        except builder.StateWriteError as error:
+            self._write_problem(error)
+            return None
         if outcome.started:
             self.peers.save_fingerprint(request.fingerprint)
             self.peers.share_building(list(request.clouds))
@@ -398,7 +402,9 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             event.fail(f"cannot build until the configuration is fixed: {self._loaded}")
             return
         outcome = self._start_build(config, "run action")
-        if outcome is None:
+        if outcome is None and self._write_problems:
+            event.fail(str(self._write_problems[0]))
+        elif outcome is None:
             event.fail(NO_CREDENTIALS.format(app=self.app.name))
         elif outcome.started:
             event.set_results({"result": "started", "build-id": outcome.run_id})

@@ -378,3 +378,18 @@ def test_the_cli_takes_the_build_id_options() -> None:
     job = build_job.CleanJob(build_id="r1", prefix="p", cli="cli")
     args = build_parser().parse_args(build_job.clean_argv(job)[1:])
     assert args.build_id == "r1"
+
+
+def test_a_full_disk_at_the_start_of_a_build_fails_the_action_saying_so(
+    ctx: Ctx, machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relation = image_relation()
+    out = _built(ctx, machine, relation)
+    # clouds.yaml is already as it should be, so the first write refused is the build's own.
+    monkeypatch.setattr(builder.Builder, "write_clouds_yaml", lambda *a: None)
+    disk = FullDisk(machine.paths.state_dir, machine.home / "disk-full", monkeypatch)
+    disk.fill()
+    with pytest.raises(testing.ActionFailed, match=r"cannot write current\.json"):
+        ctx.run(ctx.on.action("run"), out)
+    assert len(machine.build_calls()) == 1
+    assert not [p for p in machine.paths.state_dir.iterdir() if p.name.startswith(".current")]
