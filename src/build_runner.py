@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pydantic
 
-import durable
+import state_files
 from build_job import (
     CLEAN_TIMEOUT,
     BuildJob,
@@ -229,7 +229,7 @@ def reserve_result(result: Path) -> None:
         reserve.unlink(missing_ok=True)
         raise
     os.close(fd)
-    durable.fsync_dir(result.parent)
+    state_files.fsync_dir(result.parent)
 
 
 def _disk_full(job: BuildJob, error: OSError) -> BuildResult:
@@ -255,7 +255,7 @@ def write_result(path: Path, result: BuildResult, short: BuildResult | None = No
     data = result.model_dump_json().encode()
     if len(data) > size:
         try:
-            durable.write_atomic(path, data)
+            state_files.write_atomic(path, data)
         except OSError as error:
             if not size or short is None:
                 raise
@@ -265,7 +265,7 @@ def write_result(path: Path, result: BuildResult, short: BuildResult | None = No
             reserve.unlink(missing_ok=True)
             return result
     fd = os.open(reserve, os.O_WRONLY | os.O_CLOEXEC)
-    durable.replace_with(fd, reserve, path, data)
+    state_files.replace_with(fd, reserve, path, data)
     return result
 
 
@@ -333,9 +333,8 @@ def build(job: BuildJob, lock_fd: int) -> BuildResult:
     sweep(job, lock_fd)
     command = build_argv(job)
     log(f"build {job.run_id} starting: {' '.join(command[1:])}")
-    code, stdout, error = run_cli(job, command, lock_fd=lock_fd)
-    result = make_result(job, code, stdout, error)
-    if result.error and not error.startswith("cannot run"):
+    result = make_result(job, *run_cli(job, command, lock_fd=lock_fd))
+    if result.error:  # crashed, killed or stopped: it may not have undone everything
         clean_up(job, lock_fd)
     return result
 

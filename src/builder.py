@@ -24,7 +24,7 @@ runs, so "is a build running" is simply "is the lock taken". Launch protocol:
 Nothing is lost between those steps: a result not yet handled is taken before any new build
 (`start` queues instead of overwriting it); a launch that fails is not remembered as started
 (current.json is put back); a build found dead gets its cloud resources deleted by build id at
-once, by a detached clean job. State files are written durably (src/durable.py); one that
+once, by a detached clean job. State files are written durably (src/state_files.py); one that
 cannot be read is moved aside as `<name>.corrupt-<time>`, logged, and read as missing.
 """
 
@@ -42,7 +42,6 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import pydantic
 import yaml
@@ -50,8 +49,8 @@ from charmlibs import apt
 from crontab import CronTab
 
 import build_job
-import durable
 import image_builder_contract
+import state_files
 from build_job import (
     BUILD_CLOUD,
     BuildJob,
@@ -65,30 +64,14 @@ from build_job import (
 from catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
-_Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 APT_PACKAGES = ["python3-venv", "cron", "logrotate"]
 CLI_NAME = "github-runner-image-builder"
 SYSTEMD_RUN = Path("/usr/bin/systemd-run")
 RUNNER_START_TIMEOUT = 30  # seconds a hook waits for the runner it launched to hold the lock
-SET_ASIDE = ".corrupt-"  # <name>.corrupt-<UTC time>: a state file that could not be read
-SET_ASIDE_TIME = "%Y%m%dT%H%M%S%fZ"
-SET_ASIDE_SHOWN = datetime.timedelta(days=1)  # the status mentions a set-aside file this long
 LOST = "the build process ended without a result (killed or rebooted?)"
 # Below this much free space a lost result is blamed on the disk (the runner reserves 1 MiB).
 LOW_DISK = 1 << 20
-
-
-class StateWriteError(Exception):
-    """A state file could not be written (disk full, read-only); the previous one is kept."""
-
-    def __init__(self, path: Path, error: OSError) -> None:
-        self.path = path
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        super().__init__(
-            f"cannot write {path.name} in {path.parent}: {reason}; the previous file is kept "
-            "and no build starts until it can be written (free space on the unit's disk)"
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,59 +226,6 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write a file durably; the old one stays whole when that fails (StateWriteError)."""
-    try:
-        durable.write_atomic(path, text, mode)
-    except OSError as error:
-        raise StateWriteError(path, error) from error
-
-
-def _keep(path: Path, text: str) -> None:
-    """Write a file whose loss costs little (a record, a marker); a failure is only logged."""
-    try:
-        _write_atomic(path, text)
-    except StateWriteError as error:
-        logger.error("%s", error)
-
-
-def set_aside(path: Path, reason: object) -> Path | None:
-    """Move an unreadable state file out of the way, so the unit goes on without it."""
-    target = path.with_name(f"{path.name}{SET_ASIDE}{_utcnow().strftime(SET_ASIDE_TIME)}")
-    try:
-        path.rename(target)
-    except OSError as error:
-        logger.error(
-            "state file %s is unreadable (%s) and cannot be moved: %s", path, reason, error
-        )
-        return None
-    logger.error("state file %s was unreadable (%s): moved aside to %s", path, reason, target.name)
-    return target
-
-
-def read_text(path: Path) -> str | None:
-    """Return a state file's text; None when it is missing or unreadable (then set aside)."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as error:
-        set_aside(path, error)
-        return None
-
-
-def read_model(path: Path, model: type[_Model]) -> _Model | None:
-    """Return a state file as its model; None when missing or unreadable (then set aside)."""
-    text = read_text(path)
-    if text is None:
-        return None
-    try:
-        return model.model_validate_json(text)
-    except pydantic.ValidationError as error:
-        set_aside(path, f"not a {model.__name__}: {error.error_count()} errors")
-        return None
-
-
 @dataclasses.dataclass(frozen=True)
 class CloudAuth:
     """One clouds.yaml entry's credentials (the password never appears in a repr)."""
@@ -383,7 +313,7 @@ class Builder:
             "    weekly\n    rotate 8\n    compress\n    delaycompress\n"
             "    missingok\n    notifempty\n    copytruncate\n}\n"
         )
-        _write_atomic(self.logrotate_file, text, mode=0o644)
+        state_files.write(self.logrotate_file, text, mode=0o644)
 
     @property
     def logrotate_file(self) -> Path:
@@ -406,12 +336,12 @@ class Builder:
     ) -> None:
         """Write clouds.yaml (0600 from the start): the build cloud and every requirer cloud.
 
-        Raises StateWriteError (the old file kept) when it cannot be written.
+        Raises state_files.StateWriteError (the old file kept) when it cannot be written.
         """
         clouds = {BUILD_CLOUD: _cloud_entry(build_cloud)}
         for cloud_id, auth in sorted(upload_clouds.items()):
             clouds[cloud_id] = _cloud_entry(auth)
-        _write_atomic(self.paths.clouds_yaml, yaml.safe_dump({"clouds": clouds}), mode=0o600)
+        state_files.write(self.paths.clouds_yaml, yaml.safe_dump({"clouds": clouds}), mode=0o600)
 
     def read_clouds_yaml_auth(self) -> dict[str, dict[str, object]]:
         """Return each clouds.yaml entry's auth block, as written before (for migrations)."""
@@ -454,7 +384,7 @@ class Builder:
         tab = CronTab(user=False)
         job = tab.new(command=command, user="root", comment=f"{self.unit_name} image build")
         job.setall(f"{minute} {hours} * * *")
-        _write_atomic(self.cron_file, tab.render(), mode=0o644)
+        state_files.write(self.cron_file, tab.render(), mode=0o644)
 
     # --- builds ----------------------------------------------------------------------------
 
@@ -493,7 +423,7 @@ class Builder:
         with self._lock() as fd:
             if fd is None or self._result_waiting():
                 self.paths.queued.touch(mode=0o600)
-                current = read_model(self.paths.current, RunRecord)
+                current = state_files.read_model(self.paths.current, RunRecord)
                 return StartOutcome(started=False, run_id=current.run_id if current else "")
             run = RunRecord(
                 run_id=uuid.uuid4().hex,
@@ -505,8 +435,8 @@ class Builder:
                 update={"options": request.options.model_copy(update={"build_id": run.run_id})}
             )
             self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-            before = read_text(self.paths.current)
-            _write_atomic(self.paths.current, run.model_dump_json())
+            before = state_files.read_text(self.paths.current)
+            state_files.write(self.paths.current, run.model_dump_json())
             try:
                 if self.paths.systemd_run is None:
                     self._launch_in_session(fd, self._job(run, request, lock_fd=fd))
@@ -522,24 +452,24 @@ class Builder:
                 raise
         # A build starting now uses the newest state, which is all a queued request asks.
         self.paths.queued.unlink(missing_ok=True)
-        _keep(self.paths.fingerprint, request.fingerprint)
+        state_files.keep(self.paths.fingerprint, request.fingerprint)
         logger.info("build %s started (%s)", run.run_id, ", ".join(request.clouds))
         return StartOutcome(started=True, run_id=run.run_id)
 
     def _result_waiting(self) -> bool:
         """Return whether the last started build ended and its result is not taken yet."""
-        current = read_model(self.paths.current, RunRecord)
+        current = state_files.read_model(self.paths.current, RunRecord)
         return current is not None and self._handled() != current.run_id
 
     def _handled(self) -> str:
-        return (read_text(self.paths.handled) or "").strip()
+        return (state_files.read_text(self.paths.handled) or "").strip()
 
     def _forget(self, before: str | None) -> None:
         """Undo a launch that failed: the last build stays the last one; no secrets stay."""
         if before is None:
             self.paths.current.unlink(missing_ok=True)
         else:
-            _write_atomic(self.paths.current, before)
+            state_files.write(self.paths.current, before)
         self.paths.job.unlink(missing_ok=True)
 
     def _job(self, run: RunRecord, request: BuildRequest, lock_fd: int | None = None) -> Path:
@@ -557,7 +487,7 @@ class Builder:
             env=self._env(),
             request=request,
         )
-        _write_atomic(self.paths.job, job.model_dump_json(), mode=0o600)
+        state_files.write(self.paths.job, job.model_dump_json(), mode=0o600)
         return self.paths.job
 
     def _runner_argv(self, job: Path) -> list[str]:
@@ -641,7 +571,7 @@ class Builder:
             time.sleep(0.05)
 
     def _finished(self, run_id: str) -> bool:
-        result = read_model(self.paths.result, BuildResult)
+        result = state_files.read_model(self.paths.result, BuildResult)
         return result is not None and result.run_id == run_id
 
     def is_running(self) -> bool:
@@ -654,8 +584,8 @@ class Builder:
         return BuildState(
             running=self.is_running(),
             queued=self.paths.queued.exists(),
-            current=read_model(self.paths.current, RunRecord),
-            last_result=read_model(self.paths.result, BuildResult),
+            current=state_files.read_model(self.paths.current, RunRecord),
+            last_result=state_files.read_model(self.paths.result, BuildResult),
         )
 
     def take_result(self) -> BuildResult | None:
@@ -681,10 +611,10 @@ class Builder:
                 error=LOST + self._disk_note(),
                 lost=True,
             )
-            _keep(self.paths.result, result.model_dump_json())
+            state_files.keep(self.paths.result, result.model_dump_json())
             self.start_clean(current)
         # Unwritten (disk full), the result is only taken again: publishing it twice is harmless.
-        _keep(self.paths.handled, result.run_id)
+        state_files.keep(self.paths.handled, result.run_id)
         return result
 
     def _disk_note(self) -> str:
@@ -711,7 +641,7 @@ class Builder:
         )
         path = self.paths.state_dir / f"clean-{run.run_id}.json"
         try:
-            _write_atomic(path, job.model_dump_json())
+            state_files.write(path, job.model_dump_json())
             self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
             if self.paths.systemd_run is None:
                 self._start_in_session(path)
@@ -722,7 +652,7 @@ class Builder:
                 subprocess.run(
                     argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=True
                 )
-        except (OSError, StateWriteError, subprocess.SubprocessError) as error:
+        except (OSError, state_files.StateWriteError, subprocess.SubprocessError) as error:
             logger.error(
                 "cannot start the clean-up of the dead build %s (%s); the next sweep removes "
                 "what it left",
@@ -749,24 +679,15 @@ class Builder:
 
     def stored_fingerprint(self) -> str:
         """Return the config digest of the last started build ('' before the first)."""
-        return (read_text(self.paths.fingerprint) or "").strip()
+        return (state_files.read_text(self.paths.fingerprint) or "").strip()
 
     def remember_fingerprint(self, fingerprint: str) -> None:
         """Record the digest the last build stands for (an upgrade carries the old one over)."""
-        _keep(self.paths.fingerprint, fingerprint)
+        state_files.keep(self.paths.fingerprint, fingerprint)
 
     def set_aside_recently(self) -> list[str]:
         """Return the state files set aside as unreadable within the last day, newest first."""
-        now, found = _utcnow(), []
-        for path in self.paths.state_dir.glob(f"*{SET_ASIDE}*"):
-            stamp = path.name.rpartition(SET_ASIDE)[2]
-            try:
-                when = datetime.datetime.strptime(stamp, SET_ASIDE_TIME)
-            except ValueError:
-                continue
-            if now - when.replace(tzinfo=datetime.timezone.utc) < SET_ASIDE_SHOWN:
-                found.append(path.name)
-        return sorted(found, key=lambda name: name.rpartition(SET_ASIDE)[2], reverse=True)
+        return state_files.set_aside_recently(self.paths.state_dir, _utcnow())
 
     # --- catalogue -------------------------------------------------------------------------
 
@@ -778,7 +699,7 @@ class Builder:
         """
         path = self.paths.catalogue
         try:
-            text = read_text(path) if repair else path.read_text(encoding="utf-8")
+            text = state_files.read_text(path) if repair else path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
         if text is None:
@@ -787,15 +708,15 @@ class Builder:
             return Catalogue.from_json(text)
         except ValueError as error:  # pydantic.ValidationError is a ValueError too
             if repair:
-                set_aside(path, error)
+                state_files.set_aside(path, error)
             return None
 
     def save_catalogue(self, catalogue: Catalogue) -> None:
         """Keep this unit's copy of the catalogue (the peer relation holds the shared one).
 
-        Raises StateWriteError (the old copy kept) when it cannot be written.
+        Raises state_files.StateWriteError (the old copy kept) when it cannot be written.
         """
-        _write_atomic(self.paths.catalogue, catalogue.model_dump_json(indent=1))
+        state_files.write(self.paths.catalogue, catalogue.model_dump_json(indent=1))
 
 
 def apt_install(packages: list[str]) -> object:

@@ -24,6 +24,7 @@ import metrics_service
 import migrate
 import peers
 import state
+import state_files
 from catalogue import Catalogue
 from charms.github_runner_image_builder.v0.image import CloudCredentials, ProviderImages
 from image_builder_contract import names, platforms
@@ -87,7 +88,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         self.cos = cos.CosAgentProvider(self, self.builder.paths.log_dir)
         self._loaded: state.BuildConfig | state.ConfigValidationError | None = None
         # State files this hook could not write (disk full): the unit is Blocked saying so.
-        self._write_problems: list[builder.StateWriteError] = []
+        self._write_problems: list[state_files.StateWriteError] = []
 
         observe = framework.observe
         observe(self.on.install, self._on_install)
@@ -168,10 +169,10 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         if catalogue != self.builder.load_catalogue():
             try:
                 self.builder.save_catalogue(catalogue)
-            except builder.StateWriteError as error:
+            except state_files.StateWriteError as error:
                 self._write_problem(error)
 
-    def _write_problem(self, error: builder.StateWriteError) -> None:
+    def _write_problem(self, error: state_files.StateWriteError) -> None:
         logger.error("%s", error)
         self._write_problems.append(error)
 
@@ -197,7 +198,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             self.builder.write_clouds_yaml(
                 _auth(config.build_cloud), {cloud_id: _auth(c) for cloud_id, c in clouds.items()}
             )
-        except builder.StateWriteError as error:
+        except state_files.StateWriteError as error:
             self._write_problem(error)  # the old clouds.yaml is kept: no build may use it
         catalogue = self._catalogue()
         if self.unit.is_leader():
@@ -270,7 +271,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             )
         try:
             outcome = self.builder.start(request)
-        except builder.StateWriteError as error:
+        except state_files.StateWriteError as error:
             self._write_problem(error)
             return None
         if outcome.started:

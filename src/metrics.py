@@ -23,7 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-import durable
+import state_files
 from build_job import BUILD_TIMEOUT, BuildResult, RunRecord
 from builder import Paths
 from catalogue import Catalogue
@@ -165,7 +165,7 @@ def load_history(state_dir: Path) -> History:
 
 def save_history(state_dir: Path, history: History) -> None:
     """Write the history atomically and durably (0600, like every file in the state folder)."""
-    durable.write_atomic(history_path(state_dir), history.model_dump_json())
+    state_files.write_atomic(history_path(state_dir), history.model_dump_json())
 
 
 class Records(pydantic.BaseModel):

@@ -14,6 +14,7 @@ import pytest
 import build_job
 import build_runner
 import builder
+import state_files
 
 STARTED = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
 SECRET = "job-secret-5a0e"  # noqa: S105 - test value
@@ -317,7 +318,7 @@ def test_result_and_other_state_writes_are_fsynced_file_then_folder(
     build_runner.write_result(path, build_runner.make_result(_job(tmp_path), 0, "{}", ""))
     assert synced == ["file", "folder"]
     synced.clear()
-    builder._write_atomic(tmp_path / "clouds.yaml", "clouds: {}\n")
+    state_files.write(tmp_path / "clouds.yaml", "clouds: {}\n")
     assert synced == ["file", "folder"]
 
 
