@@ -238,8 +238,8 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             return None
         # A build that finished while its callback is on its way: publish it first, so its
         # images are served, and protected from this build's pruning.
-        if (waiting := self.builder.take_result()) is not None:
-            self._take_in(waiting)
+        if (waiting := self.builder.take_result()) is not None and self._take_in(waiting) is None:
+            return None  # a state file cannot be written: collect-status says which
         # Nothing any unit publishes or hands over may be pruned, nor anything catalogued.
         protect = (
             self._catalogue().ids() | self.images.published_ids() | self.peers.protected_ids()

@@ -98,11 +98,17 @@ class Peers:
         return data.get(FINGERPRINT, "") if data is not None else ""
 
     def fingerprint_key(self) -> bytes:
-        """Return the application's fingerprint key; the leader creates it the first time."""
+        """Return the application's fingerprint key; the leader creates it the first time.
+
+        Its secret's ID (not secret) is shared here too, so that a unit that becomes leader
+        finds it by ID as well as by label.
+        """
         model = self._charm.model
+        data = self._app()
+        secret_id = data.get(FINGERPRINT_KEY, "") if data is not None else ""
         try:
-            content = model.get_secret(label=FINGERPRINT_KEY).get_content(refresh=True)
-            return content["key"].encode()
+            secret = model.get_secret(id=secret_id or None, label=FINGERPRINT_KEY)
+            return secret.get_content(refresh=True)["key"].encode()
         except ops.SecretNotFoundError:
             pass
         if not self._charm.unit.is_leader():
@@ -112,6 +118,8 @@ class Peers:
             label=FINGERPRINT_KEY,
             description="HMAC key of the image settings' fingerprint",
         )
+        if secret.id is not None:
+            self._write_app(FINGERPRINT_KEY, secret.id)
         return secret.get_content()["key"].encode()
 
     def save_fingerprint(self, fingerprint: str) -> None:
