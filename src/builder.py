@@ -402,7 +402,12 @@ class Builder:
     def _lock(self) -> Iterator[int | None]:
         """Yield the lock's descriptor when this process got the lock, None when a build has it."""
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(self.paths.lock, flags, 0o600)
+        except IsADirectoryError:  # no runner can hold a folder open for writing
+            state_files.set_aside(self.paths.lock, "a folder")
+            fd = os.open(self.paths.lock, flags, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -202,7 +202,10 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             self._write_problem(error)  # the old clouds.yaml is kept: no build may use it
         catalogue = self._catalogue()
         if self.unit.is_leader():
-            self.builder.write_cron(config.build_interval)
+            try:
+                self.builder.write_cron(config.build_interval)
+            except state_files.StateWriteError as error:
+                self._write_problem(error)
             self.peers.claim_leadership()
             for taken in [built or Catalogue(), *self.peers.handovers()]:
                 catalogue = catalogue.merge(taken.images)

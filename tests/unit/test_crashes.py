@@ -270,12 +270,15 @@ def test_an_unreadable_record_breaks_no_hook(
 def test_a_state_file_that_is_a_folder_breaks_no_hook(ctx: Ctx, machine: Machine) -> None:
     relation = image_relation()
     out = _built(ctx, machine, relation)
-    for path in (machine.paths.catalogue, machine.paths.result):
+    for path in (machine.paths.catalogue, machine.paths.result, machine.paths.lock):
         path.unlink()
         path.mkdir()
     out = ctx.run(ctx.on.update_status(), out)
     assert machine.paths.catalogue.is_file()  # set aside and written again
     assert _published_id(out, relation) == f"img-{RUNNERS}-noble-1"
+    ctx.run(ctx.on.action("run"), out)  # the lock works again
+    machine.wait_for_callbacks(2)
+    assert len(machine.build_calls()) == 2
 
 
 # --- 12. the fingerprint reveals nothing -----------------------------------------------------
