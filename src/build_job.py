@@ -8,6 +8,7 @@ and reads the result; the runner renders the CLI's command lines from the job (`
 
 import dataclasses
 import datetime
+from typing import Literal
 
 import pydantic
 
@@ -23,6 +24,8 @@ LOOKUP_TIMEOUT = 120  # seconds per latest-build-id call
 # BUILD_TIMEOUT + KILL_GRACE), so the sweep before each build may delete them, even while a
 # build of another unit with the same prefix runs.
 LEFTOVER_AGE = 3 * 60 * 60
+# Seconds one `clean` may take: it waits for each leftover server to be gone (300 s at most).
+CLEAN_TIMEOUT = 600
 
 
 class BuiltImage(pydantic.BaseModel):
@@ -73,6 +76,8 @@ class BuildResult(pydantic.BaseModel):
     timings: list[StepTimes] = []
     error: str = ""  # the build as a whole failed (crash, timeout, no JSON)
     kind: str = "build"  # "lookup": every image existed already, no build ran
+    # Written by the charm, not the runner: the job ended without a result (killed, rebooted).
+    lost: bool = False
 
 
 class RunRecord(pydantic.BaseModel):
@@ -81,6 +86,7 @@ class RunRecord(pydantic.BaseModel):
     run_id: str
     started_at: datetime.datetime
     clouds: list[str] = []  # the clouds this build uploads to
+    prefix: str = ""  # its resources' name prefix, for the clean-up should it die
 
 
 class Lookup(pydantic.BaseModel):
@@ -114,6 +120,9 @@ class BuildOptions(pydantic.BaseModel):
     protect: tuple[str, ...] = ()
     verify_script_url: str = ""
     verify: bool = True  # False: the CLI copies images without booting them first
+    # The CLI tags the build's servers, groups and images with it (`clean --build-id` finds
+    # them); Builder.start sets it to the job's run_id.
+    build_id: str = ""
 
 
 class BuildRequest(pydantic.BaseModel):
@@ -169,6 +178,22 @@ class BuildJob(pydantic.BaseModel):
     request: BuildRequest
 
 
+class CleanJob(pydantic.BaseModel):
+    """A job file that deletes what one dead build left in the build cloud (no lock, no result).
+
+    A dead build's SHUTOFF builder keeps its user-data, script secrets included, in Nova: this
+    removes it at once instead of at the next sweep, hours later.
+    """
+
+    kind: Literal["clean"] = "clean"
+    build_id: str
+    prefix: str = ""
+    cli: str
+    env: dict[str, str] = {}  # the CLI's environment (no secrets: `clean` needs none)
+    fork: bool = True  # as BuildJob.fork
+    timeout: float = CLEAN_TIMEOUT
+
+
 @dataclasses.dataclass(frozen=True)
 class StartOutcome:
     """What a trigger did: started a build, or queued one after the running build."""
@@ -204,6 +229,7 @@ def build_argv(job: BuildJob) -> list[str]:
         "--runner-binary-repo": opts.runner_binary_repo,
         "--protect": ",".join(sorted(set(opts.protect))),
         "--verify-script-url": opts.verify_script_url,
+        "--build-id": opts.build_id,
     }
     argv = [job.cli, *cli_args.command_line(BUILD_CLOUD, "build", options)]
     return argv if opts.verify else [*argv, "--no-verify"]
@@ -222,6 +248,12 @@ def sweep_argv(job: BuildJob) -> list[list[str]]:
         [job.cli, *cli_args.command_line(cloud, "clean", options)]
         for cloud in dict.fromkeys((BUILD_CLOUD, *opts.upload_clouds))
     ]
+
+
+def clean_argv(job: CleanJob) -> list[str]:
+    """Return the `clean` command line that deletes one build's resources in the build cloud."""
+    options = {"--prefix": job.prefix, "--build-id": job.build_id}
+    return [job.cli, *cli_args.command_line(BUILD_CLOUD, "clean", options)]
 
 
 def cli_environment(job: BuildJob) -> dict[str, str]:

@@ -6,35 +6,55 @@ everything; the runner imports build_job from the charm's src/ and pydantic from
 venv (the launcher puts both on PYTHONPATH). It takes the build lock (inherited already locked
 in a new session; taken itself under systemd), runs the lookups or the sweeps and the build,
 writes the result (build_job.BuildResult), releases the lock and finally dispatches the charm's
-`build_finished` event with juju-exec. Secrets live in the job file and reach only the CLI's
-environment.
+`build_finished` event with juju-exec. Secrets live in the job file, which it deletes once read,
+and reach only the CLI's environment.
+
+Nothing of a build is lost to a crash or a full disk:
+- every CLI it starts inherits the locked descriptor, so the lock stays taken while a CLI runs
+  even when the runner itself is killed; the CLI gets SIGTERM when the runner dies (it cancels
+  and cleans up), as systemd does to the rest of the service's cgroup;
+- the space of the result is reserved when the job starts (`.result.json.reserve`): a disk
+  that fills during the build cannot lose the result, and no partial file is ever left;
+- a CLI that crashed or was killed gets its build's resources deleted by build id at once.
+
+A clean job (build_job.CleanJob, started by the charm when it learns a build died) only runs
+`clean --build-id` in the build cloud: no lock, no result.
 """
 
+import ctypes
 import datetime
+import errno
 import fcntl
+import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pydantic
 
+import state_files
 from build_job import (
+    CLEAN_TIMEOUT,
     BuildJob,
     BuildResult,
     BuiltImage,
+    CleanJob,
     CliAnswer,
     build_argv,
+    clean_argv,
     cli_environment,
     lookup_argv,
     sweep_argv,
 )
 
-# Seconds one `clean` may take: it waits for each leftover server to be gone (300 s at most).
-SWEEP_TIMEOUT = 600
+SWEEP_TIMEOUT = CLEAN_TIMEOUT
+# Bytes set aside for the result when the job starts; a result is a few KB.
+RESULT_RESERVE = 1 << 20
+PR_SET_PDEATHSIG = 1  # prctl(2)
 # Seconds a runner started by systemd waits for the hook that launched it to let the lock go.
 LOCK_WAIT = 60
 # Seconds an overrunning CLI gets, after SIGTERM, to clean up every cloud and print its
@@ -57,9 +77,31 @@ def read_job(path: Path) -> BuildJob:
     return BuildJob.model_validate_json(path.read_text())
 
 
-def call(job: BuildJob, command: list[str], timeout: float) -> "subprocess.CompletedProcess[str]":
+def _die_with_runner() -> Callable[[], None] | None:
+    """Return what makes a child get SIGTERM when the runner dies (Linux), None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    runner = os.getpid()
+
+    def arm() -> None:  # in the child, before exec; the signal survives exec
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != runner:  # the runner died before prctl took effect
+            os._exit(1)
+
+    return arm
+
+
+def _child(lock_fd: int | None) -> dict[str, object]:
+    """Return the Popen arguments that tie a CLI to this runner's lock and life."""
+    return {"pass_fds": () if lock_fd is None else (lock_fd,), "preexec_fn": _die_with_runner()}
+
+
+def call(
+    job: BuildJob, command: list[str], timeout: float, lock_fd: int | None = None
+) -> "subprocess.CompletedProcess[str]":
     """Run a CLI command; stderr goes straight to the build log, stdout is returned."""
-    return subprocess.run(
+    return subprocess.run(  # type: ignore[call-overload,no-any-return]
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -67,27 +109,33 @@ def call(job: BuildJob, command: list[str], timeout: float) -> "subprocess.Compl
         text=True,
         timeout=timeout,
         check=False,
+        **_child(lock_fd),
     )
 
 
-def run_cli(job: BuildJob, command: list[str], grace: float = STOP_GRACE) -> tuple[int, str, str]:
+def run_cli(
+    job: BuildJob, command: list[str], grace: float = STOP_GRACE, lock_fd: int | None = None
+) -> tuple[int, str, str]:
     """Run the CLI; return its exit code, stdout, and an error when it overran or cannot run.
 
     Past the job's `kill_after` seconds it gets SIGTERM, which makes it cancel, clean up and
-    print its report; SIGKILL follows only when it has not exited `grace` seconds later.
+    print its report; SIGKILL follows only when it has not exited `grace` seconds later. The
+    CLI holds `lock_fd` too: killing the runner does not free the lock while the CLI builds.
     """
     kill_after = job.kill_after
     try:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # type: ignore[call-overload]
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             env=cli_environment(job),
             text=True,
+            **_child(lock_fd),
         )
     except OSError as error:
         return -1, "", f"cannot run the CLI: {error}"
     try:
+        stdout: str
         stdout, _ = process.communicate(timeout=kill_after)
         return process.returncode, stdout, ""
     except subprocess.TimeoutExpired:
@@ -108,12 +156,12 @@ def run_cli(job: BuildJob, command: list[str], grace: float = STOP_GRACE) -> tup
         )
 
 
-def look_up(job: BuildJob) -> list[BuiltImage] | None:
+def look_up(job: BuildJob, lock_fd: int | None = None) -> list[BuiltImage] | None:
     """Return every looked-up image when all exist already, else None (then a build runs)."""
     found = []
     for lookup in job.request.lookups:
         try:
-            done = call(job, lookup_argv(job, lookup), job.lookup_timeout)
+            done = call(job, lookup_argv(job, lookup), job.lookup_timeout, lock_fd)
         except (OSError, subprocess.TimeoutExpired) as error:
             log(f"lookup of {lookup.name} in {lookup.cloud} failed: {error}")
             return None
@@ -125,12 +173,12 @@ def look_up(job: BuildJob) -> list[BuiltImage] | None:
     return found
 
 
-def sweep(job: BuildJob) -> None:
+def sweep(job: BuildJob, lock_fd: int | None = None) -> None:
     """Delete what crashed builds left behind; a failure here never stops the build."""
     for command in sweep_argv(job):
         shown = " ".join(command[1:])
         try:
-            done = call(job, command, SWEEP_TIMEOUT)
+            done = call(job, command, SWEEP_TIMEOUT, lock_fd)
         except (OSError, subprocess.TimeoutExpired) as error:
             log(f"sweep {shown} failed: {error}")
             continue
@@ -163,13 +211,73 @@ def make_result(job: BuildJob, code: int, stdout: str, error: str) -> BuildResul
     return result
 
 
-def write_result(path: Path, result: BuildResult) -> None:
-    """Write the result atomically, readable only by root like the rest of the state dir."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(result.model_dump_json())
-    os.replace(tmp, path)
+def reserve_path(result: Path) -> Path:
+    """Return the file that holds the result's space until the result is written."""
+    return result.with_name(f".{result.name}.reserve")
+
+
+def reserve_result(result: Path) -> None:
+    """Allocate the result's space now, while the disk has room (a stale reserve is reused)."""
+    reserve = reserve_path(result)
+    size = RESULT_RESERVE
+    fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.posix_fallocate(fd, 0, size)
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        reserve.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    state_files.fsync_dir(result.parent)
+
+
+def _disk_full(job: BuildJob, error: OSError) -> BuildResult:
+    return BuildResult(
+        run_id=job.run_id,
+        started_at=job.started_at,
+        finished_at=_now(),
+        exit_code=-1,
+        error=f"disk full: cannot write the result in {Path(job.result).parent}: "
+        f"{os.strerror(error.errno or errno.ENOSPC)}; free space on the unit's disk",
+    )
+
+
+def write_result(path: Path, result: BuildResult, short: BuildResult | None = None) -> BuildResult:
+    """Write the result (0600, like the rest of the state dir); return what was written.
+
+    It goes into the space reserved at the start, so a disk that filled meanwhile cannot lose
+    it. A result larger than the reserve needs new space; when there is none, `short` (the
+    same without its failures) is written into the reserve instead. Nothing partial stays.
+    """
+    reserve = reserve_path(path)
+    size = reserve.stat().st_size if reserve.exists() else 0
+    data = result.model_dump_json().encode()
+    if len(data) > size:
+        try:
+            state_files.write_atomic(path, data)
+        except OSError as error:
+            if not size or short is None:
+                raise
+            log(f"no room for the whole result ({len(data)} bytes): {error}; a short one instead")
+            result, data = short, short.model_dump_json().encode()
+        else:
+            reserve.unlink(missing_ok=True)
+            return result
+    fd = os.open(reserve, os.O_WRONLY | os.O_CLOEXEC)
+    state_files.replace_with(fd, reserve, path, data)
+    return result
+
+
+def record(job: BuildJob, result: BuildResult) -> BuildResult:
+    """Write the job's result; return what was written (OSError: nothing could be)."""
+    short = result.model_copy(update={"failures": []})
+    short.error = result.error or (
+        f"disk full: the report of {len(result.failures)} failures did not fit in "
+        f"{Path(job.result).parent}; see the build log"
+    )
+    return write_result(Path(job.result), result, short)
 
 
 def dispatch(job: BuildJob) -> None:
@@ -204,26 +312,76 @@ def take_lock(job: BuildJob) -> int | None:
             time.sleep(0.05)
 
 
+def clean_up(job: BuildJob, lock_fd: int | None = None) -> None:
+    """Delete this build's resources by its id: its CLI crashed or was killed mid-way."""
+    opts = job.request.options
+    clean = CleanJob(build_id=job.run_id, prefix=opts.prefix, cli=job.cli, env=job.env)
+    shown = " ".join(clean_argv(clean)[1:])
+    try:
+        done = call(job, clean_argv(clean), clean.timeout, lock_fd)
+        log(f"clean-up {shown}: exit {done.returncode} {done.stdout.strip()}")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log(f"clean-up {shown} failed: {error}")
+
+
+def build(job: BuildJob, lock_fd: int) -> BuildResult:
+    """Look up or build; return the result."""
+    found = look_up(job, lock_fd) if job.request.lookups else None
+    if found is not None:
+        result = make_result(job, 0, CliAnswer(images=found).model_dump_json(), "")
+        result.kind = "lookup"
+        return result
+    sweep(job, lock_fd)
+    command = build_argv(job)
+    log(f"build {job.run_id} starting: {' '.join(command[1:])}")
+    result = make_result(job, *run_cli(job, command, lock_fd=lock_fd))
+    if result.error:  # crashed, killed or stopped: it may not have undone everything
+        clean_up(job, lock_fd)
+    return result
+
+
 def run(job: BuildJob) -> int:
-    """Build (or look up), record, release, dispatch."""
+    """Reserve the result's space, build (or look up), record, release, dispatch."""
     lock_fd = take_lock(job)
     if lock_fd is None:
         log(f"job {job.run_id}: another build holds {job.lock}; this one does not run")
         return 1
-    found = look_up(job) if job.request.lookups else None
-    if found is not None:
-        result = make_result(job, 0, CliAnswer(images=found).model_dump_json(), "")
-        result.kind = "lookup"
+    try:
+        reserve_result(Path(job.result))
+    except OSError as error:
+        log(f"disk full: cannot reserve space for the result of {job.run_id}: {error}; no build")
+        result = _disk_full(job, error)
     else:
-        sweep(job)
-        command = build_argv(job)
-        log(f"build {job.run_id} starting: {' '.join(command[1:])}")
-        result = make_result(job, *run_cli(job, command))
-    write_result(Path(job.result), result)
-    log(f"{result.kind} {job.run_id} finished: exit {result.exit_code} {result.error}")
+        result = build(job, lock_fd)
+    try:
+        result = record(job, result)
+        log(f"{result.kind} {job.run_id} finished: exit {result.exit_code} {result.error}")
+    except OSError as error:
+        log(f"disk full: the result of {job.run_id} is lost: {error}")
     os.close(lock_fd)  # released before the callback, so the handler may start the next one
     dispatch(job)
     return 0
+
+
+def run_clean(job: CleanJob) -> int:
+    """Delete one dead build's resources in the build cloud."""
+    command = clean_argv(job)
+    shown = " ".join(command[1:])
+    try:
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=job.env,
+            text=True,
+            timeout=job.timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log(f"clean-up {shown} failed: {error}")
+        return 1
+    log(f"clean-up {shown}: exit {done.returncode} {done.stdout.strip()}")
+    return 0 if done.returncode == 0 else 1
 
 
 def main(argv: list[str]) -> int:
@@ -231,12 +389,20 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: build_runner.py JOB_FILE", file=sys.stderr)
         return 2
-    job = read_job(Path(argv[0]))
+    path = Path(argv[0])
+    text = path.read_text()
+    job: BuildJob | CleanJob = (
+        CleanJob.model_validate_json(text)
+        if json.loads(text).get("kind") == "clean"
+        else BuildJob.model_validate_json(text)
+    )
+    # Read once: the secrets it holds do not stay on the disk while the build runs.
+    path.unlink(missing_ok=True)
     # In a new session the hook waits for this first process only; the child carries on as an
     # orphan of init. Under systemd the runner is the service's main process: it must not fork.
     if job.fork and os.fork() > 0:
         return 0
-    return run(job)
+    return run_clean(job) if isinstance(job, CleanJob) else run(job)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ runs, so "is a build running" is simply "is the lock taken". Launch protocol:
 3. The runner runs the CLI, writes `result.json` (build_job.BuildResult), releases the lock,
    then runs `juju-exec <unit> JUJU_DISPATCH_PATH=hooks/build-finished ./dispatch`, which
    brings the charm's `build_finished` event. update-status handles a lost callback.
+
+Nothing is lost between those steps: a result not yet handled is taken before any new build
+(`start` queues instead of overwriting it); a launch that fails is not remembered as started
+(current.json is put back); a build found dead gets its cloud resources deleted by build id at
+once, by a detached clean job. State files are written durably (src/state_files.py); one that
+cannot be read is moved aside as `<name>.corrupt-<time>`, logged, and read as missing.
 """
 
 import dataclasses
@@ -27,16 +33,15 @@ import datetime
 import fcntl
 import logging
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import pydantic
 import yaml
@@ -45,24 +50,28 @@ from crontab import CronTab
 
 import build_job
 import image_builder_contract
+import state_files
 from build_job import (
     BUILD_CLOUD,
     BuildJob,
     BuildRequest,
     BuildResult,
     BuildState,
+    CleanJob,
     RunRecord,
     StartOutcome,
 )
 from catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
-_Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 APT_PACKAGES = ["python3-venv", "cron", "logrotate"]
 CLI_NAME = "github-runner-image-builder"
 SYSTEMD_RUN = Path("/usr/bin/systemd-run")
 RUNNER_START_TIMEOUT = 30  # seconds a hook waits for the runner it launched to hold the lock
+LOST = "the build process ended without a result (killed or rebooted?)"
+# Below this much free space a lost result is blamed on the disk (the runner reserves 1 MiB).
+LOW_DISK = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,20 +226,6 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write a file so readers see the old or the new content, never half; mode set before."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclasses.dataclass(frozen=True)
 class CloudAuth:
     """One clouds.yaml entry's credentials (the password never appears in a repr)."""
@@ -318,7 +313,7 @@ class Builder:
             "    weekly\n    rotate 8\n    compress\n    delaycompress\n"
             "    missingok\n    notifempty\n    copytruncate\n}\n"
         )
-        _write_atomic(self.logrotate_file, text, mode=0o644)
+        state_files.write(self.logrotate_file, text, mode=0o644)
 
     @property
     def logrotate_file(self) -> Path:
@@ -339,11 +334,14 @@ class Builder:
     def write_clouds_yaml(
         self, build_cloud: CloudAuth, upload_clouds: Mapping[str, CloudAuth]
     ) -> None:
-        """Write clouds.yaml (0600 from the start): the build cloud and every requirer cloud."""
+        """Write clouds.yaml (0600 from the start): the build cloud and every requirer cloud.
+
+        Raises state_files.StateWriteError (the old file kept) when it cannot be written.
+        """
         clouds = {BUILD_CLOUD: _cloud_entry(build_cloud)}
         for cloud_id, auth in sorted(upload_clouds.items()):
             clouds[cloud_id] = _cloud_entry(auth)
-        _write_atomic(self.paths.clouds_yaml, yaml.safe_dump({"clouds": clouds}), mode=0o600)
+        state_files.write(self.paths.clouds_yaml, yaml.safe_dump({"clouds": clouds}), mode=0o600)
 
     def read_clouds_yaml_auth(self) -> dict[str, dict[str, object]]:
         """Return each clouds.yaml entry's auth block, as written before (for migrations)."""
@@ -386,7 +384,7 @@ class Builder:
         tab = CronTab(user=False)
         job = tab.new(command=command, user="root", comment=f"{self.unit_name} image build")
         job.setall(f"{minute} {hours} * * *")
-        _write_atomic(self.cron_file, tab.render(), mode=0o644)
+        state_files.write(self.cron_file, tab.render(), mode=0o644)
 
     # --- builds ----------------------------------------------------------------------------
 
@@ -404,7 +402,12 @@ class Builder:
     def _lock(self) -> Iterator[int | None]:
         """Yield the lock's descriptor when this process got the lock, None when a build has it."""
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(self.paths.lock, flags, 0o600)
+        except IsADirectoryError:  # no runner can hold a folder open for writing
+            state_files.set_aside(self.paths.lock, "a folder")
+            fd = os.open(self.paths.lock, flags, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -416,27 +419,63 @@ class Builder:
             os.close(fd)  # also releases the lock unless a runner inherited it
 
     def start(self, request: BuildRequest) -> StartOutcome:
-        """Start a detached build, or queue one when a build runs; never waits for a build."""
+        """Start a detached build, or queue one when a build runs; never waits for a build.
+
+        A finished build whose result is not taken yet (its callback is on its way) queues the
+        request too: the handler of that result publishes it, then starts the queued build.
+        Only a build that was launched is remembered (current.json, the fingerprint).
+        """
         with self._lock() as fd:
-            if fd is None:
+            if fd is None or self._result_waiting():
                 self.paths.queued.touch(mode=0o600)
-                current = self._read(self.paths.current, RunRecord)
+                current = state_files.read_model(self.paths.current, RunRecord)
                 return StartOutcome(started=False, run_id=current.run_id if current else "")
             run = RunRecord(
-                run_id=uuid.uuid4().hex, started_at=_utcnow(), clouds=list(request.clouds)
+                run_id=uuid.uuid4().hex,
+                started_at=_utcnow(),
+                clouds=list(request.clouds),
+                prefix=request.options.prefix,
             )
-            # A build starting now uses the newest state, which is all a queued request asks.
-            self.paths.queued.unlink(missing_ok=True)
-            _write_atomic(self.paths.current, run.model_dump_json())
-            _write_atomic(self.paths.fingerprint, request.fingerprint)
+            request = request.model_copy(
+                update={"options": request.options.model_copy(update={"build_id": run.run_id})}
+            )
             self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-            if self.paths.systemd_run is None:
-                self._launch_in_session(fd, self._job(run, request, lock_fd=fd))
+            before = state_files.read_text(self.paths.current)
+            state_files.write(self.paths.current, run.model_dump_json())
+            try:
+                if self.paths.systemd_run is None:
+                    self._launch_in_session(fd, self._job(run, request, lock_fd=fd))
+            except BaseException:
+                self._forget(before)
+                raise
         if self.paths.systemd_run is not None:
-            # Launched after the lock is let go: the service takes it itself.
-            self._launch_under_systemd(self.paths.systemd_run, self._job(run, request))
+            try:
+                # Launched after the lock is let go: the service takes it itself.
+                self._launch_under_systemd(self.paths.systemd_run, self._job(run, request))
+            except BaseException:
+                self._forget(before)
+                raise
+        # A build starting now uses the newest state, which is all a queued request asks.
+        self.paths.queued.unlink(missing_ok=True)
+        state_files.keep(self.paths.fingerprint, request.fingerprint)
         logger.info("build %s started (%s)", run.run_id, ", ".join(request.clouds))
         return StartOutcome(started=True, run_id=run.run_id)
+
+    def _result_waiting(self) -> bool:
+        """Return whether the last started build ended and its result is not taken yet."""
+        current = state_files.read_model(self.paths.current, RunRecord)
+        return current is not None and self._handled() != current.run_id
+
+    def _handled(self) -> str:
+        return (state_files.read_text(self.paths.handled) or "").strip()
+
+    def _forget(self, before: str | None) -> None:
+        """Undo a launch that failed: the last build stays the last one; no secrets stay."""
+        if before is None:
+            self.paths.current.unlink(missing_ok=True)
+        else:
+            state_files.write(self.paths.current, before)
+        self.paths.job.unlink(missing_ok=True)
 
     def _job(self, run: RunRecord, request: BuildRequest, lock_fd: int | None = None) -> Path:
         """Write the job file for this run; return its path."""
@@ -453,7 +492,7 @@ class Builder:
             env=self._env(),
             request=request,
         )
-        _write_atomic(self.paths.job, job.model_dump_json(), mode=0o600)
+        state_files.write(self.paths.job, job.model_dump_json(), mode=0o600)
         return self.paths.job
 
     def _runner_argv(self, job: Path) -> list[str]:
@@ -473,7 +512,15 @@ class Builder:
                 start_new_session=True,
             )
         # The runner's first process forks the real build and exits at once.
-        code = first.wait(timeout=RUNNER_START_TIMEOUT)
+        try:
+            code = first.wait(timeout=RUNNER_START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.wait()
+            raise RuntimeError(
+                f"build runner did not start within {RUNNER_START_TIMEOUT} s; "
+                f"see {self.paths.build_log}"
+            ) from None
         if code != 0:
             raise RuntimeError(
                 f"build runner failed to start (exit {code}); see {self.paths.build_log}"
@@ -483,13 +530,14 @@ class Builder:
         """Return the name of the transient service that runs one build."""
         return f"{self._slug}-build-{run_id[:12]}"
 
-    def _launch_under_systemd(self, systemd_run: Path, job: Path) -> None:
-        run_id = BuildJob.model_validate_json(job.read_text()).run_id
+    def _systemd_argv(
+        self, systemd_run: Path, unit: str, description: str, job: Path
+    ) -> list[str]:
         log = self.paths.build_log
-        argv = [
+        return [
             str(systemd_run),
-            f"--unit={self.systemd_unit(run_id)}",
-            f"--description=GitHub runner image build {run_id} of {self.unit_name}",
+            f"--unit={unit}",
+            f"--description={description}",
             "--collect",  # unloaded when it ends, whatever its exit code
             "--quiet",
             f"--working-directory={self.paths.state_dir}",
@@ -502,6 +550,12 @@ class Builder:
             "--",
             *self._runner_argv(job),
         ]
+
+    def _launch_under_systemd(self, systemd_run: Path, job: Path) -> None:
+        run_id = BuildJob.model_validate_json(job.read_text()).run_id
+        log = self.paths.build_log
+        description = f"GitHub runner image build {run_id} of {self.unit_name}"
+        argv = self._systemd_argv(systemd_run, self.systemd_unit(run_id), description, job)
         done = subprocess.run(
             argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False
         )
@@ -522,7 +576,7 @@ class Builder:
             time.sleep(0.05)
 
     def _finished(self, run_id: str) -> bool:
-        result = self._read(self.paths.result, BuildResult)
+        result = state_files.read_model(self.paths.result, BuildResult)
         return result is not None and result.run_id == run_id
 
     def is_running(self) -> bool:
@@ -535,64 +589,139 @@ class Builder:
         return BuildState(
             running=self.is_running(),
             queued=self.paths.queued.exists(),
-            current=self._read(self.paths.current, RunRecord),
-            last_result=self._read(self.paths.result, BuildResult),
+            current=state_files.read_model(self.paths.current, RunRecord),
+            last_result=state_files.read_model(self.paths.result, BuildResult),
         )
 
     def take_result(self) -> BuildResult | None:
         """Return the newest finished build not yet handled, marking it handled.
 
-        A build that ended without a result (killed, machine rebooted) is reported as failed.
+        A build that ended without a result (killed, machine rebooted) is reported as failed,
+        and what it left in the build cloud is deleted now by a detached clean job.
         """
         state = self.state()
-        if state.running or state.current is None:
+        if state.running:
             return None
-        handled = self.paths.handled.read_text().strip() if self.paths.handled.exists() else ""
-        if handled == state.current.run_id:
+        current, result = state.current, state.last_result
+        if current is None and result is not None:  # current.json was unreadable
+            current = RunRecord(run_id=result.run_id, started_at=result.started_at)
+        if current is None or self._handled() == current.run_id:
             return None
-        result = state.last_result
-        if result is None or result.run_id != state.current.run_id:
+        if result is None or result.run_id != current.run_id:
             result = BuildResult(
-                run_id=state.current.run_id,
-                started_at=state.current.started_at,
+                run_id=current.run_id,
+                started_at=current.started_at,
                 finished_at=_utcnow(),
                 exit_code=-1,
-                error="the build process ended without a result (killed or rebooted?)",
+                error=LOST + self._disk_note(),
+                lost=True,
             )
-            _write_atomic(self.paths.result, result.model_dump_json())
-        _write_atomic(self.paths.handled, result.run_id)
+            state_files.keep(self.paths.result, result.model_dump_json())
+            self.start_clean(current)
+        # Unwritten (disk full), the result is only taken again: publishing it twice is harmless.
+        state_files.keep(self.paths.handled, result.run_id)
         return result
+
+    def _disk_note(self) -> str:
+        try:
+            free = shutil.disk_usage(self.paths.state_dir).free
+        except OSError:
+            return ""
+        if free >= LOW_DISK:
+            return ""
+        return f"; the unit's disk is full ({free} bytes free in {self.paths.state_dir})"
+
+    def start_clean(self, run: RunRecord) -> None:
+        """Start a detached `clean --build-id` of a dead build; a failure is only logged.
+
+        Its SHUTOFF builder holds the build's user-data, secrets included: it goes now, not at
+        the next sweep. The hook does not wait for the clean-up.
+        """
+        job = CleanJob(
+            build_id=run.run_id,
+            prefix=run.prefix,
+            cli=str(self.paths.cli),
+            env=self._env(),
+            fork=self.paths.systemd_run is None,
+        )
+        path = self.paths.state_dir / f"clean-{run.run_id}.json"
+        try:
+            state_files.write(path, job.model_dump_json())
+            self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            if self.paths.systemd_run is None:
+                self._start_in_session(path)
+            else:
+                unit = f"{self._slug}-clean-{run.run_id[:12]}"
+                description = f"clean-up of the dead image build {run.run_id} of {self.unit_name}"
+                argv = self._systemd_argv(self.paths.systemd_run, unit, description, path)
+                subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=True
+                )
+        except (OSError, state_files.StateWriteError, subprocess.SubprocessError) as error:
+            logger.error(
+                "cannot start the clean-up of the dead build %s (%s); the next sweep removes "
+                "what it left",
+                run.run_id,
+                error,
+            )
+            return
+        logger.info("build %s died: deleting what it left in the build cloud", run.run_id)
+
+    def _start_in_session(self, job: Path) -> None:
+        """Start a runner that needs no lock in a new session (it forks away at once)."""
+        env = {**self._env(), "PYTHONPATH": runner_pythonpath()}
+        with self.paths.build_log.open("ab") as log:
+            first = subprocess.Popen(
+                self._runner_argv(job),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.paths.state_dir,
+                start_new_session=True,
+            )
+        first.wait(timeout=RUNNER_START_TIMEOUT)
 
     def stored_fingerprint(self) -> str:
         """Return the config digest of the last started build ('' before the first)."""
-        path = self.paths.fingerprint
-        return path.read_text().strip() if path.exists() else ""
+        return (state_files.read_text(self.paths.fingerprint) or "").strip()
+
+    def remember_fingerprint(self, fingerprint: str) -> None:
+        """Record the digest the last build stands for (an upgrade carries the old one over)."""
+        state_files.keep(self.paths.fingerprint, fingerprint)
+
+    def set_aside_recently(self) -> list[str]:
+        """Return the state files set aside as unreadable within the last day, newest first."""
+        return state_files.set_aside_recently(self.paths.state_dir, _utcnow())
 
     # --- catalogue -------------------------------------------------------------------------
 
-    def load_catalogue(self) -> Catalogue | None:
-        """Return this unit's copy of the catalogue; None before the first one was saved."""
-        if not self.paths.catalogue.exists():
+    def load_catalogue(self, repair: bool = True) -> Catalogue | None:
+        """Return this unit's copy of the catalogue; None when there is none or it is unreadable.
+
+        An unreadable copy (empty, truncated, wrong shape, not UTF-8) is set aside, unless
+        `repair` is False (the metrics exporter only reads).
+        """
+        path = self.paths.catalogue
+        try:
+            text = state_files.read_text(path) if repair else path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        if text is None:
             return None
         try:
-            return Catalogue.from_json(self.paths.catalogue.read_text())
-        except ValueError:  # pydantic.ValidationError is a ValueError too
-            logger.warning("ignoring unreadable %s", self.paths.catalogue)
+            return Catalogue.from_json(text)
+        except ValueError as error:  # pydantic.ValidationError is a ValueError too
+            if repair:
+                state_files.set_aside(path, error)
             return None
 
     def save_catalogue(self, catalogue: Catalogue) -> None:
-        """Keep this unit's copy of the catalogue (the peer relation holds the shared one)."""
-        _write_atomic(self.paths.catalogue, catalogue.model_dump_json(indent=1))
+        """Keep this unit's copy of the catalogue (the peer relation holds the shared one).
 
-    @staticmethod
-    def _read(path: Path, model: type[_Model]) -> _Model | None:
-        if not path.exists():
-            return None
-        try:
-            return model.model_validate_json(path.read_text())
-        except pydantic.ValidationError:
-            logger.warning("ignoring unreadable %s", path)
-            return None
+        Raises state_files.StateWriteError (the old copy kept) when it cannot be written.
+        """
+        state_files.write(self.paths.catalogue, catalogue.model_dump_json(indent=1))
 
 
 def apt_install(packages: list[str]) -> object:

@@ -62,17 +62,22 @@ class Catalogue(pydantic.BaseModel):
         """Parse a stored catalogue; also the older `{cloud: {"base/arch": id}}` file format.
 
         Raises:
-            ValueError: the text is neither.
+            ValueError: the text is neither (empty, truncated, another shape, too deep).
 
         """
-        data = json.loads(text)
-        if isinstance(data, dict) and "images" not in data:
-            return cls.of(
-                CatalogueImage(cloud=str(cloud), base=base, arch=arch, id=str(image_id))
-                for cloud, ids in data.items()
-                for (base, _, arch), image_id in ((k.partition("/"), v) for k, v in ids.items())
-            )
-        return cls.model_validate(data)
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict) and "images" not in data:
+                return cls.of(
+                    CatalogueImage(cloud=str(cloud), base=base, arch=arch, id=str(image_id))
+                    for cloud, ids in data.items()
+                    for (base, _, arch), image_id in (
+                        (k.partition("/"), v) for k, v in ids.items()
+                    )
+                )
+            return cls.model_validate(data)
+        except (AttributeError, TypeError, RecursionError) as error:
+            raise ValueError(f"not a catalogue: {type(error).__name__}") from None
 
     def to_json(self) -> str:
         """Return the catalogue as compact JSON (it lives in relation data)."""

@@ -24,8 +24,9 @@ import metrics_service
 import migrate
 import peers
 import state
+import state_files
 from catalogue import Catalogue
-from charms.github_runner_image_builder.v0.image import CloudCredentials
+from charms.github_runner_image_builder.v0.image import CloudCredentials, ProviderImages
 from image_builder_contract import names, platforms
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         # Observes its own relation events and upgrade-charm: logs, Loki rules, dashboard.
         self.cos = cos.CosAgentProvider(self, self.builder.paths.log_dir)
         self._loaded: state.BuildConfig | state.ConfigValidationError | None = None
+        # State files this hook could not write (disk full): the unit is Blocked saying so.
+        self._write_problems: list[state_files.StateWriteError] = []
 
         observe = framework.observe
         observe(self.on.install, self._on_install)
@@ -137,18 +140,44 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         return config.build_interval if config is not None else None
 
     def _catalogue(self) -> Catalogue:
-        """Return the shared catalogue; this unit's copy before the leader shared one."""
+        """Return the shared catalogue; this unit's copy before the leader shared one.
+
+        With neither (this unit's copy lost or unreadable), what this unit publishes on each
+        relation is taken back in.
+        """
         shared = self.peers.catalogue()
         if shared is not None:
             return shared
-        return self.builder.load_catalogue() or Catalogue()
+        own = self.builder.load_catalogue()
+        if own is not None:
+            return own
+        return migrate.adopt_published(Catalogue(), self.images.clouds(), self._published())
+
+    def _published(self) -> list[tuple[CloudCredentials, ProviderImages]]:
+        """Return what this unit publishes, per relation with credentials."""
+        return [
+            (creds, images)
+            for relation in self.images.relations
+            if (creds := self.images.cloud_of(relation)) is not None
+            and (images := self.images.published_on(relation)) is not None
+        ]
 
     def _save_catalogue(self, catalogue: Catalogue) -> None:
         """Share the catalogue (leader) and keep this unit's copy."""
         if self.unit.is_leader():
             self.peers.save_catalogue(catalogue)
         if catalogue != self.builder.load_catalogue():
-            self.builder.save_catalogue(catalogue)
+            try:
+                self.builder.save_catalogue(catalogue)
+            except state_files.StateWriteError as error:
+                self._write_problem(error)
+
+    def _write_problem(self, error: state_files.StateWriteError) -> None:
+        logger.error("%s", error)
+        self._write_problems.append(error)
+
+    def _fingerprint(self, config: state.BuildConfig) -> str:
+        return config.fingerprint(self.peers.fingerprint_key())
 
     def _leader_name(self) -> str:
         return self.peers.leader() or "(not known yet)"
@@ -165,12 +194,18 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         if config is None:
             return None
         clouds = self.images.clouds()
-        self.builder.write_clouds_yaml(
-            _auth(config.build_cloud), {cloud_id: _auth(c) for cloud_id, c in clouds.items()}
-        )
+        try:
+            self.builder.write_clouds_yaml(
+                _auth(config.build_cloud), {cloud_id: _auth(c) for cloud_id, c in clouds.items()}
+            )
+        except state_files.StateWriteError as error:
+            self._write_problem(error)  # the old clouds.yaml is kept: no build may use it
         catalogue = self._catalogue()
         if self.unit.is_leader():
-            self.builder.write_cron(config.build_interval)
+            try:
+                self.builder.write_cron(config.build_interval)
+            except state_files.StateWriteError as error:
+                self._write_problem(error)
             self.peers.claim_leadership()
             for taken in [built or Catalogue(), *self.peers.handovers()]:
                 catalogue = catalogue.merge(taken.images)
@@ -194,7 +229,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         build = self.builder.state()
         running = build.current.clouds if build.running and build.current else []
         self.peers.share_building(running)
-        return config
+        return None if self._write_problems else config
 
     def _start_build(
         self, config: state.BuildConfig, reason: str, lookups: Sequence[build_job.Lookup] = ()
@@ -204,6 +239,10 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         if not clouds:
             logger.info("no build for %s: %s", reason, NO_CREDENTIALS.format(app=self.app.name))
             return None
+        # A build that finished while its callback is on its way: publish it first, so its
+        # images are served, and protected from this build's pruning.
+        if (waiting := self.builder.take_result()) is not None and self._take_in(waiting) is None:
+            return None  # a state file cannot be written: collect-status says which
         # Nothing any unit publishes or hands over may be pruned, nor anything catalogued.
         protect = (
             self._catalogue().ids() | self.images.published_ids() | self.peers.protected_ids()
@@ -226,14 +265,18 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             ),
             script_secrets=dict(config.script_secrets),
             proxy=config.image_proxy,
-            fingerprint=config.fingerprint(),
+            fingerprint=self._fingerprint(config),
             lookups=tuple(lookups),
         )
         if not config.verify_images:
             logger.warning(
                 "verify-images is off: the images of this build are published unverified"
             )
-        outcome = self.builder.start(request)
+        try:
+            outcome = self.builder.start(request)
+        except state_files.StateWriteError as error:
+            self._write_problem(error)
+            return None
         if outcome.started:
             self.peers.save_fingerprint(request.fingerprint)
             self.peers.share_building(list(request.clouds))
@@ -242,14 +285,15 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             logger.info("build requested (%s) while %s runs: queued", reason, outcome.run_id)
         return outcome
 
+    def _take_in(self, result: build_job.BuildResult) -> state.BuildConfig | None:
+        """Publish (or hand over) a finished build's images."""
+        _log_result(result)
+        return self._reconcile(Catalogue.from_built(result.images, result.started_at))
+
     def _publish_finished(self) -> None:
         """Publish (or hand over) a finished build not yet handled; then start what is due."""
         result = self.builder.take_result()
-        built = None
-        if result is not None:
-            built = Catalogue.from_built(result.images, result.started_at)
-            _log_result(result)
-        config = self._reconcile(built)
+        config = self._reconcile() if result is None else self._take_in(result)
         if config is None:
             return
         build = self.builder.state()
@@ -290,16 +334,18 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         catalogue = migrate.rename_legacy_clouds(
             self._catalogue(), clouds, self.builder.read_clouds_yaml_auth()
         )
-        published = [
-            (creds, images)
-            for relation in self.images.relations
-            if (creds := self.images.cloud_of(relation)) is not None
-            and (images := self.images.published_on(relation)) is not None
-        ]
-        catalogue = migrate.adopt_published(catalogue, clouds, published)
+        catalogue = migrate.adopt_published(catalogue, clouds, self._published())
         self._save_catalogue(catalogue)
         for path in self.builder.remove_canonical_files():
             logger.info("removed %s, left by Canonical's charm", path)
+        # Earlier revisions stored an unkeyed fingerprint: the same settings keep their build.
+        config = self._config()
+        if config is not None and self.unit.is_leader():
+            stored = self.peers.fingerprint() or self.builder.stored_fingerprint()
+            if stored and stored == config.legacy_fingerprint():
+                keyed = self._fingerprint(config)
+                self.builder.remember_fingerprint(keyed)
+                self.peers.save_fingerprint(keyed)
 
     # --- event handlers --------------------------------------------------------------------
 
@@ -324,7 +370,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         if config is None or not self.images.clouds() or not self.unit.is_leader():
             return
         built_with = self.peers.fingerprint() or self.builder.stored_fingerprint()
-        if config.fingerprint() != built_with:
+        if self._fingerprint(config) != built_with:
             self._start_build(config, "the image settings changed")
 
     def _on_leader_elected(self, _: ops.EventBase) -> None:
@@ -352,12 +398,17 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         if not self.unit.is_leader():
             event.fail(STANDBY.format(leader=self._leader_name()))
             return
+        if self._write_problems:
+            event.fail(str(self._write_problems[0]))
+            return
         if config is None:
             assert isinstance(self._loaded, state.ConfigValidationError)  # noqa: S101 - set by _config
             event.fail(f"cannot build until the configuration is fixed: {self._loaded}")
             return
         outcome = self._start_build(config, "run action")
-        if outcome is None:
+        if outcome is None and self._write_problems:
+            event.fail(str(self._write_problems[0]))
+        elif outcome is None:
             event.fail(NO_CREDENTIALS.format(app=self.app.name))
         elif outcome.started:
             event.set_results({"result": "started", "build-id": outcome.run_id})
@@ -400,6 +451,9 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         if config is None:
             event.add_status(ops.BlockedStatus(str(self._loaded)))
             return
+        if self._write_problems:
+            event.add_status(ops.BlockedStatus(str(self._write_problems[0])))
+            return
         if not self.images.relations:
             event.add_status(ops.BlockedStatus("image integration required"))
             return
@@ -411,29 +465,35 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             return
         build = self.builder.state()
         leader = self.unit.is_leader()
+        note = set_aside_note(self.builder.set_aside_recently())
         if build.running and build.current is not None:
             queued = ", rebuild queued" if build.queued and leader else ""
             started = build.current.started_at.strftime("%H:%M")
             handing = "" if leader else "; its images go to the leader"
             event.add_status(
-                ops.MaintenanceStatus(f"Building images since {started} UTC{queued}{handing}")
+                ops.MaintenanceStatus(
+                    f"Building images since {started} UTC{queued}{handing}" + note
+                )
             )
         elif not leader:
             served = len(self._catalogue().restrict(clouds).clouds())
             event.add_status(
                 ops.ActiveStatus(
                     f"Standby: serving the images of the leader {self._leader_name()} "
-                    f"({served} of {len(clouds)} clouds)"
+                    f"({served} of {len(clouds)} clouds)" + note
                 )
             )
         elif build.last_result is not None:
-            event.add_status(ops.ActiveStatus(summary(build.last_result) + unverified(config)))
+            event.add_status(
+                ops.ActiveStatus(summary(build.last_result) + unverified(config) + note)
+            )
         else:
             served = len(self._catalogue().restrict(clouds).clouds())
             event.add_status(
                 ops.ActiveStatus(
                     f"No build has run on this unit yet; {served} of {len(clouds)} clouds served"
                     + unverified(config)
+                    + note
                 )
             )
 
@@ -457,6 +517,14 @@ def _log_result(result: build_job.BuildResult) -> None:
         )
     if result.error:
         logger.error("build %s failed: %s", result.run_id, result.error)
+
+
+def set_aside_note(names: Sequence[str]) -> str:
+    """Return the status suffix naming state files set aside as unreadable, when there are any."""
+    if not names:
+        return ""
+    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+    return f"; unreadable state file set aside: {names[0]}{more} (recovered)"
 
 
 def unverified(config: state.BuildConfig) -> str:

@@ -11,8 +11,6 @@ step and outcome.
 
 import datetime
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+import state_files
 from build_job import BUILD_TIMEOUT, BuildResult, RunRecord
 from builder import Paths
 from catalogue import Catalogue
@@ -185,7 +184,7 @@ def _read_model(path: Path, model: type[pydantic.BaseModel]) -> pydantic.BaseMod
         return model.model_validate_json(path.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, pydantic.ValidationError) as error:
+    except (OSError, ValueError) as error:  # ValidationError and UnicodeDecodeError are too
         logger.warning("ignoring unreadable %s: %s", path.name, error)
         return None
 
@@ -197,18 +196,8 @@ def load_history(state_dir: Path) -> History:
 
 
 def save_history(state_dir: Path, history: History) -> None:
-    """Write the history atomically (0600, like every file in the state folder)."""
-    path = history_path(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(history.model_dump_json())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the history atomically and durably (0600, like every file in the state folder)."""
+    state_files.write_atomic(history_path(state_dir), history.model_dump_json())
 
 
 class Records(pydantic.BaseModel):

@@ -32,7 +32,9 @@ def registry_for(charm_dir: Path, unit: str, state_dir: Path | None = None) -> C
     reader = builder.Builder(paths, unit, {}, apt_install=lambda _: None)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
-        metrics.RecordsCollector(lambda: metrics.read_records(paths, reader.load_catalogue))
+        metrics.RecordsCollector(
+            lambda: metrics.read_records(paths, lambda: reader.load_catalogue(repair=False))
+        )
     )
     return registry
 

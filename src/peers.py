@@ -6,10 +6,16 @@ Unit data (each unit its own): the image IDs it publishes right now, the clouds 
 job serves (so a new leader does not start the same job again), and a handover — the images of
 a build it finished after it lost leadership, for the leader to take in. The leader
 protects all of them from pruning.
+
+The fingerprint is an HMAC (state.BuildConfig.fingerprint) under a key kept in a Juju secret
+owned by the application: every unit, the next leader included, computes the same digest, and
+neither a copy of a unit's state folder nor the peer data lets anyone check a guess of a script
+secret against it.
 """
 
 import json
 import logging
+import secrets
 
 import ops
 import pydantic
@@ -25,6 +31,7 @@ FINGERPRINT = "fingerprint"
 PUBLISHED = "published"
 HANDOVER = "handover"
 BUILDING = "building"
+FINGERPRINT_KEY = "fingerprint-key"  # label of the application's secret holding the HMAC key
 
 
 class Peers:
@@ -89,6 +96,31 @@ class Peers:
         """Return the settings digest of the application's last started build."""
         data = self._app()
         return data.get(FINGERPRINT, "") if data is not None else ""
+
+    def fingerprint_key(self) -> bytes:
+        """Return the application's fingerprint key; the leader creates it the first time.
+
+        Its secret's ID (not secret) is shared here too, so that a unit that becomes leader
+        finds it by ID as well as by label.
+        """
+        model = self._charm.model
+        data = self._app()
+        secret_id = data.get(FINGERPRINT_KEY, "") if data is not None else ""
+        try:
+            secret = model.get_secret(id=secret_id or None, label=FINGERPRINT_KEY)
+            return secret.get_content(refresh=True)["key"].encode()
+        except ops.SecretNotFoundError:
+            pass
+        if not self._charm.unit.is_leader():
+            raise RuntimeError("only the leader computes fingerprints")  # callers check it
+        secret = self._charm.app.add_secret(
+            {"key": secrets.token_hex(32)},
+            label=FINGERPRINT_KEY,
+            description="HMAC key of the image settings' fingerprint",
+        )
+        if secret.id is not None:
+            self._write_app(FINGERPRINT_KEY, secret.id)
+        return secret.get_content()["key"].encode()
 
     def save_fingerprint(self, fingerprint: str) -> None:
         """Record the settings digest of a build the leader started."""

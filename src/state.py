@@ -8,6 +8,7 @@ accepts, the CLI accepts too.
 
 import functools
 import hashlib
+import hmac
 import json
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -134,20 +135,18 @@ class BuildConfig(pydantic.BaseModel):
             for base in self.bases
         ]
 
-    def fingerprint(self) -> str:
-        """Return a digest of every setting that changes what an image contains.
+    def _image_facts(self) -> dict[str, object]:
+        """Return every setting that changes what an image contains, secrets left out.
 
         The interval, history limit, flavor and network only change how or when a build runs,
         so changing them does not trigger a rebuild.
         """
-        secrets = {k: v.get_secret_value() for k, v in sorted(self.script_secrets.items())}
-        facts = {
+        return {
             "arch": self.arch,
             "bases": self.base_words(),
             "runner_binary_repo": self.runner_binary_repo,
             "runner_version": self.runner_version,
             "script_url": self.script_url,
-            "script_secrets": hashlib.sha256(json.dumps(secrets).encode()).hexdigest(),
             "cloud": [
                 self.build_cloud.auth_url,
                 self.build_cloud.project_domain_name,
@@ -155,6 +154,25 @@ class BuildConfig(pydantic.BaseModel):
                 self.build_cloud.user_domain_name,
                 self.build_cloud.username,
             ],
+        }
+
+    def fingerprint(self, key: bytes) -> str:
+        """Return an HMAC-SHA256, under the application's fingerprint key, of the image settings.
+
+        It is kept on the disk and in peer data; without the key (a Juju secret of the
+        application, never on the disk) nobody can test a guess of a script secret against it.
+        """
+        secrets = {k: v.get_secret_value() for k, v in sorted(self.script_secrets.items())}
+        facts = {**self._image_facts(), "script_secrets": secrets}
+        message = json.dumps(facts, sort_keys=True).encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+    def legacy_fingerprint(self) -> str:
+        """Return the unkeyed digest of earlier revisions, only to recognise it on upgrade."""
+        secrets = {k: v.get_secret_value() for k, v in sorted(self.script_secrets.items())}
+        facts = {
+            **self._image_facts(),
+            "script_secrets": hashlib.sha256(json.dumps(secrets).encode()).hexdigest(),
         }
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 

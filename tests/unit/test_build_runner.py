@@ -14,6 +14,7 @@ import pytest
 import build_job
 import build_runner
 import builder
+import state_files
 from github_runner_image_builder import report
 
 STARTED = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
@@ -74,6 +75,8 @@ def test_build_command_line_uses_flag_equals_value_and_skips_empty_options(
         "--network=-x",
         "--protect=i1,i2",
     ]
+    tagged = _job(tmp_path, build_id="r1")
+    assert build_job.build_argv(tagged)[-1] == "--build-id=r1"
     assert SECRET not in " ".join(build_job.build_argv(job))
 
 
@@ -221,3 +224,149 @@ def test_runner_under_the_machines_own_python_finds_the_charms_modules(tmp_path:
     assert done.returncode == 0, done.stderr
     result = build_job.BuildResult.model_validate_json(Path(job.result).read_text())
     assert (result.run_id, result.exit_code, result.error) == ("r1", 0, "")
+
+
+# --- crashes and full disks (issue 11) ------------------------------------------------------
+
+ANSWER = {
+    "images": [
+        {"name": "app-noble-x64", "base": "noble", "arch": "x64", "cloud": "a_u_1", "id": "i"}
+    ],
+    "failures": [],
+}
+
+
+def _runnable(tmp_path: Path, body: str) -> build_job.BuildJob:
+    """Return a job whose CLI is `body` (recording each call) and whose callback is a no-op."""
+    calls = tmp_path / "calls.jsonl"
+    cli = _script(
+        tmp_path / "cli",
+        f"with open({str(calls)!r}, 'a') as f:\n    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[2] == 'clean':\n    print('{}')\n    sys.exit(0)\n" + body,
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    return _job(tmp_path, cli=cli).model_copy(
+        update={
+            "result": str(state / "result.json"),
+            "lock": str(state / "build.lock"),
+            "juju_exec": "/bin/true",
+        }
+    )
+
+
+def _calls(tmp_path: Path) -> list[list[str]]:
+    return [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+
+
+def test_a_disk_that_fills_during_the_build_keeps_the_result_and_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from full_disk import FullDisk, stray_files
+
+    flag = tmp_path / "disk-full"
+    # The CLI's build fills the disk, then answers.
+    job = _runnable(tmp_path, f"open({str(flag)!r}, 'w').close()\nprint(json.dumps({ANSWER!r}))\n")
+    disk = FullDisk(tmp_path / "state", flag, monkeypatch)
+    assert build_runner.run(job) == 0
+    assert disk.full and disk.refused == []  # every byte went into the reserved space
+    result = build_job.BuildResult.model_validate_json(Path(job.result).read_text())
+    assert [i.id for i in result.images] == ["i"] and result.error == ""
+    assert stray_files(tmp_path / "state", {"result.json", "build.lock"}) == []
+
+
+def test_a_result_too_large_for_the_reserve_keeps_its_images_and_says_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from full_disk import FullDisk, stray_files
+
+    flag = tmp_path / "disk-full"
+    failures = [{"base": "jammy", "arch": "x64", "cloud": "b_u_2", "error": "e" * 500}] * 20
+    answer = {**ANSWER, "failures": failures}
+    job = _runnable(tmp_path, f"open({str(flag)!r}, 'w').close()\nprint(json.dumps({answer!r}))\n")
+    monkeypatch.setattr(build_runner, "RESULT_RESERVE", 4096)
+    disk = FullDisk(tmp_path / "state", flag, monkeypatch)
+    build_runner.run(job)
+    assert disk.refused  # the whole result did not fit
+    result = build_job.BuildResult.model_validate_json(Path(job.result).read_text())
+    assert [i.id for i in result.images] == ["i"]  # what was built is still published
+    assert result.error.startswith("disk full: the report of 20 failures did not fit in ")
+    assert stray_files(tmp_path / "state", {"result.json", "build.lock"}) == []
+
+
+def test_no_room_for_the_result_at_the_start_builds_nothing_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from full_disk import FullDisk, stray_files
+
+    flag = tmp_path / "disk-full"
+    job = _runnable(tmp_path, f"print(json.dumps({ANSWER!r}))\n")
+    disk = FullDisk(tmp_path / "state", flag, monkeypatch)
+    disk.fill()
+
+    def no_space(*_: object) -> None:
+        raise OSError(28, os.strerror(28))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    build_runner.run(job)
+    assert not (tmp_path / "calls.jsonl").exists()  # no build whose result could not be kept
+    assert stray_files(tmp_path / "state", {"build.lock"}) == []
+
+
+def test_result_and_other_state_writes_are_fsynced_file_then_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stat
+
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "result.json"
+    build_runner.write_result(path, build_runner.make_result(_job(tmp_path), 0, "{}", ""))
+    assert synced == ["file", "folder"]
+    synced.clear()
+    state_files.write(tmp_path / "clouds.yaml", "clouds: {}\n")
+    assert synced == ["file", "folder"]
+
+
+def test_a_cli_that_crashed_gets_its_build_cleaned_up_by_id(tmp_path: Path) -> None:
+    job = _runnable(tmp_path, "print('Traceback: boom')\nsys.exit(3)\n")
+    job = job.model_copy(
+        update={
+            "request": job.request.model_copy(
+                update={"options": job.request.options.model_copy(update={"build_id": "r1"})}
+            )
+        }
+    )
+    build_runner.run(job)
+    assert [c[1:] for c in _calls(tmp_path) if c[1] == "clean" and "--build-id=r1" in c] == [
+        ["clean", "--prefix=app", "--build-id=r1"]
+    ]
+
+
+def test_the_runner_deletes_the_job_file_once_read(tmp_path: Path) -> None:
+    job = _runnable(tmp_path, f"print(json.dumps({ANSWER!r}))\n").model_copy(
+        update={"fork": False}
+    )
+    job_file = tmp_path / "state" / "job.json"
+    job_file.write_text(job.model_dump_json())
+    assert build_runner.main([str(job_file)]) == 0
+    assert not job_file.exists()  # the script secrets do not stay on the disk
+    assert Path(job.result).exists()
+
+
+def test_a_clean_job_runs_clean_by_build_id_in_the_build_cloud(tmp_path: Path) -> None:
+    job = _runnable(tmp_path, "")
+    clean = build_job.CleanJob(build_id="dead1", prefix="app", cli=job.cli, fork=False)
+    job_file = tmp_path / "clean.json"
+    job_file.write_text(clean.model_dump_json())
+    assert build_runner.main([str(job_file)]) == 0
+    assert _calls(tmp_path) == [
+        ["--os-cloud=builder", "clean", "--prefix=app", "--build-id=dead1"]
+    ]
+    assert not job_file.exists()

@@ -1,6 +1,7 @@
 """The launch from a real hook process, in a new session and as a transient systemd service."""
 
 import dataclasses
+import datetime
 import json
 import subprocess
 import sys
@@ -46,6 +47,8 @@ with (Path({home!r}) / "systemd-run-calls.jsonl").open("a") as calls:
     calls.write(json.dumps(argv) + "\\n")
 split = argv.index("--")
 options, command = argv[:split], argv[split + 1:]
+job = Path(command[-1])
+(Path({home!r}) / "systemd-job.json").write_bytes(job.read_bytes())  # the runner deletes it
 env = dict(o[len("--setenv="):].split("=", 1) for o in options if o.startswith("--setenv="))
 props = dict(o[len("--property="):].split("=", 1) for o in options if o.startswith("--property="))
 cwd = next(o.split("=", 1)[1] for o in options if o.startswith("--working-directory="))
@@ -79,10 +82,11 @@ def _check_build_runs_on_after_the_hook(machine: Machine, paths: builder.Paths) 
     result = build_job.BuildResult.model_validate_json(paths.result.read_text())
     assert result.run_id == outcome["run_id"]
     assert [i.cloud for i in result.images] == ["c_u_1"]
-    # The secret reached the CLI through its environment only, and the job file is private.
+    # The secret reached the CLI through its environment only; the job file that held it is
+    # gone once the runner read it.
     (call,) = machine.build_calls()
     assert call["secrets"] == {"IMAGE_BUILDER_SECRET_API_TOKEN": "hook-secret-77"}
-    assert paths.job.stat().st_mode & 0o777 == 0o600
+    assert not paths.job.exists()
     assert "hook-secret-77" not in paths.build_log.read_text()
     return str(outcome["run_id"])
 
@@ -111,7 +115,7 @@ def test_under_systemd_the_build_is_a_transient_service(machine: Machine) -> Non
     (pythonpath,) = [a for a in argv if a.startswith("--setenv=")]
     assert pythonpath.startswith(f"--setenv=PYTHONPATH={SRC}")
     assert "hook-secret-77" not in json.dumps(argv)
-    job = build_job.BuildJob.model_validate_json(paths.job.read_text())
+    job = build_job.BuildJob.model_validate_json((machine.home / "systemd-job.json").read_text())
     assert (job.fork, job.lock_fd) == (False, None)  # the service is the runner: no fork
 
 
@@ -130,3 +134,92 @@ def test_under_systemd_a_service_that_cannot_start_is_an_error(machine: Machine)
 
 def test_systemd_is_used_only_where_it_manages_the_machine(tmp_path: Path) -> None:
     assert not builder.systemd_manages_machine(tmp_path / "no-such-dir")
+
+
+# A CLI that, like the real one, cancels on SIGTERM and takes its time to clean up; it says
+# who its parent (the runner) is, and records every call.
+PATIENT_CLI = """#!{python}
+import json, os, signal, sys, time
+from pathlib import Path
+home = Path({home!r})
+with (home / "cli-calls.jsonl").open("a") as calls:
+    calls.write(json.dumps({{"argv": sys.argv[1:], "secrets": {{}}, "env": {{}}}}) + "\\n")
+if sys.argv[2] == "clean":
+    print("{{}}")
+    sys.exit(0)
+def cancel(*_):
+    (home / "cli-sigterm").touch()
+    while not (home / "release").exists():  # cleaning up
+        time.sleep(0.02)
+    sys.exit(1)
+signal.signal(signal.SIGTERM, cancel)
+(home / "runner.pid").write_text(str(os.getppid()))
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_killed_runner_leaves_the_lock_taken_until_its_cli_ends(machine: Machine) -> None:
+    import os
+    import signal
+
+    from charm_helpers import wait_until
+
+    script(machine.paths.cli, PATIENT_CLI.format(python=sys.executable, home=str(machine.home)))
+    started = _run_hook(machine.paths)
+    pid_file = machine.home / "runner.pid"
+    wait_until(pid_file.exists)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    # The CLI learns its runner died (SIGTERM: it cancels and cleans up) and keeps the lock.
+    wait_until((machine.home / "cli-sigterm").exists)
+    b = builder.Builder(machine.paths, UNIT, {}, apt_install=lambda _: None)
+    assert b.is_running()
+    request = build_job.BuildRequest(
+        options=build_job.BuildOptions(
+            bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
+        )
+    )
+    assert b.start(request).started is False  # a trigger now queues behind the live CLI
+    assert b.take_result() is None
+    machine.release()
+    wait_until(lambda: not build_running(machine.paths))
+    # The build died without a result: reported, and cleaned up by its id at once.
+    result = b.take_result()
+    assert result is not None and result.lost and result.run_id == started["run_id"]
+    wait_until(lambda: len(_cleanups(machine)) > 0)
+    assert _cleanups(machine) == [
+        ["--os-cloud=builder", "clean", "--prefix=p", f"--build-id={started['run_id']}"]
+    ]
+    assert machine.paths.queued.exists()  # the queued build starts with the next handler
+
+
+def test_under_systemd_a_dead_build_is_cleaned_up_by_a_transient_service(
+    machine: Machine,
+) -> None:
+    from charm_helpers import wait_until
+
+    fake = script(
+        machine.home / "bin" / "systemd-run",
+        FAKE_SYSTEMD_RUN.format(python=sys.executable, home=str(machine.home)),
+    )
+    paths = dataclasses.replace(machine.paths, systemd_run=fake)
+    b = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
+    paths.state_dir.mkdir(parents=True)
+    when = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
+    run = build_job.RunRecord(run_id="dead" * 8, started_at=when, prefix="p")
+    paths.current.write_text(run.model_dump_json())
+    result = b.take_result()
+    assert result is not None and result.lost
+    wait_until(lambda: len(_cleanups(machine)) > 0)
+    calls = [json.loads(line) for line in (machine.home / "systemd-run-calls.jsonl").open()]
+    (argv,) = calls
+    assert f"--unit=github-runner-image-builder-0-clean-{'dead' * 3}" in argv
+    assert _cleanups(machine) == [
+        ["--os-cloud=builder", "clean", "--prefix=p", f"--build-id={'dead' * 8}"]
+    ]
+
+
+def _cleanups(machine: Machine) -> list[list[str]]:
+    """Return the CLI's `clean --build-id` calls (not the age-based sweeps before builds)."""
+    calls = [c["argv"] for c in machine.cli_calls()]
+    return [a for a in calls if a[1] == "clean" and any(w.startswith("--build-id=") for w in a)]

@@ -1,6 +1,7 @@
 """Builds: started, queued, finished, failed — through the real detached runner."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from ops import testing
@@ -236,10 +237,14 @@ def test_image_settings_change_rebuilds_but_schedule_change_does_not(
     state = emit(ctx, state, "build_finished")
     assert len(machine.build_calls()) == 1
 
-    state = ctx.run(ctx.on.config_changed(), base_state(relation, **{"build-interval": 2}))
+    # The application's fingerprint key (a Juju secret) stays across hooks.
+    key = {s for s in state.secrets if s.label == "fingerprint-key"}
+    schedule = base_state(relation, **{"build-interval": 2})
+    state = ctx.run(ctx.on.config_changed(), replace(schedule, secrets=schedule.secrets | key))
     assert len(machine.build_calls()) == 1  # synchronous: a build would have been launched
 
-    ctx.run(ctx.on.config_changed(), base_state(relation, **{"runner-version": "2.321.0"}))
+    image = base_state(relation, **{"runner-version": "2.321.0"})
+    ctx.run(ctx.on.config_changed(), replace(image, secrets=image.secrets | key))
     machine.wait_for_callbacks(2)
     argv = machine.build_calls()[1]["argv"]
     assert options(argv)["runner-version"] == "2.321.0"

@@ -147,7 +147,7 @@ def test_changing_a_pin_or_the_runner_repository_changes_the_fingerprint() -> No
         }
         return state.load_config(
             values, lambda _id: {"password": "pw"}, state.ProxyConfig(), "image-builder"
-        ).fingerprint()
+        ).fingerprint(b"key")
 
     plain = fingerprint()
     assert fingerprint(**{"base-image": "noble@20260715"}) != plain

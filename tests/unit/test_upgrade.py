@@ -77,13 +77,16 @@ def _canonical_databag(*pairs: tuple[str, str]) -> dict[str, str]:
 
 
 def _settings_digest(config: dict[str, str | int]) -> str:
-    """Return the digest the charm stores for this config (Juju fills in the defaults)."""
+    """Return the digest an earlier revision stored for this config (Juju fills in the defaults).
+
+    Earlier revisions stored an unkeyed digest; the upgrade carries it over as the keyed one.
+    """
     options = yaml.safe_load(CHARMCRAFT_YAML.read_text())["config"]["options"]
     defaults = {k: v["default"] for k, v in options.items() if "default" in v}
     full = defaults | config
     return state.load_config(
         full, lambda _: {"password": PASSWORD}, state.ProxyConfig(), "github-runner-image-builder"
-    ).fingerprint()
+    ).legacy_fingerprint()
 
 
 def _same_images(left: dict[str, str], right: dict[str, str]) -> bool:
