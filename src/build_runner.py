@@ -32,6 +32,7 @@ from build_job import (
     lookup_argv,
     sweep_argv,
 )
+from image_builder_contract.rules import redact_urls
 
 # Seconds one `clean` may take: it waits for each leftover server to be gone (300 s at most).
 SWEEP_TIMEOUT = 600
@@ -128,7 +129,7 @@ def look_up(job: BuildJob) -> list[BuiltImage] | None:
 def sweep(job: BuildJob) -> None:
     """Delete what crashed builds left behind; a failure here never stops the build."""
     for command in sweep_argv(job):
-        shown = " ".join(command[1:])
+        shown = redact_urls(" ".join(command[1:]))
         try:
             done = call(job, command, SWEEP_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as error:
@@ -216,7 +217,8 @@ def run(job: BuildJob) -> int:
     else:
         sweep(job)
         command = build_argv(job)
-        log(f"build {job.run_id} starting: {' '.join(command[1:])}")
+        # A URL in the options could carry credentials: the build log never shows them.
+        log(f"build {job.run_id} starting: {redact_urls(' '.join(command[1:]))}")
         result = make_result(job, *run_cli(job, command))
     write_result(Path(job.result), result)
     log(f"{result.kind} {job.run_id} finished: exit {result.exit_code} {result.error}")

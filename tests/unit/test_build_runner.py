@@ -76,10 +76,14 @@ def test_build_command_line_uses_flag_equals_value_and_skips_empty_options(
     assert SECRET not in " ".join(build_job.build_argv(job))
 
 
-def test_sweeps_cover_the_build_cloud_and_every_upload_cloud(tmp_path: Path) -> None:
+def test_sweeps_stay_home_in_upload_clouds(tmp_path: Path) -> None:
+    # The build cloud is swept whole; an upload cloud (a requirer's project, where no builder
+    # runs) only for unfinished images our CLI uploaded: `--upload-cloud`.
+    clean = ["clean", "--prefix=app", "--older-than=10800"]
     assert build_job.sweep_argv(_job(tmp_path)) == [
-        ["cli", f"--os-cloud={cloud}", "clean", "--prefix=app", "--older-than=10800"]
-        for cloud in ("builder", "a_u_1", "b_u_2")
+        ["cli", "--os-cloud=builder", *clean],
+        ["cli", "--os-cloud=a_u_1", *clean, "--upload-cloud"],
+        ["cli", "--os-cloud=b_u_2", *clean, "--upload-cloud"],
     ]
 
 
