@@ -542,3 +542,17 @@ def test_an_unknown_serial_is_a_clear_failure_naming_it(
     assert "Ubuntu cloud image serial 20260101 of noble is not at" in failure["error"]
     assert "pin a serial listed under" in failure["error"]
     assert not cloud.server_list
+
+
+def test_the_log_file_is_private_and_its_lines_carry_no_url_credentials(tmp_path: Path) -> None:
+    from github_runner_image_builder import logs  # noqa: PLC0415
+
+    log_file = tmp_path / "cli.log"
+    logs.configure("INFO", str(log_file))
+    try:
+        cli.logger.error("cannot reach %s", "https://u:s3cret@keystone.example:5000/v3")
+    finally:
+        logs.configure("INFO")
+    assert log_file.stat().st_mode & 0o777 == 0o640
+    text = log_file.read_text()
+    assert "https://***@keystone.example:5000/v3" in text and "s3cret" not in text
