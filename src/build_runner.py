@@ -44,9 +44,9 @@ STOP_GRACE = 600
 
 
 def log(message: str) -> None:
-    """Write one timestamped line to the build log (our stdout)."""
+    """Write one timestamped line to the build log (our stdout), URL credentials replaced."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    print(f"{now} build_runner: {message}", flush=True)
+    print(f"{now} build_runner: {redact_urls(message)}", flush=True)
 
 
 def _now() -> datetime.datetime:
@@ -129,7 +129,7 @@ def look_up(job: BuildJob) -> list[BuiltImage] | None:
 def sweep(job: BuildJob) -> None:
     """Delete what crashed builds left behind; a failure here never stops the build."""
     for command in sweep_argv(job):
-        shown = redact_urls(" ".join(command[1:]))
+        shown = " ".join(command[1:])
         try:
             done = call(job, command, SWEEP_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as error:
@@ -217,8 +217,7 @@ def run(job: BuildJob) -> int:
     else:
         sweep(job)
         command = build_argv(job)
-        # A URL in the options could carry credentials: the build log never shows them.
-        log(f"build {job.run_id} starting: {redact_urls(' '.join(command[1:]))}")
+        log(f"build {job.run_id} starting: {' '.join(command[1:])}")
         result = make_result(job, *run_cli(job, command))
     write_result(Path(job.result), result)
     log(f"{result.kind} {job.run_id} finished: exit {result.exit_code} {result.error}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import cli, marker, revisions, userdata
+from github_runner_image_builder import cli, logs, marker, revisions, userdata
 from github_runner_image_builder.cloud import Cloud
 
 
@@ -545,8 +545,6 @@ def test_an_unknown_serial_is_a_clear_failure_naming_it(
 
 
 def test_the_log_file_is_private_and_its_lines_carry_no_url_credentials(tmp_path: Path) -> None:
-    from github_runner_image_builder import logs  # noqa: PLC0415
-
     log_file = tmp_path / "cli.log"
     logs.configure("INFO", str(log_file))
     try:

@@ -213,3 +213,11 @@ def test_runner_under_the_machines_own_python_finds_the_charms_modules(tmp_path:
     assert done.returncode == 0, done.stderr
     result = build_job.BuildResult.model_validate_json(Path(job.result).read_text())
     assert (result.run_id, result.exit_code, result.error) == ("r1", 0, "")
+
+
+def test_build_log_lines_never_show_url_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    # The charm refuses credentials in URLs; should one reach a command line anyway (a CLI
+    # error quoting a URL, a future option), the build log still shows none.
+    build_runner.log("build r1 starting: --script-url=https://u:s3cret@scripts.example/s.sh")
+    line = capsys.readouterr().out
+    assert "--script-url=https://***@scripts.example/s.sh" in line and "s3cret" not in line
