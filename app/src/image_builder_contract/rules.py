@@ -30,9 +30,9 @@ _IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
 _USERINFO = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})+")
 # What a URL's authority is when it carries no credentials: host or [IPv6], optional :port.
 _PLAIN_AUTHORITY = re.compile(r"(?:[A-Za-z0-9._~-]*|\[[0-9A-Fa-f:.]*\])(?::[0-9]*)?")
-# A URL (or a proxy without a scheme, user:password@host) inside free text: up to whitespace
-# or a quote, the way messages, reprs and command lines delimit one.
-_URL_IN_TEXT = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*://|\b[^\s'\"/@:=]+:)[^\s'\"]*@[^\s'\"]*")
+# A word of free text, delimited the way messages, reprs and command lines delimit a URL.
+_WORD = re.compile(r"[^\s'\"]+")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 # A build's id (the charm's run id): tags every server, group and image the build creates.
 _BUILD_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
@@ -190,8 +190,27 @@ def redact_url(url: str) -> str:
 
 
 def redact_urls(text: str) -> str:
-    """Return `text` (a message, a command line) with every URL's user:password replaced."""
-    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+    """Return `text` (a message, a command line) with every URL's user:password replaced.
+
+    Linear in the text (a cloud's error body may be megabytes): word by word, and only words
+    holding an `@` are looked at. A word without a scheme counts when a `:` comes before its
+    `@` (`user:password@host`, also after an option's `=`); an e-mail address does not.
+    """
+    return _WORD.sub(lambda match: _redact_word(match.group(0)), text)
+
+
+def _redact_word(word: str) -> str:
+    if "@" not in word:
+        return word
+    start = word.find("://")
+    if start > 0:
+        while start > 0 and word[start - 1] in _SCHEME_CHARS:
+            start -= 1
+        return word[:start] + redact_url(word[start:])
+    # No scheme: the value of `--flag=value`, or the word itself.
+    start = word.index("=") + 1 if word.startswith("-") and "=" in word else 0
+    userinfo = word[start : word.rindex("@")]
+    return f"{word[:start]}***{word[word.rindex('@') :]}" if ":" in userinfo else word
 
 
 def proxy_problem(url: str) -> str | None:
