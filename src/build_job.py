@@ -241,12 +241,21 @@ def lookup_argv(job: BuildJob, lookup: Lookup) -> list[str]:
 
 
 def sweep_argv(job: BuildJob) -> list[list[str]]:
-    """Return the `clean` command lines for the build cloud and every upload cloud."""
+    """Return the `clean` command lines for the build cloud and every upload cloud.
+
+    Only the build cloud runs builders: an upload cloud is a requirer's project, where `clean
+    --upload-cloud` deletes nothing but unfinished images our CLI uploaded (by their
+    properties), never a server or a security group of the requirer's.
+    """
     opts = job.request.options
     options = {"--prefix": opts.prefix, "--older-than": str(job.leftover_age)}
+    uploads = [c for c in dict.fromkeys(opts.upload_clouds) if c != BUILD_CLOUD]
     return [
-        [job.cli, *cli_args.command_line(cloud, "clean", options)]
-        for cloud in dict.fromkeys((BUILD_CLOUD, *opts.upload_clouds))
+        [job.cli, *cli_args.command_line(BUILD_CLOUD, "clean", options)],
+        *(
+            [job.cli, *cli_args.command_line(cloud, "clean", options), "--upload-cloud"]
+            for cloud in uploads
+        ),
     ]
 
 

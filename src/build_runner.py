@@ -50,6 +50,7 @@ from build_job import (
     lookup_argv,
     sweep_argv,
 )
+from image_builder_contract.rules import redact_urls
 
 SWEEP_TIMEOUT = CLEAN_TIMEOUT
 # Bytes set aside for the result when the job starts; a result is a few KB.
@@ -63,9 +64,9 @@ STOP_GRACE = 600
 
 
 def log(message: str) -> None:
-    """Write one timestamped line to the build log (our stdout)."""
+    """Write one timestamped line to the build log (our stdout), URL credentials replaced."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    print(f"{now} build_runner: {message}", flush=True)
+    print(f"{now} build_runner: {redact_urls(message)}", flush=True)
 
 
 def _now() -> datetime.datetime:

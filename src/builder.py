@@ -66,6 +66,9 @@ from catalogue import Catalogue
 logger = logging.getLogger(__name__)
 
 APT_PACKAGES = ["python3-venv", "cron", "logrotate"]
+# The build log's mode: root and its group only (logrotate's copytruncate keeps it for the
+# rotated copies).
+BUILD_LOG_MODE = 0o640
 CLI_NAME = "github-runner-image-builder"
 SYSTEMD_RUN = Path("/usr/bin/systemd-run")
 RUNNER_START_TIMEOUT = 30  # seconds a hook waits for the runner it launched to hold the lock
@@ -498,9 +501,19 @@ class Builder:
     def _runner_argv(self, job: Path) -> list[str]:
         return [str(self.paths.runner_python), str(self.paths.runner), str(job)]
 
+    def _open_build_log(self) -> int:
+        """Open the build log for appending, created (or narrowed to) BUILD_LOG_MODE.
+
+        cos-agent ships it, and a mode of 0644 would let every local user read it.
+        """
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        fd = os.open(self.paths.build_log, flags, BUILD_LOG_MODE)
+        os.fchmod(fd, BUILD_LOG_MODE)
+        return fd
+
     def _launch_in_session(self, lock_fd: int, job: Path) -> None:
         env = {**self._env(), "PYTHONPATH": runner_pythonpath()}
-        with self.paths.build_log.open("ab") as log:
+        with os.fdopen(self._open_build_log(), "ab") as log:
             first = subprocess.Popen(
                 self._runner_argv(job),
                 stdin=subprocess.DEVNULL,
@@ -534,6 +547,8 @@ class Builder:
         self, systemd_run: Path, unit: str, description: str, job: Path
     ) -> list[str]:
         log = self.paths.build_log
+        # systemd's append: would create it with its own umask (0644): create it first.
+        os.close(self._open_build_log())
         return [
             str(systemd_run),
             f"--unit={unit}",

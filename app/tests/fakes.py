@@ -8,6 +8,7 @@ guest's script would.
 
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import itertools
 import re
@@ -16,7 +17,12 @@ from collections.abc import Iterator, Mapping
 from github_runner_image_builder import marker, userdata
 from github_runner_image_builder.choice import Flavor, Network
 from github_runner_image_builder.cloud import Cloud, ImageInfo, ServerState
-from github_runner_image_builder.revisions import GroupRecord, ServerRecord
+from github_runner_image_builder.revisions import (
+    BUILD_ID,
+    GroupRecord,
+    ServerRecord,
+    group_build_id,
+)
 
 _ids = itertools.count(1)
 
@@ -196,6 +202,8 @@ class FakeServer:
     polls: int = 0
     console: str | None = ""
     fault: str | None = None
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    created_at: str = ""
 
 
 class FakeCloud(Cloud):
@@ -205,6 +213,12 @@ class FakeCloud(Cloud):
         self.image_info: dict[str, ImageInfo] = {}
         self.server_list: dict[str, FakeServer] = {}
         self.groups: dict[str, str] = {}
+        self.group_descriptions: dict[str, str] = {}
+        self.group_created: dict[str, str] = {}
+        # The cloud's own clock (its responses' Date header); None: a cloud that sends none.
+        self.cloud_time: datetime.datetime | None = datetime.datetime(
+            2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc
+        )
         self.flavor_list = [
             Flavor("f-tiny", "tiny", 1, 512, 10),
             Flavor("f-small", "small", 2, 2048, 20),
@@ -361,7 +375,9 @@ class FakeCloud(Cloud):
         assert image_id in self.image_info, "boot from an image that exists"
         assert security_group_id in self.groups, "boot with a group that exists"
         server_id = new_id("server")
-        self.server_list[server_id] = FakeServer(name, image_id, user_data, security_group_id)
+        self.server_list[server_id] = FakeServer(
+            name, image_id, user_data, security_group_id, metadata=dict(metadata)
+        )
         return server_id
 
     def _verify_guest_runs(self, server: FakeServer) -> None:
@@ -463,7 +479,16 @@ class FakeCloud(Cloud):
 
     def servers(self) -> list[ServerRecord]:
         self._call("servers")
-        return [ServerRecord(i, s.name) for i, s in self.server_list.items()]
+        return [
+            ServerRecord(i, s.name, s.created_at, s.metadata.get(BUILD_ID, ""))
+            for i, s in self.server_list.items()
+        ]
+
+    def now(self) -> datetime.datetime:
+        self._call("now")
+        if self.cloud_time is None:
+            raise RuntimeError("the cloud's response has no readable Date header")
+        return self.cloud_time
 
     # Neutron
     def networks(self) -> list[Network]:
@@ -474,6 +499,7 @@ class FakeCloud(Cloud):
         self._call("create_security_group")
         group_id = new_id("group")
         self.groups[group_id] = name
+        self.group_descriptions[group_id] = description
         return group_id
 
     def delete_security_group(self, group_id: str) -> None:
@@ -484,7 +510,15 @@ class FakeCloud(Cloud):
 
     def security_groups(self) -> list[GroupRecord]:
         self._call("security_groups")
-        return [GroupRecord(i, n) for i, n in self.groups.items()]
+        return [
+            GroupRecord(
+                i,
+                n,
+                self.group_created.get(i, ""),
+                group_build_id(self.group_descriptions.get(i, "")),
+            )
+            for i, n in self.groups.items()
+        ]
 
 
 def render(request: userdata.UserDataOptions) -> str:

@@ -321,6 +321,42 @@ def test_prune_keeps_revisions_and_protected(mirror: str) -> None:
     assert other in cloud.image_info
 
 
+def test_prune_in_an_upload_cloud_deletes_only_images_with_our_properties(mirror: str) -> None:
+    clouds = {"build": FakeCloud("build"), "req": FakeCloud("req")}
+    # The requirer's project holds images of our name that it uploaded itself.
+    theirs = [clouds["req"].add_image("p-noble-x64", qcow2(10)) for _ in range(3)]
+    ours = {revisions.BUILT_BY_US: "2026-01-01T00:00:00Z"}
+    old = [clouds["req"].add_image("p-noble-x64", qcow2(10), properties=ours) for _ in range(2)]
+    report = run(options(mirror, keep_revisions=1, upload_clouds=("req",)), clouds)
+    assert report.exit_code == 0, report.failures
+    remaining = {i.id for i in clouds["req"].image_info.values()}
+    assert remaining == {report.images[0].id, *theirs}
+    assert not set(old) & remaining
+
+
+def test_a_build_id_tags_every_server_group_and_image(mirror: str) -> None:
+    clouds = {"build": FakeCloud("build"), "req": FakeCloud("req")}
+    created: list[dict[str, str]] = []
+    create_server = clouds["build"].create_server
+
+    def recording_create(name: str, **kwargs: object) -> str:
+        created.append(dict(kwargs["metadata"]))  # type: ignore[call-overload]
+        return create_server(name, **kwargs)  # type: ignore[arg-type]
+
+    clouds["build"].create_server = recording_create  # type: ignore[method-assign]
+    report = run(options(mirror, upload_clouds=("build", "req"), build_id="run-42"), clouds)
+    assert report.exit_code == 0, report.failures
+    assert len(created) == 2  # the builder and the test server
+    assert all(meta[revisions.BUILD_ID] == "run-42" for meta in created)
+    descriptions = clouds["build"].group_descriptions.values()
+    assert len(descriptions) == 2
+    assert all(revisions.group_build_id(d) == "run-42" for d in descriptions)
+    for image in report.images:
+        info = clouds[image.cloud].image_info[image.id]
+        assert info.properties[revisions.BUILD_ID] == "run-42"
+        assert info.record().build_id == "run-42"
+
+
 def test_prune_failure_is_reported_but_the_image_kept(mirror: str) -> None:
     cloud = FakeCloud("build")
     cloud.add_image("p-noble-x64", qcow2(10))

@@ -1,6 +1,7 @@
 """Tests of the command line: parsing, usage errors, each command's output and exit code."""
 
 import dataclasses
+import datetime
 import hashlib
 import json
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import cli, marker, userdata
+from github_runner_image_builder import cli, logs, marker, revisions, userdata
 from github_runner_image_builder.cloud import Cloud
 
 
@@ -283,6 +284,133 @@ def test_clean_deletes_leftovers_of_that_prefix(capsys: pytest.CaptureFixture[st
     assert cloud.server_list == {} and cloud.groups == {}
 
 
+def _server(cloud: FakeCloud, name: str, created_at: str = "", build_id: str = "") -> str:
+    group = cloud.create_security_group(name, revisions.group_description("x", build_id))
+    cloud.group_created[group] = created_at
+    base = cloud.add_image("p-base-noble-amd64")
+    metadata = {revisions.BUILD_ID: build_id} if build_id else {}
+    server = cloud.create_server(
+        name,
+        image_id=base,
+        flavor_id="f",
+        network_id="n",
+        security_group_id=group,
+        user_data="",
+        metadata=metadata,
+    )
+    cloud.server_list[server].created_at = created_at
+    return server
+
+
+OURS = {revisions.BUILT_BY_US: "2026-01-01T00:00:00Z"}
+
+
+def test_an_upload_cloud_sweep_spares_the_requirers_servers_groups_and_images(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A requirer's project: a server and group that happen to carry our builder prefix, and
+    # an unfinished image of our name that it uploaded itself (no properties of ours).
+    cloud = FakeCloud("req")
+    server = _server(cloud, "p-builder-x", "2020-01-01T00:00:00Z")
+    theirs = cloud.add_image("p-noble-x64", status="queued", created_at="2020-01-01T00:00:00Z")
+    ours = cloud.add_image(
+        "p-noble-x64", status="queued", created_at="2020-01-01T00:00:00Z", properties=OURS
+    )
+    argv = ["--os-cloud=req", "clean", "--prefix=p", "--older-than=10800", "--upload-cloud"]
+    assert cli.main(argv, deps=deps_for({"req": cloud})) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {
+        "servers": [],
+        "security_groups": [],
+        "images": [f"{ours} p-noble-x64 (queued)"],
+        "errors": [],
+    }
+    assert server in cloud.server_list and len(cloud.groups) == 1
+    assert theirs in cloud.image_info and ours not in cloud.image_info
+    assert "servers" not in cloud.calls and "security_groups" not in cloud.calls
+
+
+def test_the_sweep_judges_age_by_the_clouds_clock_not_the_units(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The unit's clock runs 3 h ahead of the cloud's: a builder the cloud created 1 h ago
+    # looks 4 h old to the unit, yet it is live and stays.
+    cloud = FakeCloud("c")
+    cloud_now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)
+    cloud.cloud_time = cloud_now
+
+    def ago(hours: float) -> str:
+        return (cloud_now - datetime.timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    live = _server(cloud, "p-builder-live", ago(1))
+    dead = _server(cloud, "p-builder-dead", ago(4))
+    argv = ["--os-cloud=c", "clean", "--prefix=p", "--older-than=3h"]
+    assert cli.main(argv, deps=deps_for({"c": cloud})) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["servers"] == [f"{dead} p-builder-dead"]
+    assert list(cloud.server_list) == [live]
+    assert list(cloud.groups.values()) == ["p-builder-live"]
+
+
+def test_a_cloud_without_a_clock_is_not_swept_by_age(capsys: pytest.CaptureFixture[str]) -> None:
+    cloud = FakeCloud("c")
+    cloud.cloud_time = None
+    server = _server(cloud, "p-builder-x", "2020-01-01T00:00:00Z")
+    argv = ["--os-cloud=c", "clean", "--prefix=p", "--older-than=3h"]
+    assert cli.main(argv, deps=deps_for({"c": cloud})) == 1
+    assert "no readable Date header" in capsys.readouterr().err
+    assert server in cloud.server_list
+
+
+def test_clean_by_build_id_takes_that_build_whatever_its_age(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cloud = FakeCloud("c")
+    young = cloud.cloud_time.strftime("%Y-%m-%dT%H:%M:%SZ")  # type: ignore[union-attr]
+    mine = _server(cloud, "p-builder-mine", young, build_id="run-1")
+    mine_group = cloud.server_list[mine].group_id
+    other = _server(cloud, "p-builder-other", young, build_id="run-2")
+    tagged = {**OURS, revisions.BUILD_ID: "run-1"}
+    stuck = cloud.add_image("p-noble-x64", status="saving", created_at=young, properties=tagged)
+    argv = ["--os-cloud=c", "clean", "--prefix=p", "--older-than=3h", "--build-id=run-1"]
+    assert cli.main(argv, deps=deps_for({"c": cloud})) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["servers"] == [f"{mine} p-builder-mine"]
+    assert doc["security_groups"] == [f"{mine_group} p-builder-mine"]
+    assert list(cloud.server_list) == [other]
+    assert list(cloud.groups.values()) == ["p-builder-other"]
+    assert stuck not in cloud.image_info
+
+
+@pytest.mark.parametrize("build_id", ["", "a b", "x" * 65, "run_1", "ü"])
+def test_a_bad_build_id_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], build_id: str
+) -> None:
+    err = usage_error(capsys, ["--os-cloud=c", "clean", f"--build-id={build_id}"])
+    assert "invalid build id" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["user-data", "--proxy=http://u:s3cr/et@squid:3128"],
+        ["user-data", "--proxi=http://u:s3cr/et@squid:3128"],
+        ["user-data", "--proxy=u:s3cr/et@squid:0"],
+        ["user-data", "--proxy=u:s3cret@squid:3128"],
+        ["user-data", "--script-url=https://u:s3cr/et@host/a b"],
+        ["user-data", "--script-url=http://u:s3cr/et@host/s.sh"],
+        ["user-data", "--script-url=https://u:s3cret@host/s.sh"],
+        ["--os-cloud=c", "build", "--pro=http://u:s3cr/et@squid:3128"],
+    ],
+)
+def test_usage_errors_never_echo_url_credentials(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # argparse quotes the offending word itself in some errors (unknown, ambiguous options).
+    err = usage_error(capsys, argv)
+    assert "s3cr" not in err
+
+
 def test_unwritable_log_file_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -414,3 +542,15 @@ def test_an_unknown_serial_is_a_clear_failure_naming_it(
     assert "Ubuntu cloud image serial 20260101 of noble is not at" in failure["error"]
     assert "pin a serial listed under" in failure["error"]
     assert not cloud.server_list
+
+
+def test_the_log_file_is_private_and_its_lines_carry_no_url_credentials(tmp_path: Path) -> None:
+    log_file = tmp_path / "cli.log"
+    logs.configure("INFO", str(log_file))
+    try:
+        cli.logger.error("cannot reach %s", "https://u:s3cret@keystone.example:5000/v3")
+    finally:
+        logs.configure("INFO")
+    assert log_file.stat().st_mode & 0o777 == 0o640
+    text = log_file.read_text()
+    assert "https://***@keystone.example:5000/v3" in text and "s3cret" not in text

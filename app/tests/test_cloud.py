@@ -5,6 +5,7 @@ that does not exist, or with an argument the real method does not take, fails he
 """
 
 import base64
+import datetime
 import functools
 import types
 from typing import Any
@@ -20,7 +21,8 @@ from openstack.network.v2 import network as _network
 from openstack.network.v2 import security_group as _group
 from openstack.test import fakes
 
-from github_runner_image_builder.cloud import Cloud
+from github_runner_image_builder.cloud import Cloud, CloudClockError, response_date
+from github_runner_image_builder.revisions import BUILD_ID, group_description
 
 
 @functools.cache
@@ -270,3 +272,44 @@ def test_reads_ride_out_a_5xx_but_not_a_404() -> None:
     conn.compute.get_server_console_output.side_effect = [_http(404)]
     with pytest.raises(Exception, match="HTTP 404"):
         cloud.console_output("s1")
+
+
+def test_the_clouds_clock_is_the_date_of_a_keystone_response() -> None:
+    conn = fake_conn()
+    asked: list[tuple[str, dict[str, object]]] = []
+
+    def get(url: str, **kwargs: object) -> Any:
+        asked.append((url, kwargs))
+        return types.SimpleNamespace(headers={"Date": "Thu, 01 Jan 2026 09:00:00 GMT"})
+
+    conn.identity = types.SimpleNamespace(get=get)
+    now = Cloud("c", conn).now()
+    assert now == datetime.datetime(2026, 1, 1, 9, 0, tzinfo=datetime.timezone.utc)
+    assert asked == [("/", {"authenticated": False, "raise_exc": False})]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Date": "yesterday"}])
+def test_a_response_without_a_readable_date_is_an_error(headers: dict[str, str]) -> None:
+    with pytest.raises(CloudClockError, match="no readable Date header"):
+        response_date(headers)
+
+
+def test_servers_and_groups_carry_their_build_id() -> None:
+    conn = fake_conn()
+    conn.compute.servers.side_effect = None
+    conn.compute.servers.return_value = [
+        types.SimpleNamespace(
+            id="s1", name="p-builder-a", created_at="t", metadata={BUILD_ID: "r1"}
+        ),
+        types.SimpleNamespace(id="s2", name="p-builder-b", created_at=None, metadata=None),
+    ]
+    conn.network.security_groups.side_effect = None
+    conn.network.security_groups.return_value = [
+        types.SimpleNamespace(
+            id="g1", name="p-builder-a", created_at="t", description=group_description("x", "r1")
+        ),
+        types.SimpleNamespace(id="g2", name="default", created_at="", description=None),
+    ]
+    cloud = Cloud("c", conn)
+    assert [(s.id, s.build_id) for s in cloud.servers()] == [("s1", "r1"), ("s2", "")]
+    assert [(g.id, g.build_id) for g in cloud.security_groups()] == [("g1", "r1"), ("g2", "")]

@@ -59,3 +59,22 @@ def test_builder_names_begin_with_the_builder_prefix() -> None:
 
 def test_every_runner_base_is_a_known_word() -> None:
     assert set(platforms.RUNNER_BASES) <= {b.codename for b in platforms.BASES}
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("invalid 'http://u:s3cr/et@h:1' (see --help)", "invalid 'http://***@h:1' (see --help)"),
+        ("--proxy=u:a=b@squid:3128", "--proxy=***@squid:3128"),
+        (
+            "build: --script-url=https://u:pw@h/s.sh --x",
+            "build: --script-url=https://***@h/s.sh --x",
+        ),
+        ("(https://u:pw@h/x) and u:pw@h:1", "(https://***@h/x) and ***@h:1"),
+        # Nothing to hide: a path holding "@", an e-mail address, no URL at all.
+        ("https://h/p@v1 from a@b.example", "https://h/p@v1 from a@b.example"),
+        ("x:" * 1000, "x:" * 1000),
+    ],
+)
+def test_urls_in_free_text_lose_their_credentials(text: str, shown: str) -> None:
+    assert rules.redact_urls(text) == shown

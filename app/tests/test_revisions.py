@@ -60,7 +60,9 @@ def test_leftovers_only_ours_and_only_unfinished_images() -> None:
     ]
     servers = [ServerRecord("s1", "p-builder-noble-x64-ab"), ServerRecord("s2", "web")]
     groups = [GroupRecord("g1", "p-builder-noble-x64-ab"), GroupRecord("g2", "default")]
-    stuck, dead_servers, dead_groups = rev.leftovers("p", images, servers, groups, {"id6"})
+    stuck, dead_servers, dead_groups = rev.leftovers(
+        rev.Sweep("p", {"id6"}), images, servers, groups
+    )
     assert [i.id for i in stuck] == ["id1", "id2", "id5"]
     assert dead_servers == [servers[0]]
     assert dead_groups == [groups[0]]
@@ -80,7 +82,60 @@ def test_leftovers_with_a_cutoff_spare_what_a_running_build_owns() -> None:
         ServerRecord("s-unknown", "p-builder-d", ""),  # unreadable: never deleted
     ]
     groups = [GroupRecord("g-old", "p-builder-a", old), GroupRecord("g-new", "p-builder-b", new)]
-    stuck, dead_servers, dead_groups = rev.leftovers("p", images, servers, groups, cutoff=cutoff)
+    stuck, dead_servers, dead_groups = rev.leftovers(
+        rev.Sweep("p", cutoff=cutoff), images, servers, groups
+    )
     assert [i.id for i in stuck] == ["i-old"]
     assert [s.id for s in dead_servers] == ["s-old", "s-naive"]
     assert [g.id for g in dead_groups] == ["g-old"]
+
+
+def test_an_upload_cloud_sweep_takes_only_our_unfinished_images() -> None:
+    # A requirer's project: its own servers and groups may share our prefix, and an image of
+    # our name without our properties is someone else's upload.
+    images = [
+        rev.ImageRecord("ours-queued", "p-noble-x64", "queued", "", ours=True),
+        rev.ImageRecord("ours-active", "p-noble-x64", "active", "", ours=True),
+        rev.ImageRecord("theirs-queued", "p-noble-x64", "queued", "", ours=False),
+    ]
+    servers = [ServerRecord("s1", "p-builder-x")]
+    groups = [GroupRecord("g1", "p-builder-x")]
+    sweep = rev.Sweep("p", upload_cloud=True)
+    stuck, dead_servers, dead_groups = rev.leftovers(sweep, images, servers, groups)
+    assert [i.id for i in stuck] == ["ours-queued"]
+    assert dead_servers == [] and dead_groups == []
+
+
+def test_a_build_id_sweep_takes_that_build_whatever_its_age() -> None:
+    cutoff = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    new = "2026-01-01T12:30:00Z"
+    images = [
+        rev.ImageRecord("i-mine", "p-noble-x64", "saving", new, build_id="b1"),
+        rev.ImageRecord("i-other", "p-noble-x64", "saving", new, build_id="b2"),
+        rev.ImageRecord("i-untagged", "p-noble-x64", "saving", "2020-01-01T00:00:00Z"),
+        rev.ImageRecord("i-done", "p-noble-x64", "active", new, build_id="b1"),
+    ]
+    servers = [
+        ServerRecord("s-mine", "p-builder-a", new, build_id="b1"),
+        ServerRecord("s-other", "p-builder-b", new, build_id="b2"),
+        ServerRecord("s-foreign", "web", new, build_id="b1"),
+    ]
+    groups = [
+        GroupRecord("g-mine", "p-verify-a", new, build_id="b1"),
+        GroupRecord("g-other", "p-verify-b", new),
+    ]
+    sweep = rev.Sweep("p", build_id="b1", cutoff=cutoff)
+    stuck, dead_servers, dead_groups = rev.leftovers(sweep, images, servers, groups)
+    assert [i.id for i in stuck] == ["i-mine"]
+    assert [s.id for s in dead_servers] == ["s-mine"]
+    assert [g.id for g in dead_groups] == ["g-mine"]
+    upload = rev.Sweep("p", build_id="b1", upload_cloud=True)
+    stuck, dead_servers, dead_groups = rev.leftovers(upload, images, servers, groups)
+    assert [i.id for i in stuck] == ["i-mine"] and dead_servers == [] and dead_groups == []
+
+
+def test_a_group_description_carries_the_build_id() -> None:
+    description = rev.group_description("builder: no ingress", "b-1")
+    assert rev.group_build_id(description) == "b-1"
+    assert rev.group_description("builder: no ingress", None) == "builder: no ingress"
+    assert rev.group_build_id("builder: no ingress") == ""

@@ -104,8 +104,10 @@ COMMANDS = (
     "chown",
     "cloud-init",
     "curl",
+    "dd",
     "dpkg",
     "find",
+    "fstrim",
     "getent",
     "groupadd",
     "hostnamectl",
@@ -346,6 +348,28 @@ def test_cleanup_overwrites_the_script_itself_and_bash_still_finishes(tmp_path: 
     # ...and bash still ran every command after it, from what it had already read.
     assert result.index("shred") < result.index("cloud-init") < result.index("journalctl")
     assert result.console.splitlines()[-1:] == [marker.success_line(NONCE)]
+
+
+def test_free_space_is_discarded_after_the_secrets_are_shredded(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options())
+    assert result.returncode == 0, result.stderr
+    # Last in the cleanup: every secret file is shredded and removed before the free blocks
+    # (which may hold cloud-init's earlier copies of the user-data) are discarded.
+    shredded = max(i for i, c in enumerate(result.calls) if c.argv[0] == "shred")
+    vacuumed = result.index("journalctl", "--vacuum-size=1")
+    assert (
+        shredded < vacuumed < result.index("fstrim", "/") < result.index("systemctl", "poweroff")
+    )
+    assert not result.ran("dd")
+
+
+def test_free_space_is_zeroed_where_the_disk_takes_no_discard(tmp_path: Path) -> None:
+    result = run(tmp_path, full_options(), fail=("fstrim", "/"))
+    assert result.returncode == 0, result.stderr
+    zeros = result.index("dd", "if=/dev/zero", "of=/grib-zero-fill")
+    removed = result.index("rm", "-f", "--", "/grib-zero-fill")
+    assert result.index("fstrim") < zeros < removed < result.index("systemctl", "poweroff")
+    assert "free space overwritten with zeros" in result.stdout
 
 
 def test_secrets_reach_only_the_user_scripts_environment(tmp_path: Path) -> None:

@@ -318,7 +318,7 @@ def test_clean_finds_test_servers_and_their_groups() -> None:
         ServerRecord("3", "p-noble-x64"),
         ServerRecord("4", "q-verify-noble-x64-ab12"),
     ]
-    _, found, _ = revisions.leftovers("p", [], servers, [])
+    _, found, _ = revisions.leftovers(revisions.Sweep("p"), [], servers, [])
     assert [s.id for s in found] == ["1", "2"]
 
 

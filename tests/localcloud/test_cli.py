@@ -384,3 +384,94 @@ def test_wrong_password_gets_one_clear_line(
     assert len(errors) == 1, result.stderr
     assert "401" in errors[0] or "auth" in errors[0].lower()
     assert "not-the-password" not in result.stderr
+
+
+# --- sweeps: only what is ours, judged by the cloud ---
+
+
+def test_an_upload_cloud_sweep_spares_the_requirers_own_resources(
+    cloud: LocalCloud, tmp_path: Path
+) -> None:
+    # A requirer's project: a server and a group that happen to carry our builder prefix, and
+    # an unfinished image of our name it made itself. Only our own unfinished upload goes.
+    prefix = "homesweep"
+    conn = cloud.connect(LocalCloud.RUNNER_A)
+    cloud.guests([guest.GuestScript(match=prefix, outcome="hang")])
+    path = tmp_path / "disk.qcow2"
+    qcow2.write(path, {"guest": "theirs"})
+    disk = conn.image.create_image(
+        f"{prefix}-disk", filename=str(path), disk_format="qcow2", container_format="bare",
+        wait=True,
+    )  # fmt: skip
+    group = conn.network.create_security_group(name=f"{prefix}-builder-x")
+    flavor = conn.compute.find_flavor("m1.builder")
+    network = conn.network.find_network("localcloud-net")
+    server = conn.compute.create_server(
+        name=f"{prefix}-builder-x", image_id=disk.id, flavor_id=flavor.id,
+        networks=[{"uuid": network.id}], security_groups=[{"name": group.id}],
+    )  # fmt: skip
+    theirs = conn.image.create_image(
+        f"{prefix}-noble-x64", disk_format="qcow2", container_format="bare", wait=False
+    )
+    ours = conn.image.create_image(
+        f"{prefix}-noble-x64", disk_format="qcow2", container_format="bare", wait=False,
+        grib_build_time="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    try:
+        conn.compute.wait_for_server(server, status="ACTIVE", wait=120)
+        assert conn.image.get_image(ours.id).status == "queued"
+        time.sleep(2)
+        swept = cli.run(
+            cloud, "clean", "--prefix", prefix, "--older-than", "1s", "--upload-cloud",
+            os_cloud=LocalCloud.RUNNER_A,
+        )  # fmt: skip
+        assert swept.code == 0, swept.stderr
+        assert swept.json() == {
+            "servers": [],
+            "security_groups": [],
+            "images": [f"{ours.id} {prefix}-noble-x64 (queued)"],
+            "errors": [],
+        }
+        assert conn.compute.find_server(server.id) is not None
+        assert conn.network.find_security_group(group.id) is not None
+        assert {i.id for i in _named(conn, f"{prefix}-noble-x64")} == {theirs.id}
+    finally:
+        conn.compute.delete_server(server.id, ignore_missing=True)
+        conn.compute.wait_for_delete(server, wait=120)
+        conn.network.delete_security_group(group.id, ignore_missing=True)
+        for image_id in (theirs.id, ours.id, disk.id):
+            conn.image.delete_image(image_id, ignore_missing=True)
+
+
+def test_clean_by_build_id_takes_a_dead_builds_young_builder_at_once(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror
+) -> None:
+    prefix = "deadbuild"
+    cloud.guests([guest.GuestScript(match=prefix, outcome="hang")])
+    process = cli.start(
+        cloud, "build", "--prefix", prefix, "--base", "noble", "--arch", "x64",
+        "--upload-clouds", LocalCloud.RUNNER_A, "--cloud-images-url", images.url,
+        "--build-id", "run-7",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not [s for s in _servers(cloud, prefix) if s.status == "ACTIVE"]:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the builder never booted"
+            time.sleep(0.5)
+    finally:
+        cli.sigkill(process)
+    [server] = _servers(cloud, prefix)
+    assert server.metadata["grib_build_id"] == "run-7"
+
+    # Another build's id takes nothing; this build's takes its young builder and group now.
+    other = cli.run(cloud, "clean", "--prefix", prefix, "--older-than", "3h", "--build-id", "x")
+    assert other.code == 0, other.stderr
+    assert other.json()["servers"] == [] and len(_servers(cloud, prefix)) == 1
+    cleaned = cli.run(
+        cloud, "clean", "--prefix", prefix, "--older-than", "3h", "--build-id", "run-7"
+    )
+    assert cleaned.code == 0, cleaned.stderr
+    assert cleaned.json()["servers"] == [f"{server.id} {server.name}"]
+    assert len(cleaned.json()["security_groups"]) == 1
+    assert _servers(cloud, prefix) == []

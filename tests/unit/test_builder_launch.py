@@ -88,6 +88,8 @@ def _check_build_runs_on_after_the_hook(machine: Machine, paths: builder.Paths) 
     assert call["secrets"] == {"IMAGE_BUILDER_SECRET_API_TOKEN": "hook-secret-77"}
     assert not paths.job.exists()
     assert "hook-secret-77" not in paths.build_log.read_text()
+    # cos-agent ships the build log: root and its group only, whoever created it.
+    assert paths.build_log.stat().st_mode & 0o777 == 0o640
     return str(outcome["run_id"])
 
 

@@ -1,4 +1,4 @@
-"""The `clean` command: delete what a crashed build left behind, by resource prefix."""
+"""The `clean` command: delete what a crashed build left behind (see revisions.Sweep)."""
 
 import dataclasses
 import datetime
@@ -42,22 +42,26 @@ def clean(
     protect: Collection[str] = (),
     sleep: Callable[[float], None] = time.sleep,
     older_than: float | None = None,
+    *,
+    upload_cloud: bool = False,
+    build_id: str | None = None,
 ) -> Cleaned:
     """Delete builder servers, then their security groups, then unfinished images.
 
-    `older_than` (seconds) spares anything younger: a build in flight owns it.
+    `older_than` (seconds) spares anything younger, by the cloud's own clock: a build in
+    flight owns it. With `build_id`, only that build's resources go, whatever their age. In an
+    `upload_cloud` only unfinished images that carry our properties go (see revisions.Sweep).
     """
     cutoff = None
-    if older_than is not None:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cutoff = now - datetime.timedelta(seconds=older_than)
+    if older_than is not None and build_id is None:
+        cutoff = cloud.now() - datetime.timedelta(seconds=older_than)
+    sweep = rev.Sweep(prefix, protect, upload_cloud=upload_cloud, build_id=build_id, cutoff=cutoff)
+    # An upload cloud is a requirer's project: its servers and groups are never even listed.
     images, servers, groups = rev.leftovers(
-        prefix,
+        sweep,
         [i.record() for i in cloud.images()],
-        cloud.servers(),
-        cloud.security_groups(),
-        protect,
-        cutoff=cutoff,
+        [] if upload_cloud else cloud.servers(),
+        [] if upload_cloud else cloud.security_groups(),
     )
     done = Cleaned()
     for server in servers:

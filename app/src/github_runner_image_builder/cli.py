@@ -46,8 +46,12 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        """Print one line naming the problem, and exit 2."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        """Print one line naming the problem, and exit 2.
+
+        argparse quotes the offending argument (an unknown option, an ambiguous abbreviation):
+        any URL credentials in it are replaced first.
+        """
+        self.exit(2, f"{self.prog}: error: {rules.redact_urls(message)} (see --help)\n")
 
     def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> object:
         # `--flag=--` gives the option the value "--"; argparse before 3.13 takes it for the
@@ -163,6 +167,12 @@ def _proxy(value: str) -> str:
             f"--proxy {rules.redact_url(value)!r} carries credentials, and every user of "
             f"this machine can read a command line: pass the proxy in {PROXY_ENV} instead"
         )
+    return value
+
+
+@_checked
+def _build_id(value: str) -> str:
+    rules.check_build_id(value)
     return value
 
 
@@ -347,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy images without booting them first (for clouds without quota for a second "
         "server): the images are marked unverified",
     )
+    build.add_argument(
+        "--build-id",
+        type=_build_id,
+        help="tag every server, security group and image this build creates with ID "
+        "(1-64 letters, digits or '-'), so that `clean --build-id=ID` finds them at once",
+    )
     retry = lifecycle.BootRetry()
     build.add_argument(
         "--boot-retry-delay",
@@ -395,8 +411,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--older-than",
         type=parse_duration,
         default=None,
-        help="only what was created longer ago than this, e.g. 3h: safe while another build "
-        "with the same prefix runs (default: everything with the prefix)",
+        help="only what was created longer ago than this by the cloud's clock, e.g. 3h: safe "
+        "while another build with the same prefix runs (default: everything with the prefix)",
+    )
+    clean.add_argument(
+        "--build-id",
+        type=_build_id,
+        help="only what the build tagged with this ID (build --build-id) created, whatever "
+        "its age: for a build known to be dead",
+    )
+    clean.add_argument(
+        "--upload-cloud",
+        action="store_true",
+        help="this cloud only receives copies (a requirer's project): delete nothing but "
+        "unfinished images this CLI uploaded, known by their properties; never a server or "
+        "a security group",
     )
 
     user_data = command(
@@ -469,6 +498,7 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
         verify_script_url=args.verify_script_url,
         verify_timeout=args.verify_timeout,
         boot_retry=lifecycle.BootRetry(delay=args.boot_retry_delay),
+        build_id=args.build_id,
     )
     if not args.verify:
         logger.warning("verification is off (--no-verify): the images built are unverified")
@@ -548,6 +578,8 @@ def _clean(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
             args.protect,
             deps.sleep,
             older_than=args.older_than,
+            upload_cloud=args.upload_cloud,
+            build_id=args.build_id,
         )
     except Exception as exc:
         logger.error("cannot clean cloud %s: %s", args.os_cloud, exc)

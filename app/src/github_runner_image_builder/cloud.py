@@ -9,6 +9,8 @@ data cannot be read twice.
 import base64
 import contextlib
 import dataclasses
+import datetime
+import email.utils
 import logging
 import re
 import time
@@ -18,10 +20,12 @@ from typing import Any, TypeVar
 from github_runner_image_builder import transient
 from github_runner_image_builder.choice import Flavor, Network
 from github_runner_image_builder.revisions import (
+    BUILD_ID,
     BUILT_BY_US,
     GroupRecord,
     ImageRecord,
     ServerRecord,
+    group_build_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -48,7 +52,10 @@ class ImageInfo:
     def record(self) -> ImageRecord:
         """Return the parts that revision decisions need."""
         ours = BUILT_BY_US in self.properties
-        return ImageRecord(self.id, self.name, self.status, self.created_at, ours=ours)
+        build_id = self.properties.get(BUILD_ID, "")
+        return ImageRecord(
+            self.id, self.name, self.status, self.created_at, ours=ours, build_id=build_id
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +72,22 @@ def _server_state(server: Any) -> ServerState | None:
     fault = server.fault or {}
     message = fault.get("message") if isinstance(fault, dict) else None
     return ServerState(status=str(server.status), fault=message)
+
+
+class CloudClockError(Exception):
+    """The cloud's responses carry no usable Date header."""
+
+
+def response_date(headers: Mapping[str, str]) -> datetime.datetime:
+    """Return the time an HTTP response's Date header gives; raise CloudClockError."""
+    value = headers.get("Date") or headers.get("date")
+    try:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError):
+        when = None
+    if when is None:
+        raise CloudClockError(f"the cloud's response has no readable Date header ({value!r})")
+    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
 
 
 def name_prefix_filter(prefix: str) -> str:
@@ -120,6 +143,19 @@ class Cloud:
 
             self._conn = openstack.connect(cloud=self.name)
         return self._conn
+
+    def now(self) -> datetime.datetime:
+        """Return the cloud's own time: the Date header of a small Keystone response.
+
+        Ages of the cloud's resources are judged by this clock, never the unit's, which may
+        run hours off. Keystone's version document needs no token and is a few hundred bytes.
+        """
+
+        def ask() -> datetime.datetime:
+            response = self.conn.identity.get("/", authenticated=False, raise_exc=False)
+            return response_date(response.headers)
+
+        return self._retried("read the cloud's clock", ask)
 
     # Glance
     def images(self, name: str | None = None) -> list[ImageInfo]:
@@ -305,7 +341,10 @@ class Cloud:
         return self._retried(
             "list servers",
             lambda: [
-                ServerRecord(s.id, s.name, s.created_at or "") for s in self.conn.compute.servers()
+                ServerRecord(
+                    s.id, s.name, s.created_at or "", str((s.metadata or {}).get(BUILD_ID, ""))
+                )
+                for s in self.conn.compute.servers(details=True)
             ],
         )
 
@@ -367,7 +406,7 @@ class Cloud:
         return self._retried(
             "list security groups",
             lambda: [
-                GroupRecord(g.id, g.name, g.created_at or "")
+                GroupRecord(g.id, g.name, g.created_at or "", group_build_id(g.description or ""))
                 for g in self.conn.network.security_groups()
             ],
         )

@@ -5,6 +5,7 @@ Pure decisions over plain records; the cloud calls that list and delete live in 
 
 import dataclasses
 import datetime
+import re
 from collections.abc import Collection, Sequence
 
 from image_builder_contract import names
@@ -12,6 +13,21 @@ from image_builder_contract import names
 # The Glance property every image this CLI builds carries; an image without it (e.g. one built
 # by Canonical's image builder under the same name) is never pruned here.
 BUILT_BY_US = "grib_build_time"
+# The build id (`build --build-id`) as a Glance property of its images and Nova metadata of
+# its servers; security groups carry it at the end of their description (GROUP_TAG).
+BUILD_ID = "grib_build_id"
+GROUP_TAG = re.compile(r"; grib_build_id=([A-Za-z0-9-]{1,64})$")
+
+
+def group_description(what: str, build_id: str | None) -> str:
+    """Return a security group's description, tagged with the build id when there is one."""
+    return f"{what}; {BUILD_ID}={build_id}" if build_id else what
+
+
+def group_build_id(description: str) -> str:
+    """Return the build id a security group's description carries ("" for none)."""
+    match = GROUP_TAG.search(description)
+    return match.group(1) if match else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +39,7 @@ class ImageRecord:
     status: str
     created_at: str  # ISO 8601 from Glance; compares correctly as text (all UTC, same format)
     ours: bool = True  # built by this CLI (carries BUILT_BY_US)
+    build_id: str = ""  # the build that made it (BUILD_ID), "" when untagged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +49,7 @@ class ServerRecord:
     id: str
     name: str
     created_at: str = ""  # ISO 8601 from Nova
+    build_id: str = ""  # its BUILD_ID metadata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +59,7 @@ class GroupRecord:
     id: str
     name: str
     created_at: str = ""  # ISO 8601 from Neutron
+    build_id: str = ""  # from its description (group_build_id)
 
 
 def created_before(created_at: str, cutoff: datetime.datetime | None) -> bool:
@@ -96,35 +115,66 @@ def temporary(prefix: str, name: str) -> bool:
 UNFINISHED_IMAGE_STATUSES = frozenset({"queued", "saving", "importing", "uploading", "killed"})
 
 
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """What one `clean` may delete.
+
+    `upload_cloud`: a cloud where no builder ever runs (a requirer's project): only unfinished
+    images this CLI uploaded (they carry BUILT_BY_US), never a server or a security group.
+    `build_id`: only that build's resources, whatever their age (the build is known dead).
+    `cutoff`: only what was created before it (by the cloud's clock); a build still running,
+    here or on another unit with the same prefix, owns younger resources.
+    """
+
+    prefix: str
+    protect: Collection[str] = ()
+    upload_cloud: bool = False
+    build_id: str | None = None
+    cutoff: datetime.datetime | None = None
+
+    def _old(self, created_at: str) -> bool:
+        return self.build_id is not None or created_before(created_at, self.cutoff)
+
+    def _of_build(self, build_id: str) -> bool:
+        return self.build_id is None or build_id == self.build_id
+
+    def image(self, image: ImageRecord) -> bool:
+        """Whether `clean` deletes this image."""
+        return (
+            image.name.startswith(f"{self.prefix}-")
+            and image.status in UNFINISHED_IMAGE_STATUSES
+            and image.id not in self.protect
+            and (image.ours or not self.upload_cloud)
+            and self._of_build(image.build_id)
+            and self._old(image.created_at)
+        )
+
+    def temporary(self, name: str, build_id: str, created_at: str) -> bool:
+        """Whether `clean` deletes this server or security group."""
+        return (
+            not self.upload_cloud
+            and temporary(self.prefix, name)
+            and self._of_build(build_id)
+            and self._old(created_at)
+        )
+
+
 def leftovers(
-    prefix: str,
+    sweep: Sweep,
     images: Sequence[ImageRecord],
     servers: Sequence[ServerRecord],
     groups: Sequence[GroupRecord],
-    protect: Collection[str] = (),
-    *,
-    cutoff: datetime.datetime | None = None,
 ) -> tuple[list[ImageRecord], list[ServerRecord], list[GroupRecord]]:
-    """Return what `clean` deletes: our builder servers and security groups, stuck images.
-
-    With a cutoff, only what was created before it: a build still running (here or on another
-    unit with the same prefix) owns younger resources.
+    """Return what `clean` deletes: builder servers and security groups, stuck images.
 
     Builder and test servers and groups are named `<prefix>-builder-…` and `<prefix>-verify-…`
-    (names.TEMPORARY_KINDS); an image of ours is any image
-    whose name starts with `<prefix>-`. Active images are never touched here: pruning them is
-    `build`'s job, with the revision count and the protected IDs.
+    (names.TEMPORARY_KINDS); in the build cloud an image of ours is any image whose name
+    starts with `<prefix>-`, in an upload cloud only one that also carries our properties.
+    Active images are never touched here: pruning them is `build`'s job, with the revision
+    count and the protected IDs.
     """
-    stuck = [
-        i
-        for i in images
-        if i.name.startswith(f"{prefix}-")
-        and i.status in UNFINISHED_IMAGE_STATUSES
-        and i.id not in protect
-        and created_before(i.created_at, cutoff)
-    ]
     return (
-        stuck,
-        [s for s in servers if temporary(prefix, s.name) and created_before(s.created_at, cutoff)],
-        [g for g in groups if temporary(prefix, g.name) and created_before(g.created_at, cutoff)],
+        [i for i in images if sweep.image(i)],
+        [s for s in servers if sweep.temporary(s.name, s.build_id, s.created_at)],
+        [g for g in groups if sweep.temporary(g.name, g.build_id, g.created_at)],
     )

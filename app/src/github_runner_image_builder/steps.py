@@ -72,6 +72,9 @@ class BuildOptions:
     verify: bool = True
     verify_script_url: str | None = None
     verify_timeout: float = 1200.0
+    # Tags every server, security group and image of this run (revisions.BUILD_ID), so that
+    # `clean --build-id` finds a dead run's resources at once, whatever their age.
+    build_id: str | None = None
 
     def secret_values(self) -> dict[str, str]:
         """Return what no report may show: the script secrets and the proxy's credentials."""
@@ -109,7 +112,7 @@ class BuildState:
     group_id: str | None = None
     server_id: str | None = None
     server_deleting: bool = False  # its deletion was asked for already
-    # What the builder booted with; the test server boots with the same (no second lookup).
+    # The flavor and network the builder booted on; the test server boots on the same.
     flavor_id: str | None = None
     network_id: str | None = None
     snapshot_id: str | None = None
@@ -162,6 +165,69 @@ def delete_security_group(cloud: Cloud, group_id: str, context: RunContext) -> N
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Boot:
+    """One server a build boots: the builder, or the test server of the verification."""
+
+    name: str
+    image_id: str
+    group_id: str
+    user_data: str
+    nonce: str  # the marker nonce its user-data prints
+    timeout: float
+    label: str  # for log lines, e.g. "noble-x64 verify"
+
+
+def boot_server(
+    cloud: Cloud,
+    options: BuildOptions,
+    context: RunContext,
+    boot: Boot,
+    record: Callable[[str | None], None],
+    *,
+    state: "BuildState",
+) -> str:
+    """Boot a server on the chosen flavor and network (again after "No valid host").
+
+    `record` learns each server ID as it is created (None once it is deleted for a retry), so
+    the step's clean-up always knows what to delete. The flavor and network are chosen once
+    per build (kept in `state`): the test server needs no second lookup.
+    """
+    if state.flavor_id is None or state.network_id is None:
+        flavor = choice.choose_flavor(cloud.flavors(), options.flavor)
+        network = choice.choose_network(cloud.networks(), options.network)
+        logger.info("%s server: flavor %s, network %s", boot.label, flavor.name, network.name)
+        state.flavor_id, state.network_id = flavor.id, network.id
+    flavor_id, network_id = state.flavor_id, state.network_id
+    metadata = {"grib_nonce": boot.nonce}
+    if options.build_id:
+        metadata[rev.BUILD_ID] = options.build_id
+
+    def create() -> str:
+        return cloud.create_server(
+            boot.name,
+            image_id=boot.image_id,
+            flavor_id=flavor_id,
+            network_id=network_id,
+            security_group_id=boot.group_id,
+            user_data=boot.user_data,
+            metadata=metadata,
+        )
+
+    return lifecycle.boot(
+        cloud,
+        context.poller,
+        create,
+        record,
+        timeout=boot.timeout,
+        label=boot.label,
+        retry=options.boot_retry,
+        cancellation=context.cancellation,
+        sleep=context.sleep,
+        clock=context.clock,
+    )
+
+
 @dataclasses.dataclass
 class BaseImageStep:
     """Make sure the build cloud has the current Ubuntu cloud image for (base, arch)."""
@@ -199,7 +265,9 @@ class SecurityGroupStep:
         """Create the group."""
         state.group_id = state.clouds[self.options.cloud].create_security_group(
             _name(self.options, state, "builder"),
-            "github-runner-image-builder builder: no ingress",
+            rev.group_description(
+                "github-runner-image-builder builder: no ingress", self.options.build_id
+            ),
         )
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
@@ -223,10 +291,8 @@ class ServerStep:
     name: str = "server"
 
     def run(self, state: BuildState) -> None:
-        """Choose flavor and network, render the user-data, boot and wait for the boot."""
+        """Render the user-data, boot on the chosen flavor and network, wait for the boot."""
         cloud = state.clouds[self.options.cloud]
-        flavor = choice.choose_flavor(cloud.flavors(), self.options.flavor)
-        network = choice.choose_network(cloud.networks(), self.options.network)
         user_data = self.render(
             userdata.UserDataOptions(
                 base=state.base,
@@ -242,36 +308,20 @@ class ServerStep:
         )
         if state.base_image_id is None or state.group_id is None:
             raise StepError("no base image or security group to boot with")
-        logger.info("%s server: flavor %s, network %s", state.label, flavor.name, network.name)
-        state.flavor_id, state.network_id = flavor.id, network.id
-        image_id, group_id = state.base_image_id, state.group_id
-
-        def create() -> str:
-            return cloud.create_server(
-                _name(self.options, state, "builder"),
-                image_id=image_id,
-                flavor_id=flavor.id,
-                network_id=network.id,
-                security_group_id=group_id,
-                user_data=user_data,
-                metadata={"grib_nonce": state.nonce},
-            )
+        boot = Boot(
+            name=_name(self.options, state, "builder"),
+            image_id=state.base_image_id,
+            group_id=state.group_id,
+            user_data=user_data,
+            nonce=state.nonce,
+            timeout=self.options.timeout,
+            label=state.label,
+        )
 
         def record(server_id: str | None) -> None:
             state.server_id = server_id
 
-        lifecycle.boot(
-            cloud,
-            self.context.poller,
-            create,
-            record,
-            timeout=self.options.timeout,
-            label=state.label,
-            retry=self.options.boot_retry,
-            cancellation=self.context.cancellation,
-            sleep=self.context.sleep,
-            clock=self.context.clock,
-        )
+        boot_server(cloud, self.options, self.context, boot, record, state=state)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the server and wait until it is gone, so its port frees the security group."""
@@ -336,7 +386,9 @@ def image_properties(
     options: BuildOptions, state: BuildState, now: datetime.datetime
 ) -> dict[str, str]:
     """Return the Glance properties every copy of the built image carries."""
+    tags = {rev.BUILD_ID: options.build_id} if options.build_id else {}
     return {
+        **tags,
         **baseimage.base_properties(state.base, state.arch),
         "grib_base": state.base.codename,
         "grib_arch": state.arch.github,
@@ -436,48 +488,31 @@ class VerifyStep:
         if state.snapshot_id is None or state.server_id is None:
             raise StepError("no snapshot to verify")
         options = self._verify_options(state)
-        flavor_id = (
-            state.flavor_id or choice.choose_flavor(cloud.flavors(), self.options.flavor).id
-        )
-        network_id = (
-            state.network_id or choice.choose_network(cloud.networks(), self.options.network).id
-        )
         user_data = verification.render_verify_user_data(options)
         # `<prefix>-verify-…`: the poller's server list and `clean` both see it.
         name = _name(self.options, state, "verify")
         state.verify_group_id = cloud.create_security_group(
-            name, "github-runner-image-builder test server: no ingress"
+            name,
+            rev.group_description(
+                "github-runner-image-builder test server: no ingress", self.options.build_id
+            ),
         )
-        image_id, group_id = state.snapshot_id, state.verify_group_id
-
-        def create() -> str:
-            return cloud.create_server(
-                name,
-                image_id=image_id,
-                flavor_id=flavor_id,
-                network_id=network_id,
-                security_group_id=group_id,
-                user_data=user_data,
-                metadata={"grib_nonce": options.nonce},
-            )
+        # One time limit for the whole verification: boot (and boots again), run, power-off.
+        deadline = self.context.clock() + self.options.verify_timeout
+        boot = Boot(
+            name=name,
+            image_id=state.snapshot_id,
+            group_id=state.verify_group_id,
+            user_data=user_data,
+            nonce=options.nonce,
+            timeout=self.options.verify_timeout,
+            label=f"{state.label} verify",
+        )
 
         def record(server_id: str | None) -> None:
             state.verify_server_id = server_id
 
-        # One time limit for the whole verification: boot (and boots again), run, power-off.
-        deadline = self.context.clock() + self.options.verify_timeout
-        server_id = lifecycle.boot(
-            cloud,
-            self.context.poller,
-            create,
-            record,
-            timeout=self.options.verify_timeout,
-            label=f"{state.label} verify",
-            retry=self.options.boot_retry,
-            cancellation=self.context.cancellation,
-            sleep=self.context.sleep,
-            clock=self.context.clock,
-        )
+        server_id = boot_server(cloud, self.options, self.context, boot, record, state=state)
         console = wait_for_console(
             cloud, self.context, server_id, max(0.0, deadline - self.context.clock())
         )

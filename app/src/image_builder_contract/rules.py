@@ -28,6 +28,13 @@ _IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
 # RFC 3986 userinfo: unreserved, percent-encoded, sub-delims and ":"; no quote or backslash can
 # then break the apt and systemd files the proxy is written into.
 _USERINFO = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})+")
+# What a URL's authority is when it carries no credentials: host or [IPv6], optional :port.
+_PLAIN_AUTHORITY = re.compile(r"(?:[A-Za-z0-9._~-]*|\[[0-9A-Fa-f:.]*\])(?::[0-9]*)?")
+# A word of free text, delimited the way messages, reprs and command lines delimit a URL.
+_WORD = re.compile(r"[^\s'\"]+")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+# A build's id (the charm's run id): tags every server, group and image the build creates.
+_BUILD_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 def split_list(text: str) -> list[str]:
@@ -50,23 +57,31 @@ def check_script_url(url: str) -> None:
     """Reject a script URL that is not a plain https URL without credentials."""
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
         raise ValueError(
-            f"invalid script URL {url!r}: it contains whitespace or control characters "
-            "(percent-encode them)"
+            f"invalid script URL {redact_url(url)!r}: it contains whitespace or control "
+            "characters (percent-encode them)"
         )
     try:
         parts = urllib.parse.urlsplit(url)
         hostname = parts.hostname
     except ValueError as exc:
-        raise ValueError(f"invalid script URL {url!r}: {exc}") from None
+        raise ValueError(f"invalid script URL {redact_url(url)!r}: {exc}") from None
     if parts.scheme != "https" or not hostname:
         raise ValueError(
-            f"invalid script URL {url!r}: expected https://host/path (the script runs as root, "
-            "so it must come over TLS)"
+            f"invalid script URL {redact_url(url)!r}: expected https://host/path (the script runs "
+            "as root, so it must come over TLS)"
         )
     if parts.username is not None or parts.password is not None:
         raise ValueError(
             "invalid script URL: it carries credentials; serve the script without them and "
             "pass secrets to it as script secrets"
+        )
+
+
+def check_build_id(build_id: str) -> None:
+    """Raise ValueError unless `build_id` can tag a build's resources (1-64 of A-Z a-z 0-9 -)."""
+    if not _BUILD_ID.fullmatch(build_id):
+        raise ValueError(
+            f"invalid build id {build_id[:80]!r}: expected 1-64 letters, digits or '-'"
         )
 
 
@@ -159,11 +174,43 @@ def proxy_secrets(proxy: str) -> tuple[str, ...]:
 
 
 def redact_url(url: str) -> str:
-    """Return a URL with any user:password replaced, for messages and logs."""
+    """Return a URL with any user:password replaced by ***, for messages and logs.
+
+    The userinfo ends at the authority's last `@`. When the authority is no plain host[:port]
+    and an `@` follows later (a password holding `/`, `?` or `#` unencoded), everything up to
+    the URL's last `@` goes: shown too little beats a password shown.
+    """
     scheme, sep, rest = url.rpartition("://")
-    if "@" not in rest.split("/", 1)[0]:
-        return url
-    return f"{scheme}{sep}***@{rest.split('@', 1)[1]}"
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:
+        return f"{scheme}{sep}***@{rest[authority.rindex('@') + 1 :]}"
+    if "@" in rest and not _PLAIN_AUTHORITY.fullmatch(authority):
+        return f"{scheme}{sep}***@{rest[rest.rindex('@') + 1 :]}"
+    return url
+
+
+def redact_urls(text: str) -> str:
+    """Return `text` (a message, a command line) with every URL's user:password replaced.
+
+    Linear in the text (a cloud's error body may be megabytes): word by word, and only words
+    holding an `@` are looked at. A word without a scheme counts when a `:` comes before its
+    `@` (`user:password@host`, also after an option's `=`); an e-mail address does not.
+    """
+    return _WORD.sub(lambda match: _redact_word(match.group(0)), text)
+
+
+def _redact_word(word: str) -> str:
+    if "@" not in word:
+        return word
+    start = word.find("://")
+    if start > 0:
+        while start > 0 and word[start - 1] in _SCHEME_CHARS:
+            start -= 1
+        return word[:start] + redact_url(word[start:])
+    # No scheme: the value of `--flag=value`, or the word itself.
+    start = word.index("=") + 1 if word.startswith("-") and "=" in word else 0
+    userinfo = word[start : word.rindex("@")]
+    return f"{word[:start]}***{word[word.rindex('@') :]}" if ":" in userinfo else word
 
 
 def proxy_problem(url: str) -> str | None:
