@@ -376,7 +376,11 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             return
         creds = self.images.cloud_of(event.relation)
         if creds is None:
-            logger.info("relation %s: waiting for all six credential keys", event.relation.id)
+            logger.info(
+                "relation %s: not served (all six credential keys not there yet, or its cloud "
+                "is an earlier relation's with other credentials)",
+                event.relation.id,
+            )
             return
         if self.builder.is_running():
             # Not queued: the running job's end handler serves clouds it did not include.

@@ -167,3 +167,29 @@ def test_last_relation_broken_asks_for_integration(ctx: Ctx, machine: Machine) -
     state = emit(ctx, state, "build_finished")
     out = ctx.run(ctx.on.relation_broken(state.get_relation(relation.id)), state)
     assert out.unit_status == testing.BlockedStatus("image integration required")
+
+
+def test_a_copycat_relation_cannot_change_another_clouds_password_or_images(
+    ctx: Ctx, machine: Machine
+) -> None:
+    """Same project, user, domains and auth URL, another password: the later relation loses."""
+    import yaml  # noqa: PLC0415
+
+    from charm_helpers import requirer_data  # noqa: PLC0415
+
+    victim = testing.Relation("image", id=3, remote_units_data={0: requirer_data("runners", "runner")})
+    copycat = testing.Relation(
+        "image",
+        id=7,
+        remote_units_data={0: requirer_data("runners", "runner", password="attacker-pw")},
+    )
+    state = ctx.run(ctx.on.relation_changed(copycat, remote_unit=0), base_state(copycat, victim))
+    auth = yaml.safe_load(machine.paths.clouds_yaml.read_text())["clouds"][RUNNERS]["auth"]
+    assert auth["password"] == requirer_data("runners", "runner")["password"]
+    assert machine.cli_calls() == []  # the copycat's touch starts nothing
+    state = ctx.run(ctx.on.action("run"), state)
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    assert _published(state, victim)["id"] == f"img-{RUNNERS}-noble-1"
+    assert _published(state, copycat) == {}
+    assert [options(c["argv"])["upload-clouds"] for c in machine.build_calls()] == [RUNNERS]
