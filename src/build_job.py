@@ -8,10 +8,11 @@ and reads the result; the runner renders the CLI's command lines from the job (`
 
 import dataclasses
 import datetime
+from typing import Annotated, Any
 
 import pydantic
 
-from image_builder_contract import cli_args, rules
+from image_builder_contract import cli_args, rules, text
 
 BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this cannot clash
 SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
@@ -25,31 +26,62 @@ LOOKUP_TIMEOUT = 120  # seconds per latest-build-id call
 LEFTOVER_AGE = 3 * 60 * 60
 
 
+# An image ID a cloud answered: checked before it is stored, published or passed to --protect.
+ImageId = Annotated[str, pydantic.AfterValidator(text.check_image_id)]
+# Text a cloud or the CLI wrote (an error body may be megabytes): one line, bounded.
+ResultText = Annotated[str, pydantic.AfterValidator(lambda t: text.one_line(t, text.RESULT_LIMIT))]
+Word = Annotated[str, pydantic.AfterValidator(lambda t: text.one_line(t, 200))]
+
+
 class BuiltImage(pydantic.BaseModel):
     """One image the CLI built and uploaded to one cloud."""
 
-    name: str
-    base: str
-    arch: str
-    cloud: str
-    id: str
+    name: Word
+    base: Word
+    arch: Word
+    cloud: Word
+    id: ImageId
 
 
 class BuildFailure(pydantic.BaseModel):
     """One (base, arch, cloud) the CLI could not build or upload."""
 
-    base: str
-    arch: str
-    cloud: str = ""
-    step: str = ""
-    error: str = ""
+    base: Word
+    arch: Word
+    cloud: Word = ""
+    step: Word = ""
+    error: ResultText = ""
 
 
 class CliAnswer(pydantic.BaseModel):
-    """What `build` prints on stdout (extra keys of newer CLIs are ignored)."""
+    """What `build` and `copy` print on stdout (extra keys of newer CLIs are ignored).
+
+    An image whose ID is not a safe word is not taken: it becomes a failure of its cloud.
+    """
 
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _refuse_unsafe_ids(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            return data
+        kept, refused = [], []
+        for image in data["images"]:
+            if isinstance(image, dict) and not text.is_image_id(str(image.get("id", ""))):
+                refused.append(
+                    {
+                        **{k: str(image.get(k, "")) for k in ("base", "arch", "cloud")},
+                        "step": "result",
+                        "error": text.one_line(f"the cloud answered an unsafe image ID "
+                                               f"{str(image.get('id', ''))!r}", 200),
+                    }
+                )
+            else:
+                kept.append(image)
+        failures = data.get("failures")
+        return {**data, "images": kept, "failures": [*(failures or []), *refused]}
 
 
 class BuildResult(pydantic.BaseModel):
@@ -61,7 +93,7 @@ class BuildResult(pydantic.BaseModel):
     exit_code: int
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
-    error: str = ""  # the build as a whole failed (crash, timeout, no JSON)
+    error: ResultText = ""  # the build as a whole failed (crash, timeout, no JSON)
     kind: str = "build"  # "lookup": every image existed already, no build ran
 
 
@@ -175,6 +207,14 @@ class BuildState:
     queued: bool
     current: RunRecord | None
     last_result: BuildResult | None
+
+
+def found_image(lookup: Lookup, answer: str) -> BuiltImage | None:
+    """Return the image `latest-build-id` answered for a lookup; None: none, or an unsafe ID."""
+    image_id = answer.strip()
+    if not text.is_image_id(image_id):
+        return None
+    return BuiltImage(id=image_id, **lookup.model_dump())
 
 
 def build_argv(job: BuildJob) -> list[str]:

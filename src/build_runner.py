@@ -29,6 +29,7 @@ from build_job import (
     CliAnswer,
     build_argv,
     cli_environment,
+    found_image,
     lookup_argv,
     sweep_argv,
 )
@@ -117,11 +118,11 @@ def look_up(job: BuildJob) -> list[BuiltImage] | None:
         except (OSError, subprocess.TimeoutExpired) as error:
             log(f"lookup of {lookup.name} in {lookup.cloud} failed: {error}")
             return None
-        image_id = done.stdout.strip() if done.returncode == 0 else ""
-        if not image_id:
+        image = found_image(lookup, done.stdout) if done.returncode == 0 else None
+        if image is None:
             log(f"no image {lookup.name} in {lookup.cloud} yet: building")
             return None
-        found.append(BuiltImage(id=image_id, **lookup.model_dump()))
+        found.append(image)
     return found
 
 

@@ -26,7 +26,7 @@ import peers
 import state
 from catalogue import Catalogue
 from charms.github_runner_image_builder.v0.image import CloudCredentials
-from image_builder_contract import names, platforms
+from image_builder_contract import names, platforms, text
 
 logger = logging.getLogger(__name__)
 
@@ -443,6 +443,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
 
 
 def _log_result(result: build_job.BuildResult) -> None:
+    # Every field from the CLI's answer is data: one line each, bounded (text.one_line).
     logger.info(
         "build %s finished: exit %s, %d images, %d failed",
         result.run_id,
@@ -453,14 +454,12 @@ def _log_result(result: build_job.BuildResult) -> None:
     for failure in result.failures:
         logger.error(
             "build failed: %s/%s cloud %s step %s: %s",
-            failure.base,
-            failure.arch,
-            failure.cloud,
-            failure.step,
-            failure.error,
+            *(text.one_line(f, 100) for f in (failure.base, failure.arch, failure.cloud)),
+            text.one_line(failure.step, 100),
+            text.one_line(failure.error),
         )
     if result.error:
-        logger.error("build %s failed: %s", result.run_id, result.error)
+        logger.error("build %s failed: %s", result.run_id, text.one_line(result.error))
 
 
 def unverified(config: state.BuildConfig) -> str:
@@ -477,25 +476,26 @@ def summary(result: build_job.BuildResult) -> str:
             f"Found {found} existing image{'' if found == 1 else 's'} {when} UTC; no build needed"
         )
     if result.error:
-        return f"Last build {when} UTC failed: {result.error}"
+        return f"Last build {when} UTC failed: {text.one_line(result.error, text.STATUS_LIMIT)}"
     images = len(result.images)
     failed_verify = [f for f in result.failures if f.step == "verify"]
     if failed_verify:
         # The operator's first question: which image failed which check.
         first = failed_verify[0]
-        text = (
-            f"Last build {when} UTC: {first.base}/{first.arch} failed verify: {first.error[:100]}"
+        line = (
+            f"Last build {when} UTC: {first.base}/{first.arch} failed verify: "
+            f"{text.one_line(first.error, text.STATUS_LIMIT)}"
         )
         others = len(result.failures) - 1
-        return text + (f" ({images} built, {others} more failed)" if images or others else "")
-    text = f"Last build {when} UTC: {images} image{'' if images == 1 else 's'}, "
-    text += f"{len(result.failures)} failed"
+        return line + (f" ({images} built, {others} more failed)" if images or others else "")
+    line = f"Last build {when} UTC: {images} image{'' if images == 1 else 's'}, "
+    line += f"{len(result.failures)} failed"
     if result.failures:
         first = result.failures[0]
         where = f" in {first.cloud}" if first.cloud else ""
-        text += f" ({first.base}/{first.arch}{where} at {first.step or 'unknown step'}"
-        text += f": {first.error[:80]})" if first.error else ")"
-    return text
+        line += f" ({first.base}/{first.arch}{where} at {first.step or 'unknown step'}"
+        line += f": {text.one_line(first.error, 80)})" if first.error else ")"
+    return line
 
 
 if __name__ == "__main__":  # pragma: no cover
