@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import pydantic
 
-from image_builder_contract import cli_args, rules, text
+from image_builder_contract import cli_args, names, rules, text
 
 BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this cannot clash
 SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
@@ -94,7 +94,9 @@ class BuildResult(pydantic.BaseModel):
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
     error: ResultText = ""  # the build as a whole failed (crash, timeout, no JSON)
-    kind: str = "build"  # "lookup": every image existed already, no build ran
+    # "lookup": every image existed already; "copy": the missing ones were copied from the
+    # build cloud (or failed to): in both, no build ran.
+    kind: str = "build"
 
 
 class RunRecord(pydantic.BaseModel):
@@ -224,7 +226,7 @@ def build_argv(job: BuildJob) -> list[str]:
         "--base": ",".join(opts.bases),
         "--arch": opts.arch,
         "--prefix": opts.prefix,
-        "--upload-clouds": ",".join(opts.upload_clouds),
+        "--upload-clouds": build_cloud_keeps(opts.upload_clouds),
         "--keep-revisions": str(opts.keep_revisions),
         "--timeout": str(opts.timeout),
         "--flavor": opts.flavor,
@@ -237,6 +239,40 @@ def build_argv(job: BuildJob) -> list[str]:
     }
     argv = [job.cli, *cli_args.command_line(BUILD_CLOUD, "build", options)]
     return argv if opts.verify else [*argv, "--no-verify"]
+
+
+def build_cloud_keeps(upload_clouds: tuple[str, ...]) -> str:
+    """Return `--upload-clouds`: the build cloud first, so it keeps every image it built.
+
+    Its copy is the source of `copy` for a cloud that joins later (no rebuild); its revisions
+    are pruned like every cloud's.
+    """
+    return ",".join(dict.fromkeys((BUILD_CLOUD, *upload_clouds)))
+
+
+def copy_argv(job: BuildJob, cloud: str, bases: list[str]) -> list[str]:
+    """Return the `copy` command line that gives one cloud the build cloud's current images."""
+    opts = job.request.options
+    options = {
+        "--base": ",".join(bases),
+        "--arch": opts.arch,
+        "--prefix": opts.prefix,
+        "--upload-clouds": cloud,
+    }
+    return [job.cli, *cli_args.command_line(BUILD_CLOUD, "copy", options)]
+
+
+def copy_plan(missing: list[Lookup]) -> dict[str, list[str]]:
+    """Return {cloud: bases} of the lookups that found nothing: what `copy` is asked for."""
+    plan: dict[str, list[str]] = {}
+    for lookup in missing:
+        plan.setdefault(lookup.cloud, []).append(lookup.base)
+    return plan
+
+
+def needs_build(answer: CliAnswer) -> bool:
+    """Return whether a `copy` found no source in the build cloud: only a build can help."""
+    return any(failure.step == names.COPY_NO_SOURCE for failure in answer.failures)
 
 
 def lookup_argv(job: BuildJob, lookup: Lookup) -> list[str]:

@@ -27,10 +27,14 @@ from build_job import (
     BuildResult,
     BuiltImage,
     CliAnswer,
+    Lookup,
     build_argv,
     cli_environment,
+    copy_argv,
+    copy_plan,
     found_image,
     lookup_argv,
+    needs_build,
     sweep_argv,
 )
 
@@ -109,21 +113,43 @@ def run_cli(job: BuildJob, command: list[str], grace: float = STOP_GRACE) -> tup
         )
 
 
-def look_up(job: BuildJob) -> list[BuiltImage] | None:
-    """Return every looked-up image when all exist already, else None (then a build runs)."""
-    found = []
+def look_up(job: BuildJob) -> tuple[list[BuiltImage], list[Lookup]]:
+    """Return the looked-up images that exist already, and the lookups that found none."""
+    found, missing = [], []
     for lookup in job.request.lookups:
         try:
             done = call(job, lookup_argv(job, lookup), job.lookup_timeout)
         except (OSError, subprocess.TimeoutExpired) as error:
             log(f"lookup of {lookup.name} in {lookup.cloud} failed: {error}")
-            return None
+            missing.append(lookup)
+            continue
         image = found_image(lookup, done.stdout) if done.returncode == 0 else None
         if image is None:
-            log(f"no image {lookup.name} in {lookup.cloud} yet: building")
+            log(f"no image {lookup.name} in {lookup.cloud} yet")
+            missing.append(lookup)
+        else:
+            found.append(image)
+    return found, missing
+
+
+def copy_missing(job: BuildJob, missing: list[Lookup]) -> CliAnswer | None:
+    """Copy what the lookups missed from the build cloud; None when only a build can help."""
+    answer = CliAnswer()
+    for cloud, bases in copy_plan(missing).items():
+        command = copy_argv(job, cloud, bases)
+        log(f"copy {job.run_id}: {' '.join(command[1:])}")
+        code, stdout, error = run_cli(job, command)
+        try:
+            copied = CliAnswer.model_validate_json(stdout)
+        except pydantic.ValidationError:
+            log(f"copy to {cloud} gave no JSON answer (exit {code} {error}): building")
             return None
-        found.append(image)
-    return found
+        if needs_build(copied):
+            log(f"the build cloud has no image to copy to {cloud}: building")
+            return None
+        answer.images += copied.images
+        answer.failures += copied.failures
+    return answer
 
 
 def sweep(job: BuildJob) -> None:
@@ -210,10 +236,14 @@ def run(job: BuildJob) -> int:
     if lock_fd is None:
         log(f"job {job.run_id}: another build holds {job.lock}; this one does not run")
         return 1
-    found = look_up(job) if job.request.lookups else None
-    if found is not None:
-        result = make_result(job, 0, CliAnswer(images=found).model_dump_json(), "")
-        result.kind = "lookup"
+    found, missing = look_up(job) if job.request.lookups else ([], [])
+    # A new cloud gets existing images (its own, else copies from the build cloud); only
+    # when the build cloud has none does it get a build (which serves every cloud).
+    copied = copy_missing(job, missing) if job.request.lookups else None
+    if copied is not None:
+        answer = CliAnswer(images=found + copied.images, failures=copied.failures)
+        result = make_result(job, 1 if copied.failures else 0, answer.model_dump_json(), "")
+        result.kind = "copy" if missing else "lookup"
     else:
         sweep(job)
         command = build_argv(job)
