@@ -102,8 +102,11 @@ def load_json(text: str, limit: int = JSON_LIMIT) -> Any:
 
 
 def _readable(name: str) -> str:
-    """Return a name cut to a short run of characters that are safe in a cloud id."""
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", name)[:32]
+    """Return a name cut to a short run of characters that are safe in a cloud id.
+
+    Never with a leading '-' or '.': a cloud id is a word, never read as an option or a path.
+    """
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", name)[:32].lstrip("-.")
 
 
 class InvalidDataError(ValueError):
