@@ -27,7 +27,13 @@ from charm_helpers import (
     options,
     requirer_data,
 )
-from charms.github_runner_image_builder.v0.image import CloudCredentials, InvalidDataError
+from charms.github_runner_image_builder.v0.image import (
+    NAME_LIMIT,
+    PASSWORD_LIMIT,
+    URL_LIMIT,
+    CloudCredentials,
+    InvalidDataError,
+)
 from image_builder_contract import rules
 
 sys.path.insert(0, str(Path(__file__).parents[2]))  # app.tests.fakes: the shared corpus
@@ -95,8 +101,9 @@ def test_every_hook_that_builds_survives_hostile_credentials(
         relation = testing.Relation("image", remote_units_data={0: data})
         started.clear()
         _fire(ctx, event, relation, base_state(relation))  # never raises
-        # A control character or a name longer than Keystone's 255 is refused: no build.
-        refused = len(value) > 255 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+        # A control character or a value over its bound (255 for names) is refused: no build.
+        limit = {"password": PASSWORD_LIMIT, "auth_url": URL_LIMIT}.get(field, NAME_LIMIT)
+        refused = len(data[field]) > limit or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
         refused = refused or (value == "" and field != "auth_url")
         if refused:
             assert started == [], f"{value[:30]!r} in {field} started a build"
