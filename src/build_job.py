@@ -74,8 +74,10 @@ class CliAnswer(pydantic.BaseModel):
                     {
                         **{k: str(image.get(k, "")) for k in ("base", "arch", "cloud")},
                         "step": "result",
-                        "error": text.one_line(f"the cloud answered an unsafe image ID "
-                                               f"{str(image.get('id', ''))!r}", 200),
+                        "error": text.one_line(
+                            f"the cloud answered an unsafe image ID {str(image.get('id', ''))!r}",
+                            200,
+                        ),
                     }
                 )
             else:
@@ -143,8 +145,9 @@ class BuildOptions(pydantic.BaseModel):
 class BuildRequest(pydantic.BaseModel):
     """A job the charm decided to run: the build, its secrets and what to try before it.
 
-    With lookups, the runner first asks the CLI for those existing images and skips the build
-    when every one exists (a new requirer cloud that already has images).
+    With lookups, the runner first asks the CLI for those existing images, then copies the
+    missing ones from the build cloud (`copy_argv`), and builds only when the build cloud has
+    none of them (a new requirer cloud that already has images, or that needs a copy).
     """
 
     model_config = pydantic.ConfigDict(frozen=True)

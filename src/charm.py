@@ -76,7 +76,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
     """Keeps fresh GitHub runner images in OpenStack and publishes their IDs."""
 
     on = BuilderCharmEvents()
-    _stored = ops.StoredState()
+    _stored = ops.StoredState()  # type: ignore[no-untyped-call]  # ops leaves it untyped
 
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
@@ -281,14 +281,17 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             if last is None or now - datetime.datetime.fromisoformat(last) >= SERVE_INTERVAL:
                 due.append(cloud)
             else:
-                logger.info("cloud %s was served at %s; not again before %s", cloud, last,
-                            SERVE_INTERVAL)
+                logger.info(
+                    "cloud %s was served at %s; not again before %s", cloud, last, SERVE_INTERVAL
+                )
         return due
 
     def _serve_new_clouds(self, config: state.BuildConfig, clouds: Sequence[str]) -> None:
-        """Start a job for clouds lacking images: it looks them up, copies what is missing
-        from the build cloud, and builds only when the build cloud has none (rate-limited
-        per cloud: SERVE_INTERVAL)."""
+        """Start a job for clouds lacking images (at most every SERVE_INTERVAL per cloud).
+
+        The job looks them up, copies what is missing from the build cloud, and builds only
+        when the build cloud has none.
+        """
         catalogue = self._catalogue()
         now = datetime.datetime.now(datetime.timezone.utc)
         clouds = self._due(clouds, now)

@@ -31,7 +31,7 @@ def test_the_newest_image_of_ours_is_copied_with_our_properties(
     code, report = run_copy({"build": build, "new": new, "late": late}, capsys)
     assert code == 0
     assert report["failures"] == []
-    assert sorted(i["cloud"] for i in report["images"]) == ["late", "new"]
+    assert sorted(str(i["cloud"]) for i in report["images"]) == ["late", "new"]
     for image in report["images"]:
         target = {"new": new, "late": late}[str(image["cloud"])]
         copy = target.image_info[str(image["id"])]

@@ -461,7 +461,8 @@ def test_identical_credentials_share_a_cloud() -> None:
 
 
 @pytest.mark.parametrize(
-    "images", ["[" * 100_000 + "]" * 100_000, '[{"id":"a","tags":"x64,noble"}' + " " * 70_000 + "]"]
+    "images",
+    ["[" * 100_000 + "]" * 100_000, '[{"id":"a","tags":"x64,noble"}' + " " * 70_000 + "]"],
 )
 def test_deep_or_huge_images_json_is_invalid_data(images: str) -> None:
     with pytest.raises(InvalidDataError, match="images"):

@@ -185,19 +185,18 @@ def test_a_copycat_relation_cannot_change_another_clouds_password_or_images(
     ctx: Ctx, machine: Machine
 ) -> None:
     """Same project, user, domains and auth URL, another password: the later relation loses."""
-    import yaml  # noqa: PLC0415
+    import yaml
 
-    from charm_helpers import requirer_data  # noqa: PLC0415
+    from charm_helpers import requirer_data
 
-    victim = testing.Relation("image", id=3, remote_units_data={0: requirer_data("runners", "runner")})
+    mine = requirer_data("runners", "runner")
+    victim = testing.Relation("image", id=3, remote_units_data={0: mine})
     copycat = testing.Relation(
-        "image",
-        id=7,
-        remote_units_data={0: requirer_data("runners", "runner", password="attacker-pw")},
+        "image", id=7, remote_units_data={0: {**mine, "password": "attacker-" + mine["password"]}}
     )
     state = ctx.run(ctx.on.relation_changed(copycat, remote_unit=0), base_state(copycat, victim))
     auth = yaml.safe_load(machine.paths.clouds_yaml.read_text())["clouds"][RUNNERS]["auth"]
-    assert auth["password"] == requirer_data("runners", "runner")["password"]
+    assert auth["password"] == mine["password"]
     assert machine.cli_calls() == []  # the copycat's touch starts nothing
     state = ctx.run(ctx.on.action("run"), state)
     machine.wait_for_callbacks(1)
@@ -211,7 +210,7 @@ def test_a_copycat_relation_cannot_change_another_clouds_password_or_images(
 
 def _with(state: testing.State, *relations: testing.Relation) -> testing.State:
     """The same unit, now with these relations (a requirer joined)."""
-    return dataclasses.replace(state, relations={*state.relations, *relations})
+    return dataclasses.replace(state, relations=frozenset({*state.relations, *relations}))
 
 
 def test_a_new_cloud_gets_a_copy_and_nobody_a_rebuild(ctx: Ctx, machine: Machine) -> None:

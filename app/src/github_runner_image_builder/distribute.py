@@ -42,70 +42,73 @@ def own_properties(image: ImageInfo) -> dict[str, str]:
     }
 
 
+def _copy_one(
+    build_cloud: Cloud,
+    targets: Mapping[str, Cloud],
+    name: str,
+    platform: tuple[platforms.Base, platforms.Arch],
+    cancellation: Cancellation,
+) -> Report:
+    """Copy the current image called `name` of (base, arch) to every target."""
+    base, arch = platform
+    report = Report()
+
+    def fail(step: str, error: str, clouds: Sequence[str]) -> Report:
+        for cloud in clouds:
+            logger.error("%s %s failed in %s: %s", name, step, cloud, error)
+            report.failures.append(Failure(base.codename, arch.github, cloud, step, error))
+        return report
+
+    if cancellation.requested:
+        return fail("copy", "cancelled", list(targets))
+    try:
+        source = source_image(build_cloud.images(name), name)
+    except Exception as exc:
+        return fail("source", f"cannot list images in the build cloud: {exc}", list(targets))
+    if source is None:
+        missing = f"no image {name} of ours in the build cloud"
+        return fail(names.COPY_NO_SOURCE, missing, list(targets))
+    logger.info("%s: copying %s to %s", name, source.id, ", ".join(targets))
+    results = copying.copy_image(
+        build_cloud, source, targets, properties=own_properties(source), cancellation=cancellation
+    )
+    for cloud, result in results.items():
+        if isinstance(result, ImageInfo):
+            report.images.append(ImageResult(name, base.codename, arch.github, cloud, result.id))
+        else:
+            fail("copy", str(result) or type(result).__name__, [cloud])
+    return report
+
+
 def copy_current(
     build_cloud: Cloud,
     targets: Mapping[str, Cloud],
     prefix: str,
-    bases: Sequence[platforms.Base],
-    arches: Sequence[platforms.Arch],
+    platforms_wanted: Sequence[tuple[platforms.Base, platforms.Arch]],
     cancellation: Cancellation,
 ) -> Report:
     """Copy the current image of every (base, arch) to every target; report each outcome."""
     report = Report()
-    for base in bases:
-        for arch in arches:
-            name = names.image_name(prefix, base, arch)
-
-            def fail(step: str, error: str, clouds: Sequence[str]) -> None:
-                for cloud in clouds:
-                    logger.error("%s %s failed in %s: %s", name, step, cloud, error)
-                    report.failures.append(Failure(base.codename, arch.github, cloud, step, error))
-
-            if cancellation.requested:
-                fail("copy", "cancelled", list(targets))
-                continue
-            try:
-                source = source_image(build_cloud.images(name), name)
-            except Exception as exc:
-                fail("source", f"cannot list images in the build cloud: {exc}", list(targets))
-                continue
-            if source is None:
-                missing = f"no image {name} of ours in the build cloud"
-                fail(names.COPY_NO_SOURCE, missing, list(targets))
-                continue
-            logger.info("%s: copying %s to %s", name, source.id, ", ".join(targets))
-            results = copying.copy_image(
-                build_cloud,
-                source,
-                targets,
-                properties=own_properties(source),
-                cancellation=cancellation,
-            )
-            for cloud, result in results.items():
-                if isinstance(result, ImageInfo):
-                    report.images.append(
-                        ImageResult(name, base.codename, arch.github, cloud, result.id)
-                    )
-                else:
-                    fail("copy", str(result) or type(result).__name__, [cloud])
+    for base, arch in platforms_wanted:
+        name = names.image_name(prefix, base, arch)
+        one = _copy_one(build_cloud, targets, name, (base, arch), cancellation)
+        report.images += one.images
+        report.failures += one.failures
     return report
 
 
 def run(
-    build_cloud_name: str,
-    upload_clouds: Sequence[str],
-    prefix: str,
-    bases: Sequence[platforms.Base],
-    arches: Sequence[platforms.Arch],
-    open_cloud: Callable[[str], Cloud],
-    cancellation: Cancellation,
+    args: argparse.Namespace, open_cloud: Callable[[str], Cloud], cancellation: Cancellation
 ) -> Report:
     """Open the clouds and copy to every upload cloud but the build cloud itself."""
     targets = {
-        name: open_cloud(name) for name in dict.fromkeys(upload_clouds) if name != build_cloud_name
+        name: open_cloud(name)
+        for name in dict.fromkeys(args.upload_clouds)
+        if name != args.os_cloud
     }
-    build_cloud = open_cloud(build_cloud_name)
-    return copy_current(build_cloud, targets, prefix, bases, arches, cancellation)
+    build_cloud = open_cloud(args.os_cloud)
+    wanted = [(base, arch) for base in args.base for arch in args.arch]
+    return copy_current(build_cloud, targets, args.prefix, wanted, cancellation)
 
 
 def command(args: argparse.Namespace, open_cloud: Callable[[str], Cloud]) -> int:
@@ -121,15 +124,7 @@ def command(args: argparse.Namespace, open_cloud: Callable[[str], Cloud]) -> int
 
     previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        report = run(
-            args.os_cloud,
-            args.upload_clouds,
-            args.prefix,
-            args.base,
-            args.arch,
-            open_cloud,
-            cancellation,
-        )
+        report = run(args, open_cloud, cancellation)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

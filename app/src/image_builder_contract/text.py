@@ -20,8 +20,10 @@ _IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def one_line(text: str, limit: int = LOG_LIMIT) -> str:
-    """Return `text` with every control character (newline, NUL, ESC...) as a space, cut to
-    `limit` characters (the cut marked with an ellipsis)."""
+    """Return `text` with each control character (newline, NUL, ESC...) as a space, bounded.
+
+    Longer than `limit` characters: cut, the cut marked with an ellipsis.
+    """
     flat = "".join(
         " " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text
     )

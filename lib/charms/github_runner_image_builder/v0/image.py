@@ -76,9 +76,7 @@ def _printable(value: str) -> str:
 
 _Printable = pydantic.AfterValidator(_printable)
 _Name = Annotated[str, pydantic.Field(min_length=1, max_length=NAME_LIMIT), _Printable]
-_Url = Annotated[
-    str, pydantic.Field(max_length=URL_LIMIT, pattern=r"^https?://\S+$"), _Printable
-]
+_Url = Annotated[str, pydantic.Field(max_length=URL_LIMIT, pattern=r"^https?://\S+$"), _Printable]
 _Password = Annotated[
     str, pydantic.Field(min_length=1, max_length=PASSWORD_LIMIT, repr=False), _Printable
 ]
