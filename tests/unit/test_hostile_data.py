@@ -42,7 +42,7 @@ from app.tests.fakes import hostile_credentials
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 PREFIX = "github-runner-image-builder"
-FIELDS = ("username", "project_name", "password", "auth_url", "user_domain_name")
+FIELDS = ("username", "project_name", "password", "auth_url")
 EVENTS = ("run-action", "relation-changed", "config-changed", "schedule", "upgrade")
 
 
