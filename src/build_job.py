@@ -53,6 +53,14 @@ class BuildFailure(pydantic.BaseModel):
     error: ResultText = ""
 
 
+class StepTimes(pydantic.BaseModel):
+    """How long each step of one (base, arch) build took, in seconds (the CLI's `timings`)."""
+
+    base: str
+    arch: str
+    steps: dict[str, float] = {}  # step name (e.g. "verify") -> seconds
+
+
 class CliAnswer(pydantic.BaseModel):
     """What `build` and `copy` print on stdout (extra keys of newer CLIs are ignored).
 
@@ -61,6 +69,7 @@ class CliAnswer(pydantic.BaseModel):
 
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
+    timings: list[StepTimes] = []
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -95,6 +104,7 @@ class BuildResult(pydantic.BaseModel):
     exit_code: int
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
+    timings: list[StepTimes] = []
     error: ResultText = ""  # the build as a whole failed (crash, timeout, no JSON)
     # "lookup": every image existed already; "copy": the missing ones were copied from the
     # build cloud (or failed to): in both, no build ran.

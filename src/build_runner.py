@@ -182,6 +182,7 @@ def make_result(job: BuildJob, code: int, stdout: str, error: str) -> BuildResul
         result.error = error or f"the CLI exited {code} without a JSON answer; see the build log"
         return result
     result.images, result.failures = answer.images, answer.failures
+    result.timings = answer.timings
     if error:
         return result
     if code != 0 and not result.failures:

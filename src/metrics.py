@@ -36,6 +36,9 @@ HISTORY_FILE = "metrics-history.json"
 PORT = 9467  # loopback only; the COS collector on the machine scrapes it
 # Upper bounds (seconds) of the build duration histogram: 5 min to the CLI's 2 h timeout.
 DURATION_BUCKETS = (300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0, 9000.0)
+# Upper bounds (seconds) of the verification duration histogram: 1 min to an hour.
+VERIFY_BUCKETS = (60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0)
+VERIFY_STEP = "verify"  # the CLI's name of the step that boots and checks a new image
 OUTCOMES = ("success", "partial", "failed", "lookup")
 JOB_STEP = "job"  # the step label of a failure of the whole job (crash, timeout, no result)
 
@@ -75,6 +78,9 @@ class History(pydantic.BaseModel):
     duration_buckets: list[int] = [0] * (len(DURATION_BUCKETS) + 1)  # last one: +Inf
     duration_sum: float = 0.0
     last_duration: float | None = None
+    verify_buckets: list[int] = [0] * (len(VERIFY_BUCKETS) + 1)  # last one: +Inf
+    verify_sum: float = 0.0
+    last_verify: dict[str, float] = {}  # "base/arch" -> seconds its last verification took
     requirer_clouds: int = 0
     requirer_since: datetime.datetime | None = None  # since when a requirer gave credentials
     build_interval_hours: int | None = None
@@ -85,6 +91,9 @@ class History(pydantic.BaseModel):
         if len(self.duration_buckets) != len(DURATION_BUCKETS) + 1:
             self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
             self.duration_sum = 0.0
+        if len(self.verify_buckets) != len(VERIFY_BUCKETS) + 1:
+            self.verify_buckets = [0] * (len(VERIFY_BUCKETS) + 1)
+            self.verify_sum = 0.0
         return self
 
     def fold(self, result: BuildResult, served_ids: Iterable[str]) -> "History":
@@ -117,8 +126,13 @@ class History(pydantic.BaseModel):
         seconds = max(0.0, (result.finished_at - result.started_at).total_seconds())
         data.last_duration = seconds
         data.duration_sum += seconds
-        index = next((i for i, b in enumerate(DURATION_BUCKETS) if seconds <= b), -1)
-        data.duration_buckets[index] += 1
+        data.duration_buckets[_bucket_index(DURATION_BUCKETS, seconds)] += 1
+        # Every verification that ran counts, passed or failed: both took the test server's time.
+        for times in result.timings:
+            if (verified := times.steps.get(VERIFY_STEP)) is not None:
+                data.last_verify[series_key(times.base, times.arch)] = verified
+                data.verify_sum += verified
+                data.verify_buckets[_bucket_index(VERIFY_BUCKETS, verified)] += 1
         return data
 
     def _count_failure(self, base: str, arch: str, step: str) -> None:
@@ -143,6 +157,24 @@ class History(pydantic.BaseModel):
                 "build_interval_hours": interval,
             }
         )
+
+
+def _bucket_index(bounds: tuple[float, ...], seconds: float) -> int:
+    """Return the histogram bucket a value falls in (-1: above every bound, +Inf)."""
+    return next((i for i, bound in enumerate(bounds) if seconds <= bound), -1)
+
+
+def _histogram(
+    name: str, documentation: str, bounds: tuple[float, ...], counts: list[int], total: float
+) -> HistogramMetricFamily:
+    """Return a histogram family from per-bucket counts (prometheus wants them cumulative)."""
+    family = HistogramMetricFamily(name, documentation)
+    cumulative, buckets = 0, []
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        cumulative += count
+        buckets.append((str(bound) if bound != float("inf") else "+Inf", float(cumulative)))
+    family.add_metric([], buckets=buckets, sum_value=total)
+    return family
 
 
 def history_path(state_dir: Path) -> Path:
@@ -258,18 +290,13 @@ def families(records: Records, now: datetime.datetime) -> Iterator[Metric]:
     yield age
     yield published
 
-    duration = HistogramMetricFamily(
+    yield _histogram(
         f"{PREFIX}_build_duration_seconds",
         "Wall time of each finished build, from start to result (lookups not counted).",
+        DURATION_BUCKETS,
+        history.duration_buckets,
+        history.duration_sum,
     )
-    cumulative, buckets = 0, []
-    for bound, count in zip(
-        (*DURATION_BUCKETS, float("inf")), history.duration_buckets, strict=True
-    ):
-        cumulative += count
-        buckets.append((str(bound) if bound != float("inf") else "+Inf", float(cumulative)))
-    duration.add_metric([], buckets=buckets, sum_value=history.duration_sum)
-    yield duration
 
     last = GaugeMetricFamily(
         f"{PREFIX}_last_build_duration_seconds", "Wall time of the last finished build."
@@ -277,6 +304,24 @@ def families(records: Records, now: datetime.datetime) -> Iterator[Metric]:
     if history.last_duration is not None:
         last.add_metric([], history.last_duration)
     yield last
+
+    yield _histogram(
+        f"{PREFIX}_verify_duration_seconds",
+        "Time each image's verification took: booting a test server from the new image and "
+        "running its checks (passed or failed).",
+        VERIFY_BUCKETS,
+        history.verify_buckets,
+        history.verify_sum,
+    )
+    last_verify = GaugeMetricFamily(
+        f"{PREFIX}_last_verify_duration_seconds",
+        "Time the last verification of this base and arch took.",
+        labels=["base", "arch"],
+    )
+    for key_, seconds in sorted(history.last_verify.items()):
+        base, _, arch = key_.partition("/")
+        last_verify.add_metric([base, arch], seconds)
+    yield last_verify
 
     failures = CounterMetricFamily(
         f"{PREFIX}_build_failures",

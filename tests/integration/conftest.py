@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +18,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if reason:
         for item in items:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="module")
+def charm_path() -> Path:
+    """Return the packed charm every test of this tier deploys (CHARM_PATH)."""
+    path = os.environ.get("CHARM_PATH")
+    if not path:
+        pytest.skip("set CHARM_PATH to a packed .charm file (charmcraft pack on Ubuntu)")
+    return Path(path)

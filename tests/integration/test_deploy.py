@@ -1,6 +1,5 @@
 """Deploy the packed charm on a real Juju model (skipped without a controller)."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,14 +7,6 @@ import jubilant
 import pytest
 
 APP = "github-runner-image-builder"
-
-
-@pytest.fixture(scope="module")
-def charm_path() -> Path:
-    path = os.environ.get("CHARM_PATH")
-    if not path:
-        pytest.skip("set CHARM_PATH to a packed .charm file (charmcraft pack on Ubuntu)")
-    return Path(path)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The metrics service on a real unit: serving after deploy, after a refresh (skipped without a
 controller and a packed charm, like every test of this tier)."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,14 +10,6 @@ import pytest
 APP = "github-runner-image-builder"
 UNIT = f"{APP}/0"
 SCRAPE = "curl -sf http://127.0.0.1:9467/metrics"
-
-
-@pytest.fixture(scope="module")
-def charm_path() -> Path:
-    path = os.environ.get("CHARM_PATH")
-    if not path:
-        pytest.skip("set CHARM_PATH to a packed .charm file (charmcraft pack on Ubuntu)")
-    return Path(path)
 
 
 @pytest.fixture(scope="module")

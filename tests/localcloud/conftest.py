@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lcloud import venv
+from lcloud import mirror, venv
 from lcloud.cloud import LocalCloud
 
 
@@ -29,3 +29,12 @@ def cloud(local_cloud: LocalCloud) -> Iterator[LocalCloud]:
     local_cloud.guests([])
     for proxy in local_cloud.proxies:
         local_cloud.set_fault(proxy, None)
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mirror.CloudImagesMirror]:
+    """A loopback cloud-images tree with noble and jammy for amd64 (a module may override it)."""
+    with mirror.serve(tmp_path_factory.mktemp("cloud-images")) as served:
+        for codename in ("noble", "jammy"):
+            served.publish(codename, "amd64")
+        yield served

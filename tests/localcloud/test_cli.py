@@ -3,7 +3,6 @@
 import hashlib
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mirror.CloudImagesMirror]:
-    """A loopback cloud-images tree with noble and jammy for amd64."""
-    with mirror.serve(tmp_path_factory.mktemp("cloud-images")) as served:
-        for codename in ("noble", "jammy"):
-            served.publish(codename, "amd64")
-        yield served
-
-
 def _build(
     cloud: LocalCloud,
     images: mirror.CloudImagesMirror,
@@ -39,11 +29,7 @@ def _build(
     bases: str = "noble",
     upload: tuple[str, ...] = (LocalCloud.RUNNER_A,),
 ) -> cli.Result:
-    return cli.run(
-        cloud, "build", "--prefix", prefix, "--base", bases, "--arch", "x64",
-        "--upload-clouds", ",".join(upload), "--cloud-images-url", images.url,
-        "--timeout", "5m", *extra,
-    )  # fmt: skip
+    return cli.run(cloud, *cli.build_args(prefix, images.url, *extra, bases=bases, upload=upload))
 
 
 def _named(conn: Any, name: str) -> list[Any]:

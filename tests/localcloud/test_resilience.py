@@ -5,7 +5,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,21 +20,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mirror.CloudImagesMirror]:
-    """A loopback cloud-images tree with noble and jammy for amd64."""
-    with mirror.serve(tmp_path_factory.mktemp("cloud-images")) as served:
-        for codename in ("noble", "jammy"):
-            served.publish(codename, "amd64")
-        yield served
-
-
 def _argv(images: mirror.CloudImagesMirror, prefix: str, bases: str = "noble") -> list[str]:
-    return [
-        "build", "--prefix", prefix, "--base", bases, "--arch", "x64",
-        "--upload-clouds", LocalCloud.RUNNER_A, "--cloud-images-url", images.url,
-        "--timeout", "5m", "--boot-retry-delay", "1-2",
-    ]  # fmt: skip
+    return cli.build_args(prefix, images.url, "--boot-retry-delay", "1-2", bases=bases)
 
 
 def _left(cloud: LocalCloud, prefix: str) -> dict[str, list[Any]]:

@@ -14,6 +14,7 @@ import pytest
 import build_job
 import build_runner
 import builder
+from github_runner_image_builder import report
 
 STARTED = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
 SECRET = "job-secret-5a0e"  # noqa: S105 - test value
@@ -98,6 +99,17 @@ def test_result_lists_images_and_failures_of_a_partial_build(tmp_path: Path) -> 
     assert [i.model_dump() for i in result.images] == answer["images"]
     assert [f.model_dump() for f in result.failures] == answer["failures"]
     assert (result.error, result.exit_code, result.run_id) == ("", 1, "r1")
+
+
+def test_result_keeps_the_step_times_the_cli_reports(tmp_path: Path) -> None:
+    # The CLI's own report, so a renamed key on either side fails here.
+    cli_report = report.Report(
+        timings=[report.Timing("noble", "x64", {"wait": 61.0, "verify": 88.25}, 3.0, 160.0)]
+    )
+    result = build_runner.make_result(_job(tmp_path), 0, cli_report.to_json(), "")
+    assert [t.model_dump() for t in result.timings] == [
+        {"base": "noble", "arch": "x64", "steps": {"wait": 61.0, "verify": 88.25}}
+    ]
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,49 @@ def test_fold_counts_outcomes_steps_and_durations_once_per_run() -> None:
     assert reset.consecutive_failed == 0
 
 
+def _times(base: str, **steps: float) -> dict[str, object]:
+    return {"base": base, "arch": "x64", "steps": steps}
+
+
+def test_fold_observes_each_verification_that_ran() -> None:
+    first = _result(
+        "r1",
+        30,
+        images=[_image("noble", "c_u", "i1")],
+        failures=[_failure("jammy", "verify")],
+        timings=[_times("noble", wait=900.0, verify=140.5), _times("jammy", verify=700.0)],
+    )
+    # A build that failed before verifying has no verify time: nothing is observed for it.
+    second = _result(
+        "r2", 20, exit_code=1, failures=[_failure("noble", "wait")], timings=[_times("noble")]
+    )
+    history = metrics.History().fold(first, ["i1"]).fold(second, ["i1"])
+
+    assert history.last_verify == {"noble/x64": 140.5, "jammy/x64": 700.0}
+    assert history.verify_sum == 840.5
+    buckets = dict(zip(metrics.VERIFY_BUCKETS, history.verify_buckets[:-1], strict=True))
+    assert (buckets[180.0], buckets[900.0], sum(history.verify_buckets)) == (1, 1, 2)
+
+    got = samples(exposition(_records(history), T0))
+    assert got[(f"{P}_verify_duration_seconds_count", ())] == 2
+    assert got[(f"{P}_verify_duration_seconds_sum", ())] == 840.5
+    assert got[(f"{P}_verify_duration_seconds_bucket", (("le", "120.0"),))] == 0
+    assert got[(f"{P}_verify_duration_seconds_bucket", (("le", "180.0"),))] == 1
+    assert got[(f"{P}_verify_duration_seconds_bucket", (("le", "+Inf"),))] == 2
+    last = f"{P}_last_verify_duration_seconds"
+    assert got[(last, (("arch", "x64"), ("base", "jammy")))] == 700.0
+
+    # Counts under other bounds (an older charm's file) restart rather than crash a scrape.
+    older = metrics.History.model_validate({"verify_buckets": [3], "verify_sum": 9.0})
+    assert (sum(older.verify_buckets), older.verify_sum) == (0, 0.0)
+
+
+def _records(history: metrics.History) -> metrics.Records:
+    return metrics.Records(
+        history=history, current=None, last_result=None, queued=False, catalogue={}
+    )
+
+
 def test_a_lookup_delivers_images_but_is_no_build() -> None:
     found = _result("r1", 1, kind="lookup", images=[_image("noble", "c_u", "old")])
     history = metrics.History(consecutive_failed=2).fold(found, ["old"])

@@ -77,6 +77,21 @@ def run(
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+def build_args(
+    prefix: str,
+    images_url: str,
+    *extra: str,
+    bases: str = "noble",
+    upload: tuple[str, ...] = (LocalCloud.RUNNER_A,),
+) -> list[str]:
+    """Return a `build` command line of the tests' usual shape: x64, a 5 min timeout."""
+    return [
+        "build", "--prefix", prefix, "--base", bases, "--arch", "x64",
+        "--upload-clouds", ",".join(upload), "--cloud-images-url", images_url,
+        "--timeout", "5m", *extra,
+    ]  # fmt: skip
+
+
 def start(
     cloud: LocalCloud, *args: str, os_cloud: str = LocalCloud.BUILD
 ) -> subprocess.Popen[str]:
