@@ -1,10 +1,13 @@
 """The image relation: existing images published at once, new clouds built for, data per cloud."""
 
 import dataclasses
+import datetime
 import json
 
+import pytest
 from ops import testing
 
+import charm
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
@@ -248,3 +251,23 @@ def test_touches_of_a_broken_cloud_start_one_job_and_churn_nobody(
     assert len(machine.juju_exec_calls()) == 2  # the first build, and one copy attempt
     assert len(machine.build_calls()) == 1
     assert "1 failed" in state.unit_status.message
+
+
+def test_after_the_interval_a_broken_cloud_is_tried_again_still_without_a_build(
+    ctx: Ctx, machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(charm, "SERVE_INTERVAL", datetime.timedelta(0))
+    alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
+    state = ctx.run(ctx.on.action("run"), base_state(alpha))
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    alpha_id = _published(state, alpha)["id"]
+    machine.plan(copy_fail=[BETA])
+    state = _with(state, beta)
+    for touch in range(2):
+        state = ctx.run(ctx.on.relation_changed(state.get_relation(beta.id), remote_unit=0), state)
+        machine.wait_for_callbacks(2 + touch)
+        state = emit(ctx, state, "build_finished")
+    assert [c["argv"][1] for c in machine.cli_calls()].count("copy") == 2
+    assert len(machine.build_calls()) == 1
+    assert _published(state, alpha)["id"] == alpha_id
