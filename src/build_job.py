@@ -8,11 +8,11 @@ and reads the result; the runner renders the CLI's command lines from the job (`
 
 import dataclasses
 import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 
-from image_builder_contract import cli_args, rules
+from image_builder_contract import cli_args, names, rules, text
 
 BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this cannot clash
 SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
@@ -28,24 +28,31 @@ LEFTOVER_AGE = 3 * 60 * 60
 CLEAN_TIMEOUT = 600
 
 
+# An image ID a cloud answered: checked before it is stored, published or passed to --protect.
+ImageId = Annotated[str, pydantic.AfterValidator(text.check_image_id)]
+# Text a cloud or the CLI wrote (an error body may be megabytes): one line, bounded.
+ResultText = Annotated[str, pydantic.AfterValidator(lambda t: text.one_line(t, text.RESULT_LIMIT))]
+Word = Annotated[str, pydantic.AfterValidator(lambda t: text.one_line(t, 200))]
+
+
 class BuiltImage(pydantic.BaseModel):
     """One image the CLI built and uploaded to one cloud."""
 
-    name: str
-    base: str
-    arch: str
-    cloud: str
-    id: str
+    name: Word
+    base: Word
+    arch: Word
+    cloud: Word
+    id: ImageId
 
 
 class BuildFailure(pydantic.BaseModel):
     """One (base, arch, cloud) the CLI could not build or upload."""
 
-    base: str
-    arch: str
-    cloud: str = ""
-    step: str = ""
-    error: str = ""
+    base: Word
+    arch: Word
+    cloud: Word = ""
+    step: Word = ""
+    error: ResultText = ""
 
 
 class StepTimes(pydantic.BaseModel):
@@ -57,11 +64,37 @@ class StepTimes(pydantic.BaseModel):
 
 
 class CliAnswer(pydantic.BaseModel):
-    """What `build` prints on stdout (extra keys of newer CLIs are ignored)."""
+    """What `build` and `copy` print on stdout (extra keys of newer CLIs are ignored).
+
+    An image whose ID is not a safe word is not taken: it becomes a failure of its cloud.
+    """
 
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
     timings: list[StepTimes] = []
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _refuse_unsafe_ids(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            return data
+        kept, refused = [], []
+        for image in data["images"]:
+            if isinstance(image, dict) and not text.is_image_id(str(image.get("id", ""))):
+                refused.append(
+                    {
+                        **{k: str(image.get(k, "")) for k in ("base", "arch", "cloud")},
+                        "step": "result",
+                        "error": text.one_line(
+                            f"the cloud answered an unsafe image ID {str(image.get('id', ''))!r}",
+                            200,
+                        ),
+                    }
+                )
+            else:
+                kept.append(image)
+        failures = data.get("failures")
+        return {**data, "images": kept, "failures": [*(failures or []), *refused]}
 
 
 class BuildResult(pydantic.BaseModel):
@@ -74,8 +107,10 @@ class BuildResult(pydantic.BaseModel):
     images: list[BuiltImage] = []
     failures: list[BuildFailure] = []
     timings: list[StepTimes] = []
-    error: str = ""  # the build as a whole failed (crash, timeout, no JSON)
-    kind: str = "build"  # "lookup": every image existed already, no build ran
+    error: ResultText = ""  # the build as a whole failed (crash, timeout, no JSON)
+    # "lookup": every image existed already; "copy": the missing ones were copied from the
+    # build cloud (or failed to): in both, no build ran.
+    kind: str = "build"
     # Written by the charm, not the runner: the job ended without a result (killed, rebooted).
     lost: bool = False
 
@@ -128,8 +163,9 @@ class BuildOptions(pydantic.BaseModel):
 class BuildRequest(pydantic.BaseModel):
     """A job the charm decided to run: the build, its secrets and what to try before it.
 
-    With lookups, the runner first asks the CLI for those existing images and skips the build
-    when every one exists (a new requirer cloud that already has images).
+    With lookups, the runner first asks the CLI for those existing images, then copies the
+    missing ones from the build cloud (`copy_argv`), and builds only when the build cloud has
+    none of them (a new requirer cloud that already has images, or that needs a copy).
     """
 
     model_config = pydantic.ConfigDict(frozen=True)
@@ -212,6 +248,14 @@ class BuildState:
     last_result: BuildResult | None
 
 
+def found_image(lookup: Lookup, answer: str) -> BuiltImage | None:
+    """Return the image `latest-build-id` answered for a lookup; None: none, or an unsafe ID."""
+    image_id = answer.strip()
+    if not text.is_image_id(image_id):
+        return None
+    return BuiltImage(id=image_id, **lookup.model_dump())
+
+
 def build_argv(job: BuildJob) -> list[str]:
     """Return the CLI's `build` command line (`--flag=value` words); empty options left out."""
     opts = job.request.options
@@ -219,7 +263,7 @@ def build_argv(job: BuildJob) -> list[str]:
         "--base": ",".join(opts.bases),
         "--arch": opts.arch,
         "--prefix": opts.prefix,
-        "--upload-clouds": ",".join(opts.upload_clouds),
+        "--upload-clouds": build_cloud_keeps(opts.upload_clouds),
         "--keep-revisions": str(opts.keep_revisions),
         "--timeout": str(opts.timeout),
         "--flavor": opts.flavor,
@@ -233,6 +277,40 @@ def build_argv(job: BuildJob) -> list[str]:
     }
     argv = [job.cli, *cli_args.command_line(BUILD_CLOUD, "build", options)]
     return argv if opts.verify else [*argv, "--no-verify"]
+
+
+def build_cloud_keeps(upload_clouds: tuple[str, ...]) -> str:
+    """Return `--upload-clouds`: the build cloud first, so it keeps every image it built.
+
+    Its copy is the source of `copy` for a cloud that joins later (no rebuild); its revisions
+    are pruned like every cloud's.
+    """
+    return ",".join(dict.fromkeys((BUILD_CLOUD, *upload_clouds)))
+
+
+def copy_argv(job: BuildJob, cloud: str, bases: list[str]) -> list[str]:
+    """Return the `copy` command line that gives one cloud the build cloud's current images."""
+    opts = job.request.options
+    options = {
+        "--base": ",".join(bases),
+        "--arch": opts.arch,
+        "--prefix": opts.prefix,
+        "--upload-clouds": cloud,
+    }
+    return [job.cli, *cli_args.command_line(BUILD_CLOUD, "copy", options)]
+
+
+def copy_plan(missing: list[Lookup]) -> dict[str, list[str]]:
+    """Return {cloud: bases} of the lookups that found nothing: what `copy` is asked for."""
+    plan: dict[str, list[str]] = {}
+    for lookup in missing:
+        plan.setdefault(lookup.cloud, []).append(lookup.base)
+    return plan
+
+
+def needs_build(answer: CliAnswer) -> bool:
+    """Return whether a `copy` found no source in the build cloud: only a build can help."""
+    return any(failure.step == names.COPY_NO_SOURCE for failure in answer.failures)
 
 
 def lookup_argv(job: BuildJob, lookup: Lookup) -> list[str]:

@@ -44,10 +44,15 @@ from build_job import (
     BuiltImage,
     CleanJob,
     CliAnswer,
+    Lookup,
     build_argv,
     clean_argv,
     cli_environment,
+    copy_argv,
+    copy_plan,
+    found_image,
     lookup_argv,
+    needs_build,
     sweep_argv,
 )
 from image_builder_contract.rules import redact_urls
@@ -157,21 +162,45 @@ def run_cli(
         )
 
 
-def look_up(job: BuildJob, lock_fd: int | None = None) -> list[BuiltImage] | None:
-    """Return every looked-up image when all exist already, else None (then a build runs)."""
-    found = []
+def look_up(job: BuildJob, lock_fd: int | None = None) -> tuple[list[BuiltImage], list[Lookup]]:
+    """Return the looked-up images that exist already, and the lookups that found none."""
+    found, missing = [], []
     for lookup in job.request.lookups:
         try:
             done = call(job, lookup_argv(job, lookup), job.lookup_timeout, lock_fd)
         except (OSError, subprocess.TimeoutExpired) as error:
             log(f"lookup of {lookup.name} in {lookup.cloud} failed: {error}")
+            missing.append(lookup)
+            continue
+        image = found_image(lookup, done.stdout) if done.returncode == 0 else None
+        if image is None:
+            log(f"no image {lookup.name} in {lookup.cloud} yet")
+            missing.append(lookup)
+        else:
+            found.append(image)
+    return found, missing
+
+
+def copy_missing(
+    job: BuildJob, missing: list[Lookup], lock_fd: int | None = None
+) -> CliAnswer | None:
+    """Copy what the lookups missed from the build cloud; None when only a build can help."""
+    answer = CliAnswer()
+    for cloud, bases in copy_plan(missing).items():
+        command = copy_argv(job, cloud, bases)
+        log(f"copy {job.run_id}: {' '.join(command[1:])}")
+        code, stdout, error = run_cli(job, command, lock_fd=lock_fd)
+        try:
+            copied = CliAnswer.model_validate_json(stdout)
+        except pydantic.ValidationError:
+            log(f"copy to {cloud} gave no JSON answer (exit {code} {error}): building")
             return None
-        image_id = done.stdout.strip() if done.returncode == 0 else ""
-        if not image_id:
-            log(f"no image {lookup.name} in {lookup.cloud} yet: building")
+        if needs_build(copied):
+            log(f"the build cloud has no image to copy to {cloud}: building")
             return None
-        found.append(BuiltImage(id=image_id, **lookup.model_dump()))
-    return found
+        answer.images += copied.images
+        answer.failures += copied.failures
+    return answer
 
 
 def sweep(job: BuildJob, lock_fd: int | None = None) -> None:
@@ -326,12 +355,17 @@ def clean_up(job: BuildJob, lock_fd: int | None = None) -> None:
 
 
 def build(job: BuildJob, lock_fd: int) -> BuildResult:
-    """Look up or build; return the result."""
-    found = look_up(job, lock_fd) if job.request.lookups else None
-    if found is not None:
-        result = make_result(job, 0, CliAnswer(images=found).model_dump_json(), "")
-        result.kind = "lookup"
-        return result
+    """Look up, copy or build; return the result."""
+    if job.request.lookups:
+        found, missing = look_up(job, lock_fd)
+        # A new cloud gets existing images (its own, else copies from the build cloud); only
+        # when the build cloud has none does it get a build (which serves every cloud).
+        copied = copy_missing(job, missing, lock_fd)
+        if copied is not None:
+            answer = CliAnswer(images=found + copied.images, failures=copied.failures)
+            result = make_result(job, 1 if copied.failures else 0, answer.model_dump_json(), "")
+            result.kind = "copy" if missing else "lookup"
+            return result
     sweep(job, lock_fd)
     command = build_argv(job)
     log(f"build {job.run_id} starting: {' '.join(command[1:])}")

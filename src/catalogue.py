@@ -6,13 +6,15 @@ result handed over late (a build of a unit that lost leadership) never replaces 
 """
 
 import datetime
-import json
 from collections.abc import Collection, Iterable, Sequence
 
 import pydantic
 
-from build_job import BuiltImage
-from charms.github_runner_image_builder.v0.image import PublishedImage
+from build_job import BuiltImage, ImageId
+from charms.github_runner_image_builder.v0.image import PublishedImage, load_json
+
+# Characters of a stored catalogue parsed at most (a few hundred per image).
+JSON_LIMIT = 1024 * 1024
 
 # Sorts before any real build: an adopted image (published before this charm's first build of
 # it, e.g. by Canonical's charm) gives way to the first image we build or find.
@@ -27,7 +29,7 @@ class CatalogueImage(pydantic.BaseModel):
     cloud: str
     base: str
     arch: str
-    id: str
+    id: ImageId
     built_at: datetime.datetime = ADOPTED
 
     @property
@@ -62,11 +64,11 @@ class Catalogue(pydantic.BaseModel):
         """Parse a stored catalogue; also the older `{cloud: {"base/arch": id}}` file format.
 
         Raises:
-            ValueError: the text is neither (empty, truncated, another shape, too deep).
+            ValueError: the text is neither (empty, truncated, too long, too deep, another shape).
 
         """
+        data = load_json(text, JSON_LIMIT)
         try:
-            data = json.loads(text)
             if isinstance(data, dict) and "images" not in data:
                 return cls.of(
                     CatalogueImage(cloud=str(cloud), base=base, arch=arch, id=str(image_id))

@@ -10,6 +10,7 @@ relation; every unit publishes from it. A unit that finishes a build after it lo
 hands the images over through its peer data; the leader takes them in.
 """
 
+import datetime
 import logging
 import os
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ import state
 import state_files
 from catalogue import Catalogue
 from charms.github_runner_image_builder.v0.image import CloudCredentials, ProviderImages
-from image_builder_contract import names, platforms
+from image_builder_contract import names, platforms, text
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ STANDBY = (
     "this unit is on standby: the leader {leader} builds; run the action there: "
     "juju run {leader} run"
 )
+# A cloud that lacks images gets one job (lookup, then a copy from the build cloud) at most this
+# often, however often its relation changes: a requirer whose cloud refuses our copies cannot
+# keep the builder busy. The schedule and the `run` action serve it regardless.
+SERVE_INTERVAL = datetime.timedelta(minutes=15)
 NO_CREDENTIALS = (
     "no image relation has given OpenStack credentials yet; "
     "integrate a runner charm first: juju integrate {app}:image github-runner:image"
@@ -72,9 +77,12 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
     """Keeps fresh GitHub runner images in OpenStack and publishes their IDs."""
 
     on = BuilderCharmEvents()
+    _stored = ops.StoredState()  # type: ignore[no-untyped-call]  # ops leaves it untyped
 
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
+        # cloud id → when a job last started to serve it (ISO 8601): see SERVE_INTERVAL.
+        self._stored.set_default(served_at={})
         self.proxy = state.ProxyConfig.from_env(os.environ)
         self.builder = builder.Builder(
             builder.default_paths(self.charm_dir, self.unit.name),
@@ -309,9 +317,28 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             served = set(build.current.clouds) if build.current else set()
             self._serve_new_clouds(config, [c for c in self.images.clouds() if c not in served])
 
+    def _due(self, clouds: Sequence[str], now: datetime.datetime) -> list[str]:
+        """Return the clouds whose last serving job started SERVE_INTERVAL ago or longer."""
+        due = []
+        for cloud in clouds:
+            last = self._stored.served_at.get(cloud)
+            if last is None or now - datetime.datetime.fromisoformat(last) >= SERVE_INTERVAL:
+                due.append(cloud)
+            else:
+                logger.info(
+                    "cloud %s was served at %s; not again before %s", cloud, last, SERVE_INTERVAL
+                )
+        return due
+
     def _serve_new_clouds(self, config: state.BuildConfig, clouds: Sequence[str]) -> None:
-        """Start a job for clouds lacking images: it looks them up, and builds only if needed."""
+        """Start a job for clouds lacking images (at most every SERVE_INTERVAL per cloud).
+
+        The job looks them up, copies what is missing from the build cloud, and builds only
+        when the build cloud has none.
+        """
         catalogue = self._catalogue()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        clouds = self._due(clouds, now)
         lookups = [
             build_job.Lookup(
                 cloud=cloud,
@@ -326,7 +353,11 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         ]
         if lookups:
             lacking = sorted({lookup.cloud for lookup in lookups})
-            self._start_build(config, f"no image yet in {', '.join(lacking)}", lookups)
+            outcome = self._start_build(config, f"no image yet in {', '.join(lacking)}", lookups)
+            if outcome is not None and outcome.started:
+                served_at = dict(self._stored.served_at)
+                served_at.update({cloud: now.isoformat() for cloud in lacking})
+                self._stored.served_at = served_at
 
     def _migrate(self) -> None:
         """Carry an earlier charm's catalogue and published IDs over (upgrade, switch)."""
@@ -427,7 +458,11 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             return
         creds = self.images.cloud_of(event.relation)
         if creds is None:
-            logger.info("relation %s: waiting for all six credential keys", event.relation.id)
+            logger.info(
+                "relation %s: not served (all six credential keys not there yet, or its cloud "
+                "is an earlier relation's with other credentials)",
+                event.relation.id,
+            )
             return
         if self.builder.is_running():
             # Not queued: the running job's end handler serves clouds it did not include.
@@ -499,6 +534,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
 
 
 def _log_result(result: build_job.BuildResult) -> None:
+    # Every field from the CLI's answer is data: one line each, bounded (text.one_line).
     logger.info(
         "build %s finished: exit %s, %d images, %d failed",
         result.run_id,
@@ -509,14 +545,12 @@ def _log_result(result: build_job.BuildResult) -> None:
     for failure in result.failures:
         logger.error(
             "build failed: %s/%s cloud %s step %s: %s",
-            failure.base,
-            failure.arch,
-            failure.cloud,
-            failure.step,
-            failure.error,
+            *(text.one_line(f, 100) for f in (failure.base, failure.arch, failure.cloud)),
+            text.one_line(failure.step, 100),
+            text.one_line(failure.error),
         )
     if result.error:
-        logger.error("build %s failed: %s", result.run_id, result.error)
+        logger.error("build %s failed: %s", result.run_id, text.one_line(result.error))
 
 
 def set_aside_note(names: Sequence[str]) -> str:
@@ -535,31 +569,39 @@ def unverified(config: state.BuildConfig) -> str:
 def summary(result: build_job.BuildResult) -> str:
     """Return the one-line status of a finished build."""
     when = result.finished_at.strftime("%H:%M")
+    images = len([i for i in result.images if i.cloud != build_job.BUILD_CLOUD])
+    plural = "" if images == 1 else "s"
     if result.kind == "lookup":
-        found = len(result.images)
-        return (
-            f"Found {found} existing image{'' if found == 1 else 's'} {when} UTC; no build needed"
-        )
+        return f"Found {images} existing image{plural} {when} UTC; no build needed"
+    if result.kind == "copy":
+        line = f"Copied {images} image{plural} from the build cloud {when} UTC; no build needed"
+        if result.failures:
+            first = result.failures[0]
+            line += (
+                f" ({len(result.failures)} failed: {first.base}/{first.arch} in {first.cloud} "
+                f"at {first.step}: {text.one_line(first.error, 80)})"
+            )
+        return line
     if result.error:
-        return f"Last build {when} UTC failed: {result.error}"
-    images = len(result.images)
+        return f"Last build {when} UTC failed: {text.one_line(result.error, text.STATUS_LIMIT)}"
     failed_verify = [f for f in result.failures if f.step == "verify"]
     if failed_verify:
         # The operator's first question: which image failed which check.
         first = failed_verify[0]
-        text = (
-            f"Last build {when} UTC: {first.base}/{first.arch} failed verify: {first.error[:100]}"
+        line = (
+            f"Last build {when} UTC: {first.base}/{first.arch} failed verify: "
+            f"{text.one_line(first.error, text.STATUS_LIMIT)}"
         )
         others = len(result.failures) - 1
-        return text + (f" ({images} built, {others} more failed)" if images or others else "")
-    text = f"Last build {when} UTC: {images} image{'' if images == 1 else 's'}, "
-    text += f"{len(result.failures)} failed"
+        return line + (f" ({images} built, {others} more failed)" if images or others else "")
+    line = f"Last build {when} UTC: {images} image{plural}, "
+    line += f"{len(result.failures)} failed"
     if result.failures:
         first = result.failures[0]
         where = f" in {first.cloud}" if first.cloud else ""
-        text += f" ({first.base}/{first.arch}{where} at {first.step or 'unknown step'}"
-        text += f": {first.error[:80]})" if first.error else ")"
-    return text
+        line += f" ({first.base}/{first.arch}{where} at {first.step or 'unknown step'}"
+        line += f": {text.one_line(first.error, 80)})" if first.error else ")"
+    return line
 
 
 if __name__ == "__main__":  # pragma: no cover

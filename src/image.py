@@ -39,8 +39,12 @@ class ImageRelation:
         return self.provider.requirer_clouds()
 
     def cloud_of(self, relation: ops.Relation) -> CloudCredentials | None:
-        """Return a relation's cloud, None until a unit gave all six keys."""
-        return self.provider.credentials(relation)
+        """Return a relation's cloud, None when it is not served.
+
+        Not served: no unit gave all six valid keys yet, or an earlier relation owns that
+        cloud id with other credentials.
+        """
+        return self.provider.served_credentials(relation)
 
     def published_on(self, relation: ops.Relation) -> ProviderImages | None:
         """Return what this unit publishes on a relation (None: nothing readable)."""

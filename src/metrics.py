@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 import state_files
-from build_job import BUILD_TIMEOUT, BuildResult, RunRecord
+from build_job import BUILD_CLOUD, BUILD_TIMEOUT, BuildResult, RunRecord
 from builder import Paths
 from catalogue import Catalogue
 
@@ -49,7 +49,7 @@ def series_key(base: str, arch: str) -> str:
 
 def outcome(result: BuildResult) -> str:
     """Return what a finished job amounted to: success, partial, failed or lookup."""
-    if result.kind == "lookup":
+    if result.kind in ("lookup", "copy"):  # no build ran: existing images were served
         return "lookup"
     if result.error or not result.images:
         return "failed"
@@ -107,13 +107,15 @@ class History(pydantic.BaseModel):
         data = self.model_copy(deep=True)
         data.recorded_run = result.run_id
         data.outcomes[kind] = data.outcomes.get(kind, 0) + 1
-        for image in result.images:
+        # The build cloud's own copy (the source of later copies) serves no requirer.
+        images = [image for image in result.images if image.cloud != BUILD_CLOUD]
+        for image in images:
             data.built_at.setdefault(image.id, result.finished_at)
-        keep = set(served_ids) | {image.id for image in result.images}
+        keep = set(served_ids) | {image.id for image in images}
         data.built_at = {i: t for i, t in data.built_at.items() if i in keep}
         if kind == "lookup":
             return data
-        for image in result.images:
+        for image in images:
             data.last_success[series_key(image.base, image.arch)] = result.finished_at
         for failure in result.failures:
             data._count_failure(failure.base, failure.arch, failure.step or "unknown")

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from catalogue import Catalogue, CatalogueImage
 from charms.github_runner_image_builder.v0.image import CloudCredentials, ProviderImages
+from image_builder_contract import text
 
 AUTH_FACTS = ("auth_url", "project_domain_name", "project_name", "user_domain_name", "username")
 
@@ -48,7 +49,8 @@ def _adopted(cloud: str, published: ProviderImages) -> list[CatalogueImage]:
     images = []
     for ref in published.images:
         words = [word.strip() for word in ref.tags.split(",")]
-        if len(words) == 2 and all(words):  # `<arch>,<base>`, as both charms write them
+        # `<arch>,<base>`, as both charms write them; an ID that is not a safe word is not ours
+        if len(words) == 2 and all(words) and text.is_image_id(ref.id):
             images.append(CatalogueImage(cloud=cloud, arch=words[0], base=words[1], id=ref.id))
     return images
 

@@ -21,6 +21,7 @@ import ops
 import pydantic
 
 from catalogue import Catalogue
+from charms.github_runner_image_builder.v0.image import load_json
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class Peers:
             return clouds
         for unit in relation.units:
             try:
-                clouds.update(str(c) for c in json.loads(relation.data[unit].get(BUILDING, "[]")))
+                clouds.update(str(c) for c in load_json(relation.data[unit].get(BUILDING, "[]")))
             except (ValueError, TypeError):
                 logger.warning("ignoring an unreadable list of clouds in %s's peer data", unit)
         return clouds
@@ -187,7 +188,7 @@ class Peers:
         ids: set[str] = set()
         for data in self._units():
             try:
-                ids.update(str(i) for i in json.loads(data.get(PUBLISHED, "[]")))
+                ids.update(str(i) for i in load_json(data.get(PUBLISHED, "[]"), 1024 * 1024))
             except (ValueError, TypeError):
                 logger.warning("ignoring an unreadable list of published IDs in peer data")
             if (handover := _handover_of(data)) is not None:

@@ -156,6 +156,22 @@ EDGE_VALUES: dict[str, list[str]] = {
 }
 
 
+def hostile_credentials(nonce: str) -> list[str]:
+    """Values a requirer may write into any credential key: each is refused or inert data."""
+    return [
+        *hostile_values(nonce),
+        "x" * 140_000,  # once E2BIG from Popen in every hook that started a build
+        "nul\0byte",
+        "u,builder",  # once split --upload-clouds and made the build cloud a target
+        "-evil",
+        "--os-cloud=builder",
+        "a\r\nb",
+        "\x1b[2Jclear",
+        "build 1 finished: exit 0\n",  # a forged log line
+        "ü" * 256,
+    ]
+
+
 def hostile_proxy_passwords() -> list[str]:
     """Proxy passwords a URL may carry as they are (RFC 3986 sub-delims) that a shell would run."""
     return [

@@ -118,6 +118,39 @@ def test_init_then_parallel_build_of_two_bases_into_two_clouds(
     assert all(e["name"].startswith(f"{prefix}-verify-") for e in verified)
 
 
+def test_copy_gives_a_new_cloud_the_build_clouds_image_without_a_build(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror
+) -> None:
+    prefix = "cp"
+    cloud.guests([guest.GuestScript(match=prefix, after=2)])
+    built = _build(cloud, images, prefix, upload=(LocalCloud.BUILD, LocalCloud.RUNNER_A))
+    assert built.code == 0, built.stderr
+    source_id = next(i["id"] for i in built.json()["images"] if i["cloud"] == LocalCloud.BUILD)
+    spawned = len([e for e in cloud.events() if e["event"] == "spawn"])
+
+    copied = cli.run(
+        cloud, "copy", f"--prefix={prefix}", "--base=noble", "--arch=x64",
+        f"--upload-clouds={LocalCloud.RUNNER_B}",
+    )  # fmt: skip
+
+    assert copied.code == 0, copied.stderr
+    [image] = copied.json()["images"]
+    assert (image["cloud"], image["name"]) == (LocalCloud.RUNNER_B, f"{prefix}-noble-x64")
+    source = cloud.connect(LocalCloud.BUILD).image.get_image(source_id)
+    copy = cloud.connect(LocalCloud.RUNNER_B).image.get_image(image["id"])
+    assert (copy.status, copy.hash_value, copy.size) == ("active", source.hash_value, source.size)
+    assert copy.properties["grib_verified"] == "true"
+    assert copy.properties["grib_build_time"] == source.properties["grib_build_time"]
+    assert len([e for e in cloud.events() if e["event"] == "spawn"]) == spawned  # no build
+    # A name the build cloud has no image of: step `find`, a build is needed.
+    missing = cli.run(
+        cloud, "copy", f"--prefix={prefix}", "--base=jammy", "--arch=x64",
+        f"--upload-clouds={LocalCloud.RUNNER_B}",
+    )  # fmt: skip
+    assert missing.code == 1
+    assert [f["step"] for f in missing.json()["failures"]] == ["find"]
+
+
 def test_latest_build_id_by_creation_order_and_any_status(cloud: LocalCloud) -> None:
     conn = cloud.connect(LocalCloud.BUILD)
     name = "latest-noble-x64"

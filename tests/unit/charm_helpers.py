@@ -29,7 +29,8 @@ REQUIRER_PASSWORD = "requirer-pw-92be1"  # noqa: S105 - test value
 UNIT = "github-runner-image-builder/0"
 
 # The fake CLI: `build` answers from the plan file (optionally waiting for a release file
-# first), `latest-build-id` answers from the plan's "latest" map. Every call is recorded.
+# first), `latest-build-id` answers from the plan's "latest" map, `copy` copies what a build
+# left in the build cloud (the plan's "copy_fail" clouds refuse it). Every call is recorded.
 FAKE_CLI = """#!{python}
 import json, os, sys, time
 from pathlib import Path
@@ -50,6 +51,23 @@ if command == "clean":
 if command == "latest-build-id":
     print(plan.get("latest", {{}}).get(opts["os-cloud"] + "/" + argv[2], ""))
     sys.exit(0)
+kept = home / "build-cloud-images.json"  # what the build cloud holds: copy's sources
+held = json.loads(kept.read_text()) if kept.exists() else {{}}
+if command == "copy":
+    images, failures = [], []
+    for base in opts["base"].split(","):
+        name = opts["prefix"] + "-" + base + "-" + opts["arch"]
+        for cloud in opts["upload-clouds"].split(","):
+            step = "copy" if cloud in plan.get("copy_fail", []) else ""
+            step = step if name in held else "find"
+            if step:
+                failures.append({{"base": base, "arch": opts["arch"], "cloud": cloud,
+                                  "step": step, "error": "401 Unauthorized"}})
+            else:
+                images.append({{"name": name, "base": base, "arch": opts["arch"],
+                                "cloud": cloud, "id": "copy-" + cloud + "-" + held[name]}})
+    print(json.dumps({{"images": images, "failures": failures}}))
+    sys.exit(1 if failures else 0)
 build = plan.get("build", {{}})
 if build.get("wait"):
     (home / "build-waiting").touch()
@@ -65,6 +83,8 @@ failed = set(build.get("fail_bases", []))
 images, failures = [], []
 for base in (word.split("@")[0] for word in opts["base"].split(",")):
     for cloud in opts.get("upload-clouds", "").split(","):
+        if base in failed and cloud == "builder":
+            continue  # the build cloud's copy is kept quietly (the real CLI names one cloud)
         if base in failed:
             failures.append({{"base": base, "arch": opts["arch"], "cloud": cloud,
                               "step": "boot", "error": "builder VM never reached SHUTOFF"}})
@@ -72,6 +92,10 @@ for base in (word.split("@")[0] for word in opts["base"].split(",")):
             images.append({{"name": opts["prefix"] + "-" + base + "-" + opts["arch"],
                             "base": base, "arch": opts["arch"], "cloud": cloud,
                             "id": "img-" + cloud + "-" + base + "-" + str(n)}})
+for image in images:
+    if image["cloud"] == "builder":
+        held[image["name"]] = image["id"]
+kept.write_text(json.dumps(held))
 print(json.dumps({{"images": images, "failures": failures}}))
 sys.exit(1 if failures else 0)
 """

@@ -68,7 +68,7 @@ def test_build_command_line_uses_flag_equals_value_and_skips_empty_options(
         "--base=jammy,noble",
         "--arch=x64",
         "--prefix=app",
-        "--upload-clouds=a_u_1,b_u_2",
+        "--upload-clouds=builder,a_u_1,b_u_2",
         "--keep-revisions=5",
         f"--timeout={build_job.BUILD_TIMEOUT}",
         "--flavor=--help",

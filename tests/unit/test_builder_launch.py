@@ -81,7 +81,8 @@ def _check_build_runs_on_after_the_hook(machine: Machine, paths: builder.Paths) 
     assert not build_running(paths)
     result = build_job.BuildResult.model_validate_json(paths.result.read_text())
     assert result.run_id == outcome["run_id"]
-    assert [i.cloud for i in result.images] == ["c_u_1"]
+    # The build cloud keeps its copy too: the source of later `copy` jobs.
+    assert [i.cloud for i in result.images] == ["builder", "c_u_1"]
     # The secret reached the CLI through its environment only; the job file that held it is
     # gone once the runner read it.
     (call,) = machine.build_calls()

@@ -62,7 +62,7 @@ def test_build_started_then_finished_publishes(ctx: Ctx, machine: Machine) -> No
     ]
     argv = machine.build_calls()[0]["argv"]
     assert argv[:2] == ["--os-cloud=builder", "build"]
-    assert options(argv)["upload-clouds"] == RUNNERS
+    assert options(argv)["upload-clouds"] == f"builder,{RUNNERS}"
     assert options(argv)["keep-revisions"] == "5"
     assert options(argv)["prefix"] == "github-runner-image-builder"
     assert "protect" not in options(argv)  # nothing is published yet

@@ -205,7 +205,7 @@ def test_clouds_with_the_same_names_elsewhere_get_their_own_ids() -> None:
 
 
 def test_cloud_id_never_holds_a_list_separator() -> None:
-    odd = {**CREDS, "project_name": "a,b c", "username": "x\ny"}
+    odd = {**CREDS, "project_name": "a,b c", "username": "x;y"}
     assert CloudCredentials(**odd).cloud_id.startswith("a-b-c_x-y_")
 
 
@@ -395,3 +395,75 @@ def test_requirer_reads_what_the_provider_charm_wrote() -> None:
     seen, current, _ = requirer_run({0: dict(unit_data(state, relation))})
     assert current == ProviderImages.from_published(IMAGES)
     assert seen == [current]
+
+
+# --- hostile requirers (issue 11) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [k for k in CREDS if k != "auth_url"])
+@pytest.mark.parametrize(
+    "value",
+    ["nul\0byte", "new\nline", "tab\there", "esc\x1b[31m", "del\x7f", "line\u2028sep", "x" * 5000],
+)
+def test_control_characters_and_huge_values_are_refused(key: str, value: str) -> None:
+    with pytest.raises(InvalidDataError) as raised:
+        CloudCredentials.from_databag({**CREDS, key: value})
+    assert key in str(raised.value)
+    assert value not in str(raised.value)
+
+
+def test_every_field_is_bounded() -> None:
+    assert CloudCredentials.from_databag({**CREDS, "username": "u" * 255}).username == "u" * 255
+    for key, limit in [("username", 255), ("password", 4096)]:
+        with pytest.raises(InvalidDataError, match=key):
+            CloudCredentials.from_databag({**CREDS, key: "u" * (limit + 1)})
+    with pytest.raises(InvalidDataError, match="auth_url"):
+        CloudCredentials.from_databag({**CREDS, "auth_url": "https://k/" + "a" * 2048})
+    with pytest.raises(InvalidDataError, match="username"):
+        CloudCredentials.from_databag({**CREDS, "username": "u" * 140_000})
+
+
+@pytest.mark.parametrize("value", ["-evil", "--help", "u,builder", " spaced ", "ünïcödé ✓", "'"])
+def test_odd_but_printable_names_are_data(value: str) -> None:
+    creds = CloudCredentials.from_databag({**CREDS, "username": value, "project_name": value})
+    assert creds.username == value
+    assert "," not in creds.cloud_id and "\n" not in creds.cloud_id
+
+
+def _relations(*datas: dict[str, str]) -> list[testing.Relation]:
+    return [
+        testing.Relation("image", id=10 + n, remote_app_name=f"app{n}", remote_units_data={0: d})
+        for n, d in enumerate(datas)
+    ]
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_earliest_relation_owns_a_cloud_a_copycat_is_refused(
+    order: tuple[int, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A requirer that copies another's identity with its own password gets nothing."""
+    victim, copycat = _relations(CREDS, {**CREDS, "password": "attacker-pw"})
+    relations = [(victim, copycat)[i] for i in order]
+    _, charm = provider_run(*relations)
+    clouds = charm.image.requirer_clouds()
+    assert clouds == {CloudCredentials(**CREDS).cloud_id: CloudCredentials(**CREDS)}
+    assert charm.image.served_credentials(live(charm, victim)) == CloudCredentials(**CREDS)
+    assert charm.image.served_credentials(live(charm, copycat)) is None
+    assert "Not serving relation 11" in caplog.text
+    assert "attacker-pw" not in caplog.text and PASSWORD not in caplog.text
+
+
+def test_identical_credentials_share_a_cloud() -> None:
+    first, second = _relations(CREDS, CREDS)
+    _, charm = provider_run(first, second)
+    assert len(charm.image.requirer_clouds()) == 1
+    assert charm.image.served_credentials(live(charm, second)) == CloudCredentials(**CREDS)
+
+
+@pytest.mark.parametrize(
+    "images",
+    ["[" * 100_000 + "]" * 100_000, '[{"id":"a","tags":"x64,noble"}' + " " * 70_000 + "]"],
+)
+def test_deep_or_huge_images_json_is_invalid_data(images: str) -> None:
+    with pytest.raises(InvalidDataError, match="images"):
+        ProviderImages.from_databag({"id": "a", "tags": "x64,noble", "images": images})

@@ -1,9 +1,13 @@
 """The image relation: existing images published at once, new clouds built for, data per cloud."""
 
+import dataclasses
+import datetime
 import json
 
+import pytest
 from ops import testing
 
+import charm
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
@@ -69,19 +73,30 @@ def test_new_cloud_without_all_images_gets_a_build(ctx: Ctx, machine: Machine) -
     assert [c["argv"][1] for c in calls] == [
         "latest-build-id",
         "latest-build-id",
+        "copy",
         "clean",
         "clean",
         "build",
     ]
+    # The missing base is asked of the build cloud first; it has none, so a build runs.
+    assert calls[2]["argv"] == [
+        "--os-cloud=builder",
+        "copy",
+        "--base=noble",
+        "--arch=x64",
+        f"--prefix={PREFIX}",
+        f"--upload-clouds={RUNNERS}",
+    ]
     # Before building, what crashed builds left (older than any live build) is swept away in
     # the build cloud, and in every upload cloud only our unfinished uploads.
     clean = ["clean", f"--prefix={PREFIX}", "--older-than=10800"]
-    assert [c["argv"] for c in calls[2:4]] == [
+    assert [c["argv"] for c in calls[3:5]] == [
         ["--os-cloud=builder", *clean],
         [f"--os-cloud={RUNNERS}", *clean, "--upload-cloud"],
     ]
     argv = machine.build_calls()[0]["argv"]
-    assert options(argv)["upload-clouds"] == RUNNERS
+    # The build cloud keeps its image: the source of later copies.
+    assert options(argv)["upload-clouds"] == f"builder,{RUNNERS}"
     out = emit(ctx, out, "build_finished")
     assert json.loads(_published(out, relation)["images"]) == [
         {"id": f"img-{RUNNERS}-jammy-1", "tags": "x64,jammy"},
@@ -122,7 +137,7 @@ def test_two_requirer_clouds_each_get_their_own_ids(ctx: Ctx, machine: Machine) 
     state = ctx.run(ctx.on.action("run"), base_state(alpha, beta))
     machine.wait_for_callbacks(1)
     argv = machine.build_calls()[0]["argv"]
-    assert options(argv)["upload-clouds"] == f"{ALPHA},{BETA}"
+    assert options(argv)["upload-clouds"] == f"builder,{ALPHA},{BETA}"
     state = emit(ctx, state, "build_finished")
     assert _published(state, alpha)["id"] == f"img-{ALPHA}-noble-1"
     assert _published(state, beta)["id"] == f"img-{BETA}-noble-1"
@@ -168,3 +183,92 @@ def test_last_relation_broken_asks_for_integration(ctx: Ctx, machine: Machine) -
     state = emit(ctx, state, "build_finished")
     out = ctx.run(ctx.on.relation_broken(state.get_relation(relation.id)), state)
     assert out.unit_status == testing.BlockedStatus("image integration required")
+
+
+def test_a_copycat_relation_cannot_change_another_clouds_password_or_images(
+    ctx: Ctx, machine: Machine
+) -> None:
+    """Same project, user, domains and auth URL, another password: the later relation loses."""
+    import yaml
+
+    from charm_helpers import requirer_data
+
+    mine = requirer_data("runners", "runner")
+    victim = testing.Relation("image", id=3, remote_units_data={0: mine})
+    copycat = testing.Relation(
+        "image", id=7, remote_units_data={0: {**mine, "password": "attacker-" + mine["password"]}}
+    )
+    state = ctx.run(ctx.on.relation_changed(copycat, remote_unit=0), base_state(copycat, victim))
+    auth = yaml.safe_load(machine.paths.clouds_yaml.read_text())["clouds"][RUNNERS]["auth"]
+    assert auth["password"] == mine["password"]
+    assert machine.cli_calls() == []  # the copycat's touch starts nothing
+    state = ctx.run(ctx.on.action("run"), state)
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    assert _published(state, victim)["id"] == f"img-{RUNNERS}-noble-1"
+    assert _published(state, copycat) == {}
+    assert [options(c["argv"])["upload-clouds"] for c in machine.build_calls()] == [
+        f"builder,{RUNNERS}"
+    ]
+
+
+def _with(state: testing.State, *relations: testing.Relation) -> testing.State:
+    """The same unit, now with these relations (a requirer joined)."""
+    return dataclasses.replace(state, relations=frozenset({*state.relations, *relations}))
+
+
+def test_a_new_cloud_gets_a_copy_and_nobody_a_rebuild(ctx: Ctx, machine: Machine) -> None:
+    alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
+    state = ctx.run(ctx.on.action("run"), base_state(alpha))
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    alpha_id = _published(state, alpha)["id"]
+    state = ctx.run(ctx.on.relation_changed(beta, remote_unit=0), _with(state, beta))
+    machine.wait_for_callbacks(2)
+    state = emit(ctx, state, "build_finished")
+    assert _published(state, beta)["id"] == f"copy-{BETA}-img-builder-noble-1"
+    assert _published(state, alpha)["id"] == alpha_id
+    assert len(machine.build_calls()) == 1
+    assert state.unit_status.message.startswith("Copied 1 image from the build cloud ")
+
+
+def test_touches_of_a_broken_cloud_start_one_job_and_churn_nobody(
+    ctx: Ctx, machine: Machine
+) -> None:
+    """Issue 11 #3: four relation-changed of a cloud that refuses copies, one job, no build."""
+    alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
+    state = ctx.run(ctx.on.action("run"), base_state(alpha))
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    alpha_id = _published(state, alpha)["id"]
+    machine.plan(copy_fail=[BETA])
+    state = _with(state, beta)
+    for touch in range(4):
+        state = ctx.run(ctx.on.relation_changed(state.get_relation(beta.id), remote_unit=0), state)
+        machine.wait_for_callbacks(len(machine.juju_exec_calls()))
+        state = emit(ctx, state, "build_finished")
+        assert _published(state, alpha)["id"] == alpha_id, f"touch {touch}"
+        assert _published(state, beta) == {}
+    assert len(machine.juju_exec_calls()) == 2  # the first build, and one copy attempt
+    assert len(machine.build_calls()) == 1
+    assert "1 failed" in state.unit_status.message
+
+
+def test_after_the_interval_a_broken_cloud_is_tried_again_still_without_a_build(
+    ctx: Ctx, machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(charm, "SERVE_INTERVAL", datetime.timedelta(0))
+    alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
+    state = ctx.run(ctx.on.action("run"), base_state(alpha))
+    machine.wait_for_callbacks(1)
+    state = emit(ctx, state, "build_finished")
+    alpha_id = _published(state, alpha)["id"]
+    machine.plan(copy_fail=[BETA])
+    state = _with(state, beta)
+    for touch in range(2):
+        state = ctx.run(ctx.on.relation_changed(state.get_relation(beta.id), remote_unit=0), state)
+        machine.wait_for_callbacks(2 + touch)
+        state = emit(ctx, state, "build_finished")
+    assert [c["argv"][1] for c in machine.cli_calls()].count("copy") == 2
+    assert len(machine.build_calls()) == 1
+    assert _published(state, alpha)["id"] == alpha_id

@@ -98,6 +98,7 @@ def test_contract_part_puts_only_the_rules_in_lib(packed: Path) -> None:
         "platforms.py",
         "py.typed",
         "rules.py",
+        "text.py",
     ]
     assert (packed / "lib" / "charms" / "github_runner_image_builder").is_dir()  # the charm part
     assert not (packed / "app").exists()  # .jujuignore: the CLI ships as wheels only

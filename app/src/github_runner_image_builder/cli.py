@@ -21,7 +21,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import NoReturn, TypeVar
 
-from github_runner_image_builder import cloudimages, lifecycle, marker, platforms, userdata
+from github_runner_image_builder import (
+    cloudimages,
+    distribute,
+    lifecycle,
+    marker,
+    platforms,
+    userdata,
+)
 from github_runner_image_builder.cancel import Cancellation
 from github_runner_image_builder.cloud import Cloud
 from image_builder_contract import names, rules
@@ -32,7 +39,7 @@ PROG = "github-runner-image-builder"
 SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
 PROXY_ENV = rules.PROXY_ENV
 DEFAULT_PREFIX = names.DEFAULT_PREFIX
-CLOUD_COMMANDS = ("build", "latest-build-id", "init", "clean")
+CLOUD_COMMANDS = ("build", "latest-build-id", "init", "clean", "copy")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
 _RANGE = re.compile(r"^(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))?$")
 _T = TypeVar("_T")
@@ -398,6 +405,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="as for build",
     )
 
+    copy = command(
+        "copy",
+        "copy the current image of every base x arch from the build cloud to the upload clouds "
+        "(no build); print a JSON report like build's",
+    )
+    copy.add_argument("--base", type=_bases, default=_bases("noble"), help="as for build")
+    copy.add_argument("--arch", type=_arches, default=_arches("x64"), help="as for build")
+    copy.add_argument("--prefix", type=_prefix, default=DEFAULT_PREFIX, help="as for build")
+    copy.add_argument(
+        "--upload-clouds",
+        type=_comma_list,
+        required=True,
+        help="clouds (clouds.yaml names) that get a copy of the build cloud's current image",
+    )
+
     clean = command(
         "clean",
         "delete builder servers, builder security groups and unfinished images left by a "
@@ -621,6 +643,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Mapping[str, str], Deps], int]
     "latest-build-id": _latest,
     "init": _init,
     "clean": _clean,
+    "copy": lambda args, env, deps: distribute.command(args, deps.open_cloud),
     "user-data": _user_data,
 }
 

@@ -8,6 +8,8 @@ import re
 from image_builder_contract.platforms import Arch, Base
 
 DEFAULT_PREFIX = "github-runner-image-builder"
+# The failure step of `copy` when the build cloud has no image to copy: a build is needed.
+COPY_NO_SOURCE = "find"
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")
 
 

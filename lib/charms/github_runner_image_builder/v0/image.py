@@ -22,8 +22,9 @@ import hashlib
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import ops
 import pydantic
@@ -34,7 +35,7 @@ LIBID = "5d0f6a1c8b2e4c3fa9d7e1b04c6a2f18"
 LIBAPI = 0
 # Increment this PATCH version before using `charmcraft publish-lib` or reset to 0 if you are
 # raising the major API version.
-LIBPATCH = 2
+LIBPATCH = 3
 
 PYDEPS = ["pydantic>=2"]
 
@@ -55,10 +56,55 @@ _NonEmpty = pydantic.Field(min_length=1)
 # arch and base are joined with a comma into `tags`, so neither may hold one.
 _Word = pydantic.Field(pattern=r"^[A-Za-z0-9._-]+$")
 
+# Bounds of what a requirer may write (characters): Keystone's own limit for names, and a few
+# KB for a URL and a password, far above any real one and far below what a command line, a log
+# line or a hook can carry.
+NAME_LIMIT = 255
+URL_LIMIT = 2048
+PASSWORD_LIMIT = 4096
+# The most characters of a JSON value this library parses from a databag (the provider's
+# `images`, a few hundred bytes per image); larger or deeper is refused as malformed.
+JSON_LIMIT = 64 * 1024
+
+
+def _printable(value: str) -> str:
+    """Refuse control characters (NUL, newline, escape, ...): relation data is only data."""
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value):
+        raise ValueError("it contains a control character (NUL, newline, tab, ...)")
+    return value
+
+
+_Printable = pydantic.AfterValidator(_printable)
+_Name = Annotated[str, pydantic.Field(min_length=1, max_length=NAME_LIMIT), _Printable]
+_Url = Annotated[str, pydantic.Field(max_length=URL_LIMIT, pattern=r"^https?://\S+$"), _Printable]
+_Password = Annotated[
+    str, pydantic.Field(min_length=1, max_length=PASSWORD_LIMIT, repr=False), _Printable
+]
+
+
+def load_json(text: str, limit: int = JSON_LIMIT) -> Any:
+    """Parse JSON from relation data: bounded in size, never raising RecursionError.
+
+    Raises:
+        InvalidDataError: too long, too deeply nested, or not JSON.
+
+    """
+    if len(text) > limit:
+        raise InvalidDataError(f"{len(text)} characters of JSON, more than the {limit} allowed")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidDataError(f"not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InvalidDataError("JSON nested too deeply") from None
+
 
 def _readable(name: str) -> str:
-    """Return a name cut to a short run of characters that are safe in a cloud id."""
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", name)[:32]
+    """Return a name cut to a short run of characters that are safe in a cloud id.
+
+    Never with a leading '-' or '.': a cloud id is a word, never read as an option or a path.
+    """
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", name)[:32].lstrip("-.")
 
 
 class InvalidDataError(ValueError):
@@ -78,12 +124,12 @@ class CloudCredentials(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True)
 
-    auth_url: str = pydantic.Field(pattern=r"^https?://\S+$")
-    password: str = pydantic.Field(min_length=1, repr=False)
-    project_domain_name: str = _NonEmpty
-    project_name: str = _NonEmpty
-    user_domain_name: str = _NonEmpty
-    username: str = _NonEmpty
+    auth_url: _Url
+    password: _Password
+    project_domain_name: _Name
+    project_name: _Name
+    user_domain_name: _Name
+    username: _Name
 
     @property
     def cloud_id(self) -> str:
@@ -195,9 +241,9 @@ class ProviderImages(pydantic.BaseModel):
         raw: dict[str, Any] = {"id": data["id"], "tags": data["tags"]}
         if "images" in data:
             try:
-                raw["images"] = json.loads(data["images"])
-            except json.JSONDecodeError as exc:
-                raise InvalidDataError(f"images: not valid JSON ({exc.msg})") from None
+                raw["images"] = load_json(data["images"])
+            except InvalidDataError as exc:
+                raise InvalidDataError(f"images: {exc}") from None
         else:
             raw["images"] = [{"id": raw["id"], "tags": raw["tags"]}]
         try:
@@ -240,13 +286,36 @@ class ImageProvider(ops.Object):
         return None
 
     def requirer_clouds(self) -> dict[str, CloudCredentials]:
-        """cloud_id → credentials over every relation of this endpoint that gave them."""
+        """cloud_id → credentials over every relation of this endpoint that gave them.
+
+        The relation with the lowest id owns a cloud id. A later relation that names the same
+        cloud with other credentials (another password, say) is refused, not served: a
+        requirer's data only ever affects its own relation. Identical credentials share.
+        """
+        return self._clouds(warn=True)
+
+    def _clouds(self, warn: bool) -> dict[str, CloudCredentials]:
         clouds: dict[str, CloudCredentials] = {}
-        for relation in self.model.relations[self.relation_name]:
+        for relation in sorted(self.model.relations[self.relation_name], key=lambda r: r.id):
             creds = self.credentials(relation)
-            if creds is not None:
-                clouds[creds.cloud_id] = creds
+            if creds is None:
+                continue
+            owner = clouds.setdefault(creds.cloud_id, creds)
+            if owner != creds and warn:
+                logger.warning(
+                    "Not serving relation %s: its cloud %s is served to an earlier relation "
+                    "with other credentials",
+                    relation.id,
+                    creds.cloud_id,
+                )
         return clouds
+
+    def served_credentials(self, relation: ops.Relation) -> CloudCredentials | None:
+        """Return a relation's credentials when it is served (see requirer_clouds); else None."""
+        creds = self.credentials(relation)
+        if creds is None or self._clouds(warn=False).get(creds.cloud_id) != creds:
+            return None
+        return creds
 
     def publish(self, relation: ops.Relation, images: Sequence[PublishedImage]) -> None:
         """Write `id`, `tags` (of images[0]) and `images` into this unit's databag.

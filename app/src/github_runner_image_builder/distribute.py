@@ -1,0 +1,132 @@
+"""The `copy` command: the current image of each (base, arch), from the build cloud to clouds.
+
+A new or lagging cloud gets the image every other cloud already has, without a new build. The
+source is the newest active image of that name in the build cloud that this CLI built (it
+carries revisions.BUILT_BY_US): never another cloud's, whose owner could serve other bytes
+under that name. The copy streams through `copying` and is checked against the source; its
+JSON report has `build`'s shape, so a caller reads both the same way. No image of the name in
+the build cloud is the failure step names.COPY_NO_SOURCE: the caller then has to build.
+"""
+
+import argparse
+import logging
+import signal
+from collections.abc import Callable, Mapping, Sequence
+
+from github_runner_image_builder import copying, platforms, revisions
+from github_runner_image_builder.cancel import Cancellation
+from github_runner_image_builder.cloud import Cloud, ImageInfo
+from github_runner_image_builder.report import Failure, ImageResult, Report
+from image_builder_contract import names
+
+logger = logging.getLogger(__name__)
+
+# Properties of ours a copy carries along (the build's facts and its verification).
+_OWN_PROPERTIES = ("architecture", "os_distro", "os_version")
+_OWN_PREFIX = "grib_"
+
+
+def source_image(images: Sequence[ImageInfo], name: str) -> ImageInfo | None:
+    """Return the newest active image called `name` that we built, if any."""
+    ours = [i for i in images if i.record().ours]
+    newest = revisions.latest([i.record() for i in ours], name)
+    return next((i for i in ours if i.id == newest), None)
+
+
+def own_properties(image: ImageInfo) -> dict[str, str]:
+    """Return the properties a copy of our image carries (not Glance's own bookkeeping)."""
+    return {
+        key: value
+        for key, value in image.properties.items()
+        if key.startswith(_OWN_PREFIX) or key in _OWN_PROPERTIES
+    }
+
+
+def _copy_one(
+    build_cloud: Cloud,
+    targets: Mapping[str, Cloud],
+    name: str,
+    platform: tuple[platforms.Base, platforms.Arch],
+    cancellation: Cancellation,
+) -> Report:
+    """Copy the current image called `name` of (base, arch) to every target."""
+    base, arch = platform
+    report = Report()
+
+    def fail(step: str, error: str, clouds: Sequence[str]) -> Report:
+        for cloud in clouds:
+            logger.error("%s %s failed in %s: %s", name, step, cloud, error)
+            report.failures.append(Failure(base.codename, arch.github, cloud, step, error))
+        return report
+
+    if cancellation.requested:
+        return fail("copy", "cancelled", list(targets))
+    try:
+        source = source_image(build_cloud.images(name), name)
+    except Exception as exc:
+        return fail("source", f"cannot list images in the build cloud: {exc}", list(targets))
+    if source is None:
+        missing = f"no image {name} of ours in the build cloud"
+        return fail(names.COPY_NO_SOURCE, missing, list(targets))
+    logger.info("%s: copying %s to %s", name, source.id, ", ".join(targets))
+    results = copying.copy_image(
+        build_cloud, source, targets, properties=own_properties(source), cancellation=cancellation
+    )
+    for cloud, result in results.items():
+        if isinstance(result, ImageInfo):
+            report.images.append(ImageResult(name, base.codename, arch.github, cloud, result.id))
+        else:
+            fail("copy", str(result) or type(result).__name__, [cloud])
+    return report
+
+
+def copy_current(
+    build_cloud: Cloud,
+    targets: Mapping[str, Cloud],
+    prefix: str,
+    platforms_wanted: Sequence[tuple[platforms.Base, platforms.Arch]],
+    cancellation: Cancellation,
+) -> Report:
+    """Copy the current image of every (base, arch) to every target; report each outcome."""
+    report = Report()
+    for base, arch in platforms_wanted:
+        name = names.image_name(prefix, base, arch)
+        one = _copy_one(build_cloud, targets, name, (base, arch), cancellation)
+        report.images += one.images
+        report.failures += one.failures
+    return report
+
+
+def run(
+    args: argparse.Namespace, open_cloud: Callable[[str], Cloud], cancellation: Cancellation
+) -> Report:
+    """Open the clouds and copy to every upload cloud but the build cloud itself."""
+    targets = {
+        name: open_cloud(name)
+        for name in dict.fromkeys(args.upload_clouds)
+        if name != args.os_cloud
+    }
+    build_cloud = open_cloud(args.os_cloud)
+    wanted = [(base, arch) for base in args.base for arch in args.arch]
+    return copy_current(build_cloud, targets, args.prefix, wanted, cancellation)
+
+
+def command(args: argparse.Namespace, open_cloud: Callable[[str], Cloud]) -> int:
+    """Run `copy` from parsed options; print the JSON report; exit 1 when anything failed.
+
+    SIGTERM or SIGINT cancels: a copy under way fails (and is deleted, see `copying`).
+    """
+    cancellation = Cancellation()
+
+    def cancel(signum: int, _frame: object) -> None:
+        logger.warning("%s: cancelling the copies", signal.Signals(signum).name)
+        cancellation.cancel()
+
+    previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        report = run(args, open_cloud, cancellation)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(report.to_json())
+    return report.exit_code
