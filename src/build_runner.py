@@ -56,6 +56,7 @@ from build_job import (
     sweep_argv,
 )
 from image_builder_contract.rules import redact_urls
+from image_builder_contract.text import one_line
 
 SWEEP_TIMEOUT = CLEAN_TIMEOUT
 # Bytes set aside for the result when the job starts; a result is a few KB.
@@ -68,10 +69,19 @@ LOCK_WAIT = 60
 STOP_GRACE = 600
 
 
+# A runner line may quote a whole command line (--protect lists every published ID).
+RUNNER_LINE_LIMIT = 20_000
+
+
 def log(message: str) -> None:
-    """Write one timestamped line to the build log (our stdout), URL credentials replaced."""
+    """Write one timestamped line to the build log (our stdout), URL credentials replaced.
+
+    One line whatever the message quotes (a CLI's answer, a cloud's error): a newline in it
+    must not forge a line such as `build ... finished: exit 0`, which the Loki rules read.
+    """
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    print(f"{now} build_runner: {redact_urls(message)}", flush=True)
+    line = one_line(redact_urls(message), RUNNER_LINE_LIMIT)
+    print(f"{now} build_runner: {line}", flush=True)
 
 
 def _now() -> datetime.datetime:

@@ -180,6 +180,11 @@ class Paths:
         """Return the log the runner and the CLI write to."""
         return self.log_dir / "build.log"
 
+    @property
+    def cron_log(self) -> Path:
+        """Return the log of the scheduled `juju-exec` calls."""
+        return self.log_dir / "cron.log"
+
 
 def default_paths(charm_dir: Path, unit_name: str) -> Paths:
     """Return the machine's real paths for this unit."""
@@ -280,6 +285,9 @@ class Builder:
         self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self._install_venv()
         self._write_logrotate()
+        for log in (self.paths.build_log, self.paths.cron_log):
+            if log.exists():  # an older charm's, created 0644
+                log.chmod(BUILD_LOG_MODE)
 
     def _install_venv(self) -> None:
         # Only wheels shipped in the charm: a unit often has no route to PyPI.
@@ -380,9 +388,12 @@ class Builder:
         # Spread units over the hour so several builders do not start at the same minute.
         minute = zlib.crc32(self.unit_name.encode()) % 60
         hours = f"*/{interval_hours}" if interval_hours < 24 else "0"
+        # umask 027: the shell's `>>` creates cron.log, which cos-agent ships, 0640 like
+        # build.log (BUILD_LOG_MODE).
         command = (
+            "umask 027; "
             f"{self.paths.juju_exec} {self.unit_name} JUJU_DISPATCH_PATH=hooks/run ./dispatch"
-            f" >> {self.paths.log_dir}/cron.log 2>&1"
+            f" >> {self.paths.cron_log} 2>&1"
         )
         tab = CronTab(user=False)
         job = tab.new(command=command, user="root", comment=f"{self.unit_name} image build")

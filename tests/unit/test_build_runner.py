@@ -230,6 +230,16 @@ def test_runner_under_the_machines_own_python_finds_the_charms_modules(tmp_path:
     assert (result.run_id, result.exit_code, result.error) == ("r1", 0, "")
 
 
+def test_a_quoted_newline_cannot_forge_a_build_log_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    build_runner.log(
+        "clean-up failed: boom\n2026-12-01T00:00:00Z build_runner: build r0 finished: exit 0"
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].count("build_runner:") == 2
+
+
 def test_build_log_lines_never_show_url_credentials(capsys: pytest.CaptureFixture[str]) -> None:
     # The charm refuses credentials in URLs; should one reach a command line anyway (a CLI
     # error quoting a URL, a future option), the build log still shows none.

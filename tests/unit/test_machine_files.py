@@ -150,7 +150,7 @@ def test_cron_entry_per_build_interval(
     job = jobs[0]
     assert job.user == "root"
     assert job.command == (
-        f"{machine.paths.juju_exec} {UNIT} JUJU_DISPATCH_PATH=hooks/run ./dispatch"
+        f"umask 027; {machine.paths.juju_exec} {UNIT} JUJU_DISPATCH_PATH=hooks/run ./dispatch"
         f" >> {machine.paths.log_dir}/cron.log 2>&1"
     )
     minute, hour, *rest = str(job.slices).split()
@@ -166,3 +166,13 @@ def test_cron_interval_change_rewrites_the_single_entry(ctx: Ctx, machine: Machi
     cron_file = machine.paths.cron_dir / "github-runner-image-builder-0"
     jobs = list(CronTab(tabfile=str(cron_file), user=False))
     assert [str(j.slices).split()[1] for j in jobs] == ["*/12"]
+
+
+def test_the_cron_log_is_created_for_owner_and_group_only(ctx: Ctx, machine: Machine) -> None:
+    ctx.run(ctx.on.config_changed(), base_state())
+    cron_file = machine.paths.cron_dir / "github-runner-image-builder-0"
+    [job] = list(CronTab(tabfile=str(cron_file), user=False))
+    machine.paths.log_dir.mkdir(parents=True, exist_ok=True)
+    # As cron runs it: /bin/sh with cron's usual umask 022.
+    subprocess.run(["/bin/sh", "-c", f"umask 022; {job.command}"], check=False)
+    assert stat.S_IMODE((machine.paths.log_dir / "cron.log").stat().st_mode) == 0o640
