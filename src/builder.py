@@ -522,19 +522,23 @@ class Builder:
         os.fchmod(fd, BUILD_LOG_MODE)
         return fd
 
-    def _launch_in_session(self, lock_fd: int, job: Path) -> None:
+    def _popen_runner(self, job: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+        """Start the runner's first process in a new session, writing into the build log."""
         env = {**self._env(), "PYTHONPATH": runner_pythonpath()}
         with os.fdopen(self._open_build_log(), "ab") as log:
-            first = subprocess.Popen(
+            return subprocess.Popen(
                 self._runner_argv(job),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.paths.state_dir,
-                pass_fds=(lock_fd,),
+                pass_fds=pass_fds,
                 start_new_session=True,
             )
+
+    def _launch_in_session(self, lock_fd: int, job: Path) -> None:
+        first = self._popen_runner(job, pass_fds=(lock_fd,))
         # The runner's first process forks the real build and exits at once.
         try:
             code = first.wait(timeout=RUNNER_START_TIMEOUT)
@@ -695,18 +699,7 @@ class Builder:
 
     def _start_in_session(self, job: Path) -> None:
         """Start a runner that needs no lock in a new session (it forks away at once)."""
-        env = {**self._env(), "PYTHONPATH": runner_pythonpath()}
-        with self.paths.build_log.open("ab") as log:
-            first = subprocess.Popen(
-                self._runner_argv(job),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.paths.state_dir,
-                start_new_session=True,
-            )
-        first.wait(timeout=RUNNER_START_TIMEOUT)
+        self._popen_runner(job).wait(timeout=RUNNER_START_TIMEOUT)
 
     def stored_fingerprint(self) -> str:
         """Return the config digest of the last started build ('' before the first)."""

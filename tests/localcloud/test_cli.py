@@ -336,15 +336,12 @@ def test_keystone_unreachable_mid_build(
     _assert_failed_cleanly(cloud, result, previous, "copy", LocalCloud.RUNNER_A)
 
 
-def test_sigkill_mid_build_then_clean_then_build(
-    cloud: LocalCloud, images: mirror.CloudImagesMirror
+def _sigkill_once_booted(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror, prefix: str, *extra: str
 ) -> None:
-    prefix = "killed"
+    """Start a build whose guest hangs; SIGKILL the CLI once its builder is ACTIVE."""
     cloud.guests([guest.GuestScript(match=prefix, outcome="hang")])
-    process = cli.start(
-        cloud, "build", "--prefix", prefix, "--base", "noble", "--arch", "x64",
-        "--upload-clouds", LocalCloud.RUNNER_A, "--cloud-images-url", images.url,
-    )  # fmt: skip
+    process = cli.start(cloud, *cli.build_args(prefix, images.url, *extra))
     try:
         deadline = time.monotonic() + 180
         while not [s for s in _servers(cloud, prefix) if s.status == "ACTIVE"]:
@@ -353,6 +350,13 @@ def test_sigkill_mid_build_then_clean_then_build(
             time.sleep(0.5)
     finally:
         cli.sigkill(process)
+
+
+def test_sigkill_mid_build_then_clean_then_build(
+    cloud: LocalCloud, images: mirror.CloudImagesMirror
+) -> None:
+    prefix = "killed"
+    _sigkill_once_booted(cloud, images, prefix)
     assert _servers(cloud, prefix), "a SIGKILLed build leaves its builder behind"
 
     # The charm's sweep before each build spares what a live build may own (younger than the
@@ -480,20 +484,7 @@ def test_clean_by_build_id_takes_a_dead_builds_young_builder_at_once(
     cloud: LocalCloud, images: mirror.CloudImagesMirror
 ) -> None:
     prefix = "deadbuild"
-    cloud.guests([guest.GuestScript(match=prefix, outcome="hang")])
-    process = cli.start(
-        cloud, "build", "--prefix", prefix, "--base", "noble", "--arch", "x64",
-        "--upload-clouds", LocalCloud.RUNNER_A, "--cloud-images-url", images.url,
-        "--build-id", "run-7",
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while not [s for s in _servers(cloud, prefix) if s.status == "ACTIVE"]:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the builder never booted"
-            time.sleep(0.5)
-    finally:
-        cli.sigkill(process)
+    _sigkill_once_booted(cloud, images, prefix, "--build-id", "run-7")
     [server] = _servers(cloud, prefix)
     assert server.metadata["grib_build_id"] == "run-7"
 

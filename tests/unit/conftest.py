@@ -11,6 +11,7 @@ from ops import testing
 # Test modules import charm_helpers from this folder (pytest runs with importlib mode).
 sys.path.insert(0, str(Path(__file__).parent))
 
+import build_job
 import builder
 import metrics_service
 import state
@@ -62,3 +63,16 @@ def _fake_systemd(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def ctx() -> testing.Context[GithubRunnerImageBuilderCharm]:
     return testing.Context(GithubRunnerImageBuilderCharm, unit_id=0)
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[build_job.BuildRequest]:
+    """Record the build requests the charm starts instead of launching the runner."""
+    requests: list[build_job.BuildRequest] = []
+
+    def start(self: builder.Builder, request: build_job.BuildRequest) -> build_job.StartOutcome:
+        requests.append(request)
+        return build_job.StartOutcome(started=True, run_id="r1")
+
+    monkeypatch.setattr(builder.Builder, "start", start)
+    return requests

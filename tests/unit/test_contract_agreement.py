@@ -19,7 +19,6 @@ import pytest
 from ops import testing
 
 import build_job
-import builder
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import Machine, base_state, image_relation, password_secret, valid_config
 from github_runner_image_builder import cli
@@ -40,19 +39,6 @@ Verdict = tuple[bool, str]  # (accepted, what was said)
 
 class _CloudOpenedError(Exception):
     """The CLI accepted every option and went on to open a cloud."""
-
-
-@pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[build_job.BuildRequest]:
-    """Record the build requests the charm starts instead of launching the runner."""
-    requests: list[build_job.BuildRequest] = []
-
-    def start(self: builder.Builder, request: build_job.BuildRequest) -> build_job.StartOutcome:
-        requests.append(request)
-        return build_job.StartOutcome(started=True, run_id="r1")
-
-    monkeypatch.setattr(builder.Builder, "start", start)
-    return requests
 
 
 @pytest.fixture

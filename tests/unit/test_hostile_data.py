@@ -46,17 +46,9 @@ FIELDS = ("username", "project_name", "password", "auth_url")
 EVENTS = ("run-action", "relation-changed", "config-changed", "schedule", "upgrade")
 
 
-@pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[build_job.BuildRequest]:
-    requests: list[build_job.BuildRequest] = []
-
-    def start(self: builder.Builder, request: build_job.BuildRequest) -> build_job.StartOutcome:
-        requests.append(request)
-        return build_job.StartOutcome(started=True, run_id="r1")
-
-    monkeypatch.setattr(builder.Builder, "start", start)
+@pytest.fixture(autouse=True)
+def no_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builder.Builder, "install", lambda self: None)  # upgrade-charm's
-    return requests
 
 
 def _fire(ctx: Ctx, event: str, relation: testing.Relation, state: testing.State) -> None:
