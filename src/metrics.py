@@ -176,6 +176,15 @@ def _histogram(
     return family
 
 
+def _per_series(name: str, documentation: str, values: dict[str, float]) -> GaugeMetricFamily:
+    """Return a gauge labelled base and arch from values keyed as series_key makes them."""
+    family = GaugeMetricFamily(name, documentation, labels=["base", "arch"])
+    for key_, value in sorted(values.items()):
+        base, _, arch = key_.partition("/")
+        family.add_metric([base, arch], value)
+    return family
+
+
 def history_path(state_dir: Path) -> Path:
     """Return where the history lives in the unit's state folder."""
     return state_dir / HISTORY_FILE
@@ -248,15 +257,11 @@ def families(records: Records, now: datetime.datetime) -> Iterator[Metric]:
     """Yield every metric family of one scrape, computed from the records at `now`."""
     history = records.history
 
-    success = GaugeMetricFamily(
+    yield _per_series(
         f"{PREFIX}_last_success_timestamp_seconds",
         "When the last build that produced an image of this base and arch ended (Unix time).",
-        labels=["base", "arch"],
+        {key_: when.timestamp() for key_, when in history.last_success.items()},
     )
-    for key_, when in sorted(history.last_success.items()):
-        base, _, arch = key_.partition("/")
-        success.add_metric([base, arch], when.timestamp())
-    yield success
 
     age = GaugeMetricFamily(
         f"{PREFIX}_served_image_age_seconds",
@@ -302,15 +307,11 @@ def families(records: Records, now: datetime.datetime) -> Iterator[Metric]:
         history.verify_buckets,
         history.verify_sum,
     )
-    last_verify = GaugeMetricFamily(
+    yield _per_series(
         f"{PREFIX}_last_verify_duration_seconds",
         "Time the last verification of this base and arch took.",
-        labels=["base", "arch"],
+        history.last_verify,
     )
-    for key_, seconds in sorted(history.last_verify.items()):
-        base, _, arch = key_.partition("/")
-        last_verify.add_metric([base, arch], seconds)
-    yield last_verify
 
     failures = CounterMetricFamily(
         f"{PREFIX}_build_failures",

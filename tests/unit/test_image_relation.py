@@ -232,17 +232,24 @@ def test_a_new_cloud_gets_a_copy_and_nobody_a_rebuild(ctx: Ctx, machine: Machine
     assert state.unit_status.message.startswith("Copied 1 image from the build cloud ")
 
 
-def test_touches_of_a_broken_cloud_start_one_job_and_churn_nobody(
+def _served_alpha_and_refusing_beta(
     ctx: Ctx, machine: Machine
-) -> None:
-    """Issue 11 #3: four relation-changed of a cloud that refuses copies, one job, no build."""
+) -> tuple[testing.State, testing.Relation, testing.Relation, str]:
+    """Build for cloud alpha, then relate cloud beta, whose copies will fail."""
     alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
     state = ctx.run(ctx.on.action("run"), base_state(alpha))
     machine.wait_for_callbacks(1)
     state = emit(ctx, state, "build_finished")
     alpha_id = _published(state, alpha)["id"]
     machine.plan(copy_fail=[BETA])
-    state = _with(state, beta)
+    return _with(state, beta), alpha, beta, alpha_id
+
+
+def test_touches_of_a_broken_cloud_start_one_job_and_churn_nobody(
+    ctx: Ctx, machine: Machine
+) -> None:
+    """Issue 11 #3: four relation-changed of a cloud that refuses copies, one job, no build."""
+    state, alpha, beta, alpha_id = _served_alpha_and_refusing_beta(ctx, machine)
     for touch in range(4):
         state = ctx.run(ctx.on.relation_changed(state.get_relation(beta.id), remote_unit=0), state)
         machine.wait_for_callbacks(len(machine.juju_exec_calls()))
@@ -258,13 +265,7 @@ def test_after_the_interval_a_broken_cloud_is_tried_again_still_without_a_build(
     ctx: Ctx, machine: Machine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(charm, "SERVE_INTERVAL", datetime.timedelta(0))
-    alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
-    state = ctx.run(ctx.on.action("run"), base_state(alpha))
-    machine.wait_for_callbacks(1)
-    state = emit(ctx, state, "build_finished")
-    alpha_id = _published(state, alpha)["id"]
-    machine.plan(copy_fail=[BETA])
-    state = _with(state, beta)
+    state, alpha, beta, alpha_id = _served_alpha_and_refusing_beta(ctx, machine)
     for touch in range(2):
         state = ctx.run(ctx.on.relation_changed(state.get_relation(beta.id), remote_unit=0), state)
         machine.wait_for_callbacks(2 + touch)

@@ -241,6 +241,13 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     )
 
 
+def _add_images_as_for_build(parser: argparse.ArgumentParser) -> None:
+    """Add --base, --arch and --prefix, which name the images just as `build`'s do."""
+    parser.add_argument("--base", type=_bases, default=_bases("noble"), help="as for build")
+    parser.add_argument("--arch", type=_arches, default=_arches("x64"), help="as for build")
+    parser.add_argument("--prefix", type=_prefix, default=DEFAULT_PREFIX, help="as for build")
+
+
 def _add_user_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runner-version",
@@ -395,9 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fetch and verify the Ubuntu base images and upload them to the build cloud "
         "(build does this itself when one is missing or stale)",
     )
-    init.add_argument("--base", type=_bases, default=_bases("noble"), help="as for build")
-    init.add_argument("--arch", type=_arches, default=_arches("x64"), help="as for build")
-    init.add_argument("--prefix", type=_prefix, default=DEFAULT_PREFIX, help="as for build")
+    _add_images_as_for_build(init)
     init.add_argument(
         "--cloud-images-url",
         type=_cloud_images_url,
@@ -410,9 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         "copy the current image of every base x arch from the build cloud to the upload clouds "
         "(no build); print a JSON report like build's",
     )
-    copy.add_argument("--base", type=_bases, default=_bases("noble"), help="as for build")
-    copy.add_argument("--arch", type=_arches, default=_arches("x64"), help="as for build")
-    copy.add_argument("--prefix", type=_prefix, default=DEFAULT_PREFIX, help="as for build")
+    _add_images_as_for_build(copy)
     copy.add_argument(
         "--upload-clouds",
         type=_comma_list,
