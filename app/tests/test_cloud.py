@@ -173,14 +173,21 @@ def test_server_state_console_and_snapshot() -> None:
     conn.compute.get_server_console_output.side_effect = None
     conn.compute.get_server_console_output.return_value = {"output": ""}
     assert cloud.console_output("s1") is None
-    conn.compute.create_server_image.side_effect = None
-    conn.compute.create_server_image.return_value = fakes.generate_fake_resource(
-        _image.Image, id="snap"
-    )
-    assert cloud.snapshot_server("s1", "p-noble-x64", {"a": "b"}) == "snap"
-    conn.compute.create_server_image.assert_called_once_with(
-        "s1", "p-noble-x64", metadata={"a": "b"}, wait=False
-    )
+
+
+def test_a_snapshot_is_started_without_fetching_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hypervisor that fails at once has deleted the image before any fetch could see it."""
+    asked = []
+
+    def create_image(server: Any, session: Any, name: str, metadata: Any = None) -> str:
+        asked.append((server.id, session, name, metadata))
+        return "snap"
+
+    monkeypatch.setattr(_server.Server, "create_image", create_image)
+    conn = fake_conn()
+    assert Cloud("c", conn).snapshot_server("s1", "p-noble-x64", {"a": "b"}) == "snap"
+    assert asked == [("s1", conn.compute, "p-noble-x64", {"a": "b"})]
+    conn.compute.create_server_image.assert_not_called()
 
 
 def test_flavors_and_networks_become_plain_records() -> None:

@@ -121,12 +121,13 @@ def test_hanging_guest_never_reports_nor_stops(cloud: LocalCloud, base: Any) -> 
 def test_snapshot_failure_leaves_no_image(cloud: LocalCloud, base: Any) -> None:
     cloud.guests([guest.GuestScript(match="grib-snapfail", snapshot_fails=True, after=0.2)])
     conn = cloud.connect(LocalCloud.BUILD)
-    server = builds.wait_status(
-        conn, builds.boot(conn, "grib-snapfail-1", base.id, builds.user_data(_nonce())), "SHUTOFF"
-    )
-    assert builds.snapshot(conn, server, "grib-snapfail-image") is None
-    assert [i for i in conn.image.images() if i.name == "grib-snapfail-image"] == []
-    builds.delete(conn, server)
+    server = builds.boot(conn, "grib-snapfail-1", base.id, builds.user_data(_nonce()))
+    try:
+        server = builds.wait_status(conn, server, "SHUTOFF")
+        assert builds.snapshot(conn, server, "grib-snapfail-image") is None
+        assert [i for i in conn.image.images() if i.name == "grib-snapfail-image"] == []
+    finally:
+        builds.delete(conn, server)  # the next tests count the project's servers
 
 
 def test_twenty_create_snapshot_delete_cycles_in_a_row(cloud: LocalCloud, base: Any) -> None:

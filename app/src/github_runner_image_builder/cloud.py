@@ -319,15 +319,21 @@ class Cloud:
         return str(text) if text else None
 
     def snapshot_server(self, server_id: str, name: str, metadata: Mapping[str, str]) -> str:
-        """Start a snapshot of the server as image `name` carrying `metadata`; return its ID."""
-        image = self._retried(
+        """Start a snapshot of the server as image `name` carrying `metadata`; return its ID.
+
+        The proxy's `create_server_image` fetches the image after Nova answers and returns None
+        when a hypervisor that failed at once has already deleted it; asking the server
+        resource for the ID alone leaves that to the wait for "active", which reports it.
+        """
+        from openstack.compute.v2.server import Server  # noqa: PLC0415 - see `conn`
+
+        server = Server.new(id=server_id)
+        image_id = self._retried(
             f"snapshot server {server_id}",
-            lambda: self.conn.compute.create_server_image(
-                server_id, name, metadata=dict(metadata), wait=False
-            ),
+            lambda: server.create_image(self.conn.compute, name, metadata=dict(metadata)),
             transient.Kind.CREATE,
         )
-        return str(image.id)
+        return str(image_id)
 
     def delete_server(self, server_id: str) -> None:
         """Start deleting a server; a missing one is not an error."""

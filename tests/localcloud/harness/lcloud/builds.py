@@ -79,10 +79,12 @@ def console(conn: Any, server: Any) -> str:
 
 def snapshot(conn: Any, server: Any, name: str, timeout: float = 90) -> Any:
     """Snapshot a server; return the image once active, or None if it vanished or was killed."""
-    image = conn.compute.create_server_image(server, name=name)
+    # Not the proxy's create_server_image: it fetches the image afterwards and returns None
+    # when a snapshot that failed at once has already been deleted.
+    image_id = server.create_image(conn.compute, name)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = conn.image.find_image(image.id)
+        found = conn.image.find_image(image_id)
         if found is None or found.status in ("killed", "deleted"):
             return None
         if found.status == "active":
