@@ -192,3 +192,30 @@ def test_no_boot_again_without_time_left() -> None:
             sleep=sleep,
             clock=lambda: now[0],
         )
+
+
+def test_a_deletion_asked_for_earlier_is_waited_out_without_a_tick() -> None:
+    """The clean-up's wait for a server deleted during the copy costs no pause at all."""
+    cloud = ListingCloud()
+    cloud.states = {"s": ServerState("SHUTOFF"), "other": ServerState("ACTIVE")}
+    now = [0.0]
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        now[0] += seconds
+
+    poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
+    asked_at = lifecycle.request_delete(cloud, poller, "s")
+    now[0] += 5  # the build copies meanwhile, and another wait lists the servers
+    assert poller.wait_server("other", lambda s: s, 60, "other") == ServerState("ACTIVE")
+    lists, pauses[:] = cloud.server_lists, []
+    lifecycle.delete(cloud, poller, "s", asked_at=asked_at)
+    assert (pauses, cloud.server_lists) == ([], lists)  # that list, asked after, showed it gone
+    # A list from before the deletion was asked for does not count: one fresh call, no pause.
+    cloud.states["t"] = ServerState("SHUTOFF")
+    poller.wait_server("t", lambda s: s, 60, "t")
+    asked_at = lifecycle.request_delete(cloud, poller, "t")
+    now[0] += 5
+    lifecycle.delete(cloud, poller, "t", asked_at=asked_at)
+    assert cloud.server_lists == lists + 2 and cloud.deleted == ["s", "t"]

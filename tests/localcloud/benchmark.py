@@ -32,6 +32,7 @@ from typing import Any
 from lcloud import cli, guest, mirror, qcow2
 from lcloud.cloud import LocalCloud
 
+LOGS: Path | None = None  # --logs: where each build's CLI log is kept
 BASES = ("noble", "jammy", "focal", "resolute")
 PREFIX = "bench"
 GIB = 1 << 30
@@ -95,6 +96,9 @@ def _run_build(
     wall = time.monotonic() - began
     if result.code:
         raise RuntimeError(f"build failed:\n{result.stdout}\n{result.stderr}")
+    if LOGS is not None:
+        name = f"build-{len(bases)}x{len(uploads)}-{int(time.time())}.log"
+        (LOGS / name).write_text(result.stderr)
     return wall, result.json(), json.loads(out.read_text())
 
 
@@ -269,7 +273,10 @@ def main() -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the key figures only")
+    parser.add_argument("--logs", type=Path, help="keep each build's CLI log in this directory")
     args = parser.parse_args()
+    global LOGS  # noqa: PLW0603 - set once, before any build runs
+    LOGS = args.logs
     rows: list[dict[str, Any]] = []
     print(f"load before: {_load()}", flush=True)
     with (

@@ -126,21 +126,33 @@ def wait_for_power_off(
         raise ServerError(str(exc)) from exc
 
 
+def request_delete(cloud: Cloud, poller: Poller, server_id: str) -> float:
+    """Ask Nova to delete a server; return when (the poller's clock), for `delete`'s wait."""
+    asked_at = poller.now()
+    cloud.delete_server(server_id)
+    return asked_at
+
+
 def delete(
     cloud: Cloud,
     poller: Poller,
     server_id: str,
     timeout: float = DELETE_TIMEOUT,
     *,
-    asked: bool = False,
+    asked_at: float | None = None,
 ) -> None:
     """Delete a server and return once it is gone (its port then frees its security group).
 
-    `asked`: its deletion was asked for already; only wait. Never cancelled: it is what a
-    cancelled build's cleanup runs.
+    `asked_at`: when its deletion was asked for (`request_delete`); only wait, and any list
+    since then that no longer shows it will do. Never cancelled: it is what a cancelled
+    build's cleanup runs.
     """
-    if not asked:
-        cloud.delete_server(server_id)
+    if asked_at is None:
+        asked_at = request_delete(cloud, poller, server_id)
     poller.wait_server(
-        server_id, lambda state: True if state is None else None, timeout, f"{server_id} to go"
+        server_id,
+        lambda state: True if state is None else None,
+        timeout,
+        f"{server_id} to go",
+        since=asked_at,
     )

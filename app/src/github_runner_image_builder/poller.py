@@ -5,7 +5,9 @@ server being gone, a snapshot becoming active; a second kind of server (a verifi
 is watched the same way. Whichever waiter's tick comes first makes the list call, under a
 lock, and the others read its answer, so the API load is one server list and one image list
 per tick however many builds run, and a change is seen within one tick: a fixed short tick,
-not a growing backoff. The poller owns a connection of its own (openstacksdk connections are
+not a growing backoff. A wait counts only answers asked for after it began, or after the
+moment it names (`since`: when the deletion it waits out was asked for), so a wait for what
+already happened costs no tick. The poller owns a connection of its own (openstacksdk connections are
 not shared between threads); the lock serialises its use.
 """
 
@@ -67,11 +69,13 @@ class Poller:
         timeout: float,
         what: str,
         cancellation: Cancellation = NEVER,
+        since: float | None = None,
     ) -> T:
         """Return `until(state)` once not None; the state is None when the server is gone.
 
         `until` raises to fail at once (e.g. ERROR); WaitTimeoutError after `timeout` seconds;
-        Cancelled at the next tick once `cancellation` is set.
+        Cancelled at the next tick once `cancellation` is set. `since` (this poller's clock,
+        see `now`): answers asked for after it count, instead of after the call.
         """
         return self._wait(
             lambda seen: self._fresh(self._servers, seen, self._list_servers),
@@ -79,7 +83,12 @@ class Poller:
             timeout,
             what,
             cancellation,
+            since,
         )
+
+    def now(self) -> float:
+        """Return this poller's clock: the time `since` is measured in."""
+        return self._clock()
 
     def wait_image(
         self,
@@ -113,10 +122,11 @@ class Poller:
         timeout: float,
         what: str,
         cancellation: Cancellation,
+        since: float | None = None,
     ) -> V:
         begin = self._clock()
         deadline = begin + timeout
-        seen = begin  # only answers asked for after this count
+        seen = begin if since is None else min(since, begin)  # only later answers count
         while True:
             now = self._clock()
             cancellation.pause(max(0.0, min(seen + self.tick, deadline) - now), self._sleep)

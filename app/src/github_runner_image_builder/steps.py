@@ -111,7 +111,7 @@ class BuildState:
     base_image_sha256: str = ""  # the upstream SHA256 the base image carries
     group_id: str | None = None
     server_id: str | None = None
-    server_deleting: bool = False  # its deletion was asked for already
+    server_delete_asked_at: float | None = None  # the poller's clock, once asked for
     # The flavor and network the builder booted on; the test server boots on the same.
     flavor_id: str | None = None
     network_id: str | None = None
@@ -122,7 +122,7 @@ class BuildState:
     builder_facts: dict[str, str] = dataclasses.field(default_factory=dict)
     verify_group_id: str | None = None
     verify_server_id: str | None = None
-    verify_server_deleting: bool = False  # asked for as soon as its console was read
+    verify_server_delete_asked_at: float | None = None  # asked once its console was read
     software: dict[str, str] = dataclasses.field(default_factory=dict)
     checks: tuple[marker.Check, ...] = ()
     copies: dict[str, str] = dataclasses.field(default_factory=dict)  # cloud → image ID
@@ -331,7 +331,7 @@ class ServerStep:
             state.clouds[self.options.cloud],
             self.context.poller,
             state.server_id,
-            asked=state.server_deleting,
+            asked_at=state.server_delete_asked_at,
         )
         state.server_id = None
 
@@ -441,8 +441,9 @@ class SnapshotStep:
         # The builder has served its purpose: its deletion runs while the image is copied,
         # and the server step's cleanup only waits for it to be gone.
         try:
-            cloud.delete_server(state.server_id)
-            state.server_deleting = True
+            state.server_delete_asked_at = lifecycle.request_delete(
+                cloud, self.context.poller, state.server_id
+            )
         except Exception as exc:
             logger.warning("%s snapshot: could not delete the builder yet: %s", state.label, exc)
 
@@ -519,8 +520,9 @@ class VerifyStep:
         # The test server has said all it will: it goes while the image is copied, and the
         # clean-up only waits for it to be gone.
         try:
-            cloud.delete_server(server_id)
-            state.verify_server_deleting = True
+            state.verify_server_delete_asked_at = lifecycle.request_delete(
+                cloud, self.context.poller, server_id
+            )
         except Exception as exc:
             logger.warning("%s verify: could not delete the test server yet: %s", state.label, exc)
         try:
@@ -570,7 +572,7 @@ class VerifyStep:
                 cloud,
                 self.context.poller,
                 state.verify_server_id,
-                asked=state.verify_server_deleting,
+                asked_at=state.verify_server_delete_asked_at,
             )
             state.verify_server_id = None
         if state.verify_group_id:
