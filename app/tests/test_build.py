@@ -119,7 +119,8 @@ def test_one_build_in_the_build_cloud(mirror: str) -> None:
     [timing] = doc["timings"]
     assert (timing["base"], timing["arch"]) == ("noble", "x64")
     assert list(timing["steps"]) == [
-        "base-image", "security-group", "server", "wait", "snapshot", "verify", "copy", "prune"
+        "base-image", "security-group", "server", "verify-group", "wait", "snapshot", "verify",
+        "copy", "prune",
     ]  # fmt: skip
     # The fake clock moves only in the poller's ticks: boot, power-off, snapshot, gone.
     assert timing["steps"]["wait"] == 1.0
@@ -244,6 +245,8 @@ def test_clean_up_order_on_failure(mirror: str) -> None:
     assert tail == [
         "create_security_group",
         "create_server",
+        "create_security_group",  # the test server's, made while the guest runs
+        "delete_security_group",
         "delete_server",
         "delete_security_group",
     ]

@@ -136,8 +136,8 @@ def test_a_cancellation_during_verify_cleans_up_the_test_server_and_the_image(
     mirror: str,
 ) -> None:
     cancellation = Cancellation()
-    # The second group is the test server's: cancelled just before it boots.
-    build = CancellingCloud("build", cancellation, "create_security_group", after=2)
+    # The second server is the test server: cancelled as it boots.
+    build = CancellingCloud("build", cancellation, "create_server", after=2)
     clouds: dict[str, FakeCloud] = {"build": build, "up": FakeCloud("up")}
     clock_time = [0.0]
 
@@ -170,11 +170,23 @@ def test_each_check_is_logged_one_by_one(mirror: str, caplog: pytest.LogCaptureF
     assert "noble-x64 verify: check tools failed: yq not on ubuntu's PATH" in lines
 
 
+def test_the_test_servers_group_is_made_while_the_builder_runs(mirror: str) -> None:
+    """Off the critical path: before the guest is waited for, not after the snapshot."""
+    clouds = _clouds()
+    assert run(options(mirror), clouds).exit_code == 0
+    calls = clouds["build"].calls
+    groups = [i for i, call in enumerate(calls) if call == "create_security_group"]
+    assert len(groups) == 2
+    assert calls.index("create_server") < groups[1] < calls.index("console_output")
+    assert leftovers(clouds["build"]) == NOTHING
+
+
 def test_no_verify_boots_no_test_server_and_marks_the_image_unverified(mirror: str) -> None:
     clouds = _clouds()
     report = run(options(mirror, upload_clouds=("up",), verify=False), clouds)
     assert report.exit_code == 0, report.failures
     assert clouds["build"].calls.count("create_server") == 1
+    assert clouds["build"].calls.count("create_security_group") == 1
     [image] = report.images
     assert clouds["up"].image_info[image.id].properties["grib_verified"] == "false"
     assert image.checks == ()

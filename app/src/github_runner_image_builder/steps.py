@@ -279,6 +279,38 @@ class SecurityGroupStep:
 
 
 @dataclasses.dataclass
+class VerifyGroupStep:
+    """The test server's own no-ingress group, made while the builder's guest runs.
+
+    Done here rather than in the verify step, it costs the build no time (the guest takes
+    minutes); its clean-up comes after the verify step's, once the test server is gone.
+    """
+
+    options: BuildOptions
+    context: RunContext
+    name: str = "verify-group"
+
+    def run(self, state: BuildState) -> None:
+        """Create the group, unless the build is not verified."""
+        if not self.options.verify:
+            return
+        state.verify_group_id = state.clouds[self.options.cloud].create_security_group(
+            _name(self.options, state, "verify"),
+            rev.group_description(
+                "github-runner-image-builder test server: no ingress", self.options.build_id
+            ),
+        )
+
+    def cleanup(self, state: BuildState, failed: bool) -> None:
+        """Delete the group (retried a while, like the builder's)."""
+        if state.verify_group_id:
+            delete_security_group(
+                state.clouds[self.options.cloud], state.verify_group_id, self.context
+            )
+            state.verify_group_id = None
+
+
+@dataclasses.dataclass
 class ServerStep:
     """Boot the builder server from the base image with the rendered user-data.
 
@@ -468,8 +500,8 @@ def _log_checks(label: str, checks: Sequence[marker.Check]) -> None:
 class VerifyStep:
     """Boot a test server from the snapshot; it checks the image and reports on its console.
 
-    It gets a no-ingress security group of its own, the builder's flavor and network rules and
-    a config drive. A failed check, no result or a timeout fails the build: the snapshot's
+    It gets a no-ingress security group of its own (the verify-group step made it while the
+    builder ran), the builder's flavor and network rules and a config drive. A failed check, no result or a timeout fails the build: the snapshot's
     clean-up then deletes the image, so nothing unverified is ever copied.
     """
 
@@ -490,14 +522,10 @@ class VerifyStep:
             raise StepError("no snapshot to verify")
         options = self._verify_options(state)
         user_data = verification.render_verify_user_data(options)
+        if state.verify_group_id is None:
+            raise StepError("no security group for the test server")
         # `<prefix>-verify-…`: the poller's server list and `clean` both see it.
         name = _name(self.options, state, "verify")
-        state.verify_group_id = cloud.create_security_group(
-            name,
-            rev.group_description(
-                "github-runner-image-builder test server: no ingress", self.options.build_id
-            ),
-        )
         # One time limit for the whole verification: boot (and boots again), run, power-off.
         deadline = self.context.clock() + self.options.verify_timeout
         boot = Boot(
@@ -565,19 +593,15 @@ class VerifyStep:
             cloud.update_image_properties(state.snapshot_id, extra)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
-        """Delete the test server, then its group, whatever happened."""
-        cloud = state.clouds[self.options.cloud]
+        """Delete the test server, whatever happened (its group is the verify-group step's)."""
         if state.verify_server_id:
             lifecycle.delete(
-                cloud,
+                state.clouds[self.options.cloud],
                 self.context.poller,
                 state.verify_server_id,
                 asked_at=state.verify_server_delete_asked_at,
             )
             state.verify_server_id = None
-        if state.verify_group_id:
-            delete_security_group(cloud, state.verify_group_id, self.context)
-            state.verify_group_id = None
 
 
 @dataclasses.dataclass
@@ -683,6 +707,7 @@ def build_steps(
         BaseImageStep(options),
         SecurityGroupStep(options, context),
         ServerStep(options, render, context),
+        VerifyGroupStep(options, context),
         WaitStep(options, context),
         SnapshotStep(options, context),
         VerifyStep(options, context),
