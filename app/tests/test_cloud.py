@@ -7,6 +7,7 @@ that does not exist, or with an argument the real method does not take, fails he
 import base64
 import datetime
 import functools
+import threading
 import types
 from typing import Any
 
@@ -21,6 +22,7 @@ from openstack.network.v2 import network as _network
 from openstack.network.v2 import security_group as _group
 from openstack.test import fakes
 
+from github_runner_image_builder import cloud as cloud_module
 from github_runner_image_builder.cloud import Cloud, CloudClockError, response_date
 from github_runner_image_builder.revisions import BUILD_ID, group_description
 
@@ -320,3 +322,28 @@ def test_servers_and_groups_carry_their_build_id() -> None:
     cloud = Cloud("c", conn)
     assert [(s.id, s.build_id) for s in cloud.servers()] == [("s1", "r1"), ("s2", "")]
     assert [(g.id, g.build_id) for g in cloud.security_groups()] == [("g1", "r1"), ("g2", "")]
+
+
+def test_connections_to_one_cloud_share_one_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """One token per cloud and run, however many threads connect."""
+    config = tmp_path / "clouds.yaml"
+    auth = "auth: {auth_url: 'http://127.0.0.1:9/v3', username: u, password: p, project_name: x}"
+    config.write_text(f"clouds:\n  a:\n    {auth}\n  b:\n    {auth}\n")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(config))
+    monkeypatch.setattr(cloud_module, "_auths", {})
+    sessions: list[Any] = []
+
+    def connect() -> None:
+        sessions.append(Cloud("a").conn.session)
+
+    threads = [threading.Thread(target=connect) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # A session and a configuration each (discovery writes into it), one auth plugin.
+    assert len({id(s) for s in sessions}) == 8
+    assert all(s.auth is sessions[0].auth for s in sessions)
+    assert Cloud("b").conn.session.auth is not sessions[0].auth

@@ -6,9 +6,9 @@
 Figures, one JSON line each, then a table:
 - for 1, 2 and 4 bases x 1 and 3 upload clouds with a 60 s guest: wall - guest, and its
   breakdown by step from the CLI's own step timings (the JSON's "timings"), for the build that
-  took longest (the one the wall waits for); "boot+notice" is server + verify-group + wait - guest (the group is made
-  while the guest runs), and
-  "process" what the CLI spent outside the builds (start-up, imports);
+  took longest (the one the wall waits for); "boot+notice" is server + verify-group + wait
+  - guest (the group is made while the guest runs), and "process" what the CLI spent outside
+  the builds (start-up, imports);
 - the notice delay: seconds from a guest's power-off to the snapshot request reaching the
   hypervisor (the CLI noticing SHUTOFF, plus one API call), for 60 s and 240 s guests;
 - copy of a 1 GiB image to 1, 2 and 3 clouds (the copy step) / one plain openstacksdk upload

@@ -7,8 +7,8 @@ lock, and the others read its answer, so the API load is one server list and one
 per tick however many builds run, and a change is seen within one tick: a fixed short tick,
 not a growing backoff. A wait counts only answers asked for after it began, or after the
 moment it names (`since`: when the deletion it waits out was asked for), so a wait for what
-already happened costs no tick. The poller owns a connection of its own (openstacksdk connections are
-not shared between threads); the lock serialises its use.
+already happened costs no tick. The poller owns a connection of its own (openstacksdk
+connections are not shared between threads); the lock serialises its use.
 """
 
 import logging
@@ -69,6 +69,7 @@ class Poller:
         timeout: float,
         what: str,
         cancellation: Cancellation = NEVER,
+        *,
         since: float | None = None,
     ) -> T:
         """Return `until(state)` once not None; the state is None when the server is gone.
@@ -83,7 +84,7 @@ class Poller:
             timeout,
             what,
             cancellation,
-            since,
+            since=since,
         )
 
     def now(self) -> float:
@@ -108,6 +109,7 @@ class Poller:
                 timeout,
                 what,
                 cancellation,
+                since=None,
             )
         finally:
             with self._lock:
@@ -122,7 +124,8 @@ class Poller:
         timeout: float,
         what: str,
         cancellation: Cancellation,
-        since: float | None = None,
+        *,
+        since: float | None,
     ) -> V:
         begin = self._clock()
         deadline = begin + timeout

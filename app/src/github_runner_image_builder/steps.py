@@ -501,8 +501,9 @@ class VerifyStep:
     """Boot a test server from the snapshot; it checks the image and reports on its console.
 
     It gets a no-ingress security group of its own (the verify-group step made it while the
-    builder ran), the builder's flavor and network rules and a config drive. A failed check, no result or a timeout fails the build: the snapshot's
-    clean-up then deletes the image, so nothing unverified is ever copied.
+    builder ran), the builder's flavor and network rules and a config drive. A failed check, no
+    result or a timeout fails the build: the snapshot's clean-up then deletes the image, so
+    nothing unverified is ever copied.
     """
 
     options: BuildOptions
