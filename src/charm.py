@@ -26,9 +26,10 @@ import migrate
 import peers
 import state
 import state_files
+import status_texts
 from catalogue import Catalogue
 from charms.github_runner_image_builder.v0.image import CloudCredentials, ProviderImages
-from image_builder_contract import names, platforms, text
+from image_builder_contract import names, platforms
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
 
     def _take_in(self, result: build_job.BuildResult) -> state.BuildConfig | None:
         """Publish (or hand over) a finished build's images."""
-        _log_result(result)
+        status_texts.log_result(result)
         return self._reconcile(Catalogue.from_built(result.images, result.started_at))
 
     def _publish_finished(self) -> None:
@@ -500,7 +501,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             return
         build = self.builder.state()
         leader = self.unit.is_leader()
-        note = set_aside_note(self.builder.set_aside_recently())
+        note = status_texts.set_aside_note(self.builder.set_aside_recently())
         if build.running and build.current is not None:
             queued = ", rebuild queued" if build.queued and leader else ""
             started = build.current.started_at.strftime("%H:%M")
@@ -520,88 +521,21 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             )
         elif build.last_result is not None:
             event.add_status(
-                ops.ActiveStatus(summary(build.last_result) + unverified(config) + note)
+                ops.ActiveStatus(
+                    status_texts.summary(build.last_result)
+                    + status_texts.unverified(config)
+                    + note
+                )
             )
         else:
             served = len(self._catalogue().restrict(clouds).clouds())
             event.add_status(
                 ops.ActiveStatus(
                     f"No build has run on this unit yet; {served} of {len(clouds)} clouds served"
-                    + unverified(config)
+                    + status_texts.unverified(config)
                     + note
                 )
             )
-
-
-def _log_result(result: build_job.BuildResult) -> None:
-    # Every field from the CLI's answer is data: one line each, bounded (text.one_line).
-    logger.info(
-        "build %s finished: exit %s, %d images, %d failed",
-        result.run_id,
-        result.exit_code,
-        len(result.images),
-        len(result.failures),
-    )
-    for failure in result.failures:
-        logger.error(
-            "build failed: %s/%s cloud %s step %s: %s",
-            *(text.one_line(f, 100) for f in (failure.base, failure.arch, failure.cloud)),
-            text.one_line(failure.step, 100),
-            text.one_line(failure.error),
-        )
-    if result.error:
-        logger.error("build %s failed: %s", result.run_id, text.one_line(result.error))
-
-
-def set_aside_note(names: Sequence[str]) -> str:
-    """Return the status suffix naming state files set aside as unreadable, when there are any."""
-    if not names:
-        return ""
-    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
-    return f"; unreadable state file set aside: {names[0]}{more} (recovered)"
-
-
-def unverified(config: state.BuildConfig) -> str:
-    """Return the status suffix that says images go out unverified, when they do."""
-    return "" if config.verify_images else " (images unverified: verify-images is off)"
-
-
-def summary(result: build_job.BuildResult) -> str:
-    """Return the one-line status of a finished build."""
-    when = result.finished_at.strftime("%H:%M")
-    images = len([i for i in result.images if i.cloud != build_job.BUILD_CLOUD])
-    plural = "" if images == 1 else "s"
-    if result.kind == "lookup":
-        return f"Found {images} existing image{plural} {when} UTC; no build needed"
-    if result.kind == "copy":
-        line = f"Copied {images} image{plural} from the build cloud {when} UTC; no build needed"
-        if result.failures:
-            first = result.failures[0]
-            line += (
-                f" ({len(result.failures)} failed: {first.base}/{first.arch} in {first.cloud} "
-                f"at {first.step}: {text.one_line(first.error, 80)})"
-            )
-        return line
-    if result.error:
-        return f"Last build {when} UTC failed: {text.one_line(result.error, text.STATUS_LIMIT)}"
-    failed_verify = [f for f in result.failures if f.step == "verify"]
-    if failed_verify:
-        # The operator's first question: which image failed which check.
-        first = failed_verify[0]
-        line = (
-            f"Last build {when} UTC: {first.base}/{first.arch} failed verify: "
-            f"{text.one_line(first.error, text.STATUS_LIMIT)}"
-        )
-        others = len(result.failures) - 1
-        return line + (f" ({images} built, {others} more failed)" if images or others else "")
-    line = f"Last build {when} UTC: {images} image{plural}, "
-    line += f"{len(result.failures)} failed"
-    if result.failures:
-        first = result.failures[0]
-        where = f" in {first.cloud}" if first.cloud else ""
-        line += f" ({first.base}/{first.arch}{where} at {first.step or 'unknown step'}"
-        line += f": {text.one_line(first.error, 80)})" if first.error else ")"
-    return line
 
 
 if __name__ == "__main__":  # pragma: no cover

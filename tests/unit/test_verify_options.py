@@ -5,8 +5,9 @@ import datetime
 from ops import testing
 
 import build_job
-from charm import GithubRunnerImageBuilderCharm, summary
+from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import Machine, base_state, emit, image_relation
+from status_texts import summary
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 WHEN = datetime.datetime(2026, 7, 1, 14, 2, tzinfo=datetime.timezone.utc)
