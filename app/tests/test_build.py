@@ -512,8 +512,8 @@ def test_sigterm_cancels_the_cli_which_still_prints_its_report(
 
     def server_states(name_filter: str) -> dict[str, object]:
         polls[0] += 1
-        if polls[0] == 3:
-            os.kill(os.getpid(), signal.SIGTERM)  # as the charm's runner does
+        if polls[0] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # in the wait: as the charm's runner does
         return FakeCloud.server_states(cloud, name_filter)  # type: ignore[return-value]
 
     cloud.server_states = server_states  # type: ignore[method-assign,assignment]
