@@ -1,4 +1,4 @@
-"""The only module that touches the machine: installs the CLI, writes its files, launches builds.
+"""Launches builds on this machine and keeps their records (machine_files.py installs the CLI).
 
 A build is a detached process (src/build_runner.py) that holds a file lock for as long as it
 runs, so "is a build running" is simply "is the lock taken". Launch protocol:
@@ -38,21 +38,16 @@ import subprocess
 import sys
 import time
 import uuid
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import pydantic
-import yaml
-from charmlibs import apt
-from crontab import CronTab
 
 import build_job
 import image_builder_contract
 import state_files
 from build_job import (
-    BUILD_CLOUD,
     BuildJob,
     BuildRequest,
     BuildResult,
@@ -65,7 +60,6 @@ from catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
 
-APT_PACKAGES = ["python3-venv", "cron", "logrotate"]
 # The build log's mode: root and its group only (logrotate's copytruncate keeps it for the
 # rotated copies).
 BUILD_LOG_MODE = 0o640
@@ -230,175 +224,31 @@ def runner_pythonpath() -> str:
     return os.pathsep.join(str(root) for root in dict.fromkeys(roots))
 
 
+def unit_slug(unit_name: str) -> str:
+    """Return the unit's name as a file or service name (app/0 → app-0: no slash, no dot)."""
+    return unit_name.replace("/", "-")
+
+
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-@dataclasses.dataclass(frozen=True)
-class CloudAuth:
-    """One clouds.yaml entry's credentials (the password never appears in a repr)."""
-
-    auth_url: str
-    password: str = dataclasses.field(repr=False)
-    project_domain_name: str
-    project_name: str
-    user_domain_name: str
-    username: str
-
-
-def _cloud_entry(auth: CloudAuth) -> dict[str, object]:
-    return {
-        "auth": {
-            "auth_url": auth.auth_url,
-            "password": auth.password,
-            "project_domain_name": auth.project_domain_name,
-            "project_name": auth.project_name,
-            "user_domain_name": auth.user_domain_name,
-            "username": auth.username,
-        },
-        "identity_api_version": 3,
-        "interface": "public",
-    }
-
-
 class Builder:
-    """Installs and drives the CLI on this machine."""
+    """Drives the CLI on this machine: launches builds and clean jobs, keeps their records."""
 
     def __init__(
         self,
         paths: Paths,
         unit_name: str,
         proxy_env: Mapping[str, str],
-        apt_install: Callable[[list[str]], object],
     ) -> None:
         self.paths = paths
         self.unit_name = unit_name
         self._proxy_env = dict(proxy_env)  # the model's proxy, for the CLI's own API calls
-        self._apt_install = apt_install
-
-    # --- install ---------------------------------------------------------------------------
-
-    def install(self) -> None:
-        """Install the CLI and its surroundings; running it again is harmless."""
-        self._apt_install(APT_PACKAGES)
-        self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self._install_venv()
-        self._write_logrotate()
-        for log in (self.paths.build_log, self.paths.cron_log):
-            if log.exists():  # an older charm's, created 0644
-                log.chmod(BUILD_LOG_MODE)
-
-    def _install_venv(self) -> None:
-        # Only wheels shipped in the charm: a unit often has no route to PyPI.
-        if not self.paths.wheels.is_dir():
-            raise RuntimeError(f"no CLI wheels in {self.paths.wheels}; the charm was packed badly")
-        subprocess.run(
-            [str(self.paths.system_python), "-m", "venv", str(self.paths.venv)],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                str(self.paths.venv / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-index",
-                "--find-links",
-                str(self.paths.wheels),
-                "--upgrade",
-                "--force-reinstall",
-                CLI_NAME,
-            ],
-            check=True,
-            capture_output=True,
-        )
-
-    def _write_logrotate(self) -> None:
-        # copytruncate: a running build keeps its log file open.
-        text = (
-            f"{self.paths.log_dir}/*.log {{\n"
-            "    weekly\n    rotate 8\n    compress\n    delaycompress\n"
-            "    missingok\n    notifempty\n    copytruncate\n}\n"
-        )
-        state_files.write(self.logrotate_file, text, mode=0o644)
-
-    @property
-    def logrotate_file(self) -> Path:
-        """Return this unit's logrotate entry."""
-        return self.paths.logrotate_dir / self._slug
-
-    @property
-    def cron_file(self) -> Path:
-        """Return this unit's cron file (cron.d names may not hold dots or slashes)."""
-        return self.paths.cron_dir / self._slug
-
-    @property
-    def _slug(self) -> str:
-        return self.unit_name.replace("/", "-")
-
-    # --- configuration files ---------------------------------------------------------------
-
-    def write_clouds_yaml(
-        self, build_cloud: CloudAuth, upload_clouds: Mapping[str, CloudAuth]
-    ) -> None:
-        """Write clouds.yaml (0600 from the start): the build cloud and every requirer cloud.
-
-        Raises state_files.StateWriteError (the old file kept) when it cannot be written.
-        """
-        clouds = {BUILD_CLOUD: _cloud_entry(build_cloud)}
-        for cloud_id, auth in sorted(upload_clouds.items()):
-            clouds[cloud_id] = _cloud_entry(auth)
-        state_files.write(self.paths.clouds_yaml, yaml.safe_dump({"clouds": clouds}), mode=0o600)
-
-    def read_clouds_yaml_auth(self) -> dict[str, dict[str, object]]:
-        """Return each clouds.yaml entry's auth block, as written before (for migrations)."""
-        if not self.paths.clouds_yaml.exists():
-            return {}
-        try:
-            data = yaml.safe_load(self.paths.clouds_yaml.read_text()) or {}
-            clouds = dict(data.get("clouds") or {})
-            return {str(name): dict(entry.get("auth") or {}) for name, entry in clouds.items()}
-        except (yaml.YAMLError, AttributeError, TypeError, ValueError):
-            logger.warning("ignoring an unreadable %s", self.paths.clouds_yaml)
-            return {}
-
-    def remove_canonical_files(self) -> list[Path]:
-        """Delete what Canonical's charm left that would act or leak; return what went."""
-        gone = []
-        for path in (self.paths.canonical_cron, self.paths.canonical_clouds_yaml):
-            if path.exists():
-                path.unlink()
-                gone.append(path)
-        return gone
-
-    def remove_cron(self) -> None:
-        """Stop this unit's schedule (a standby unit does not build)."""
-        self.cron_file.unlink(missing_ok=True)
 
     def drop_queued(self) -> None:
         """Forget a queued rebuild (this unit is no longer the one that builds)."""
         self.paths.queued.unlink(missing_ok=True)
-
-    def write_cron(self, interval_hours: int) -> None:
-        """Write the cron file that dispatches the charm's `run` event every interval."""
-        # Spread units over the hour so several builders do not start at the same minute.
-        minute = zlib.crc32(self.unit_name.encode()) % 60
-        hours = f"*/{interval_hours}" if interval_hours < 24 else "0"
-        # umask 027: the shell's `>>` creates cron.log, which cos-agent ships, 0640 like
-        # build.log (BUILD_LOG_MODE).
-        command = (
-            "umask 027; "
-            f"{self.paths.juju_exec} {self.unit_name} JUJU_DISPATCH_PATH=hooks/run ./dispatch"
-            f" >> {self.paths.cron_log} 2>&1"
-        )
-        tab = CronTab(user=False)
-        job = tab.new(command=command, user="root", comment=f"{self.unit_name} image build")
-        job.setall(f"{minute} {hours} * * *")
-        state_files.write(self.cron_file, tab.render(), mode=0o644)
 
     # --- builds ----------------------------------------------------------------------------
 
@@ -556,7 +406,7 @@ class Builder:
 
     def systemd_unit(self, run_id: str) -> str:
         """Return the name of the transient service that runs one build."""
-        return f"{self._slug}-build-{run_id[:12]}"
+        return f"{unit_slug(self.unit_name)}-build-{run_id[:12]}"
 
     def _systemd_argv(
         self, systemd_run: Path, unit: str, description: str, job: Path
@@ -681,7 +531,7 @@ class Builder:
             if self.paths.systemd_run is None:
                 self._start_in_session(path)
             else:
-                unit = f"{self._slug}-clean-{run.run_id[:12]}"
+                unit = f"{unit_slug(self.unit_name)}-clean-{run.run_id[:12]}"
                 description = f"clean-up of the dead image build {run.run_id} of {self.unit_name}"
                 argv = self._systemd_argv(self.paths.systemd_run, unit, description, path)
                 subprocess.run(
@@ -741,8 +591,3 @@ class Builder:
         Raises state_files.StateWriteError (the old copy kept) when it cannot be written.
         """
         state_files.write(self.paths.catalogue, catalogue.model_dump_json(indent=1))
-
-
-def apt_install(packages: list[str]) -> object:
-    """Install Debian packages (the machine's package manager; tests pass a recorder)."""
-    return apt.add_package(packages, update_cache=True)

@@ -21,6 +21,7 @@ import build_job
 import builder
 import cos
 import image
+import machine_files
 import metrics_service
 import migrate
 import peers
@@ -62,9 +63,9 @@ class BuilderCharmEvents(ops.CharmEvents):
     build_finished = ops.EventSource(BuildFinishedEvent)
 
 
-def _auth(creds: CloudCredentials | state.BuildCloud) -> builder.CloudAuth:
+def _auth(creds: CloudCredentials | state.BuildCloud) -> machine_files.CloudAuth:
     password = creds.password
-    return builder.CloudAuth(
+    return machine_files.CloudAuth(
         auth_url=creds.auth_url,
         password=password if isinstance(password, str) else password.get_secret_value(),
         project_domain_name=creds.project_domain_name,
@@ -85,11 +86,10 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         # cloud id → when a job last started to serve it (ISO 8601): see SERVE_INTERVAL.
         self._stored.set_default(served_at={})
         self.proxy = state.ProxyConfig.from_env(os.environ)
-        self.builder = builder.Builder(
-            builder.default_paths(self.charm_dir, self.unit.name),
-            self.unit.name,
-            self.proxy.environment(),
-            apt_install=builder.apt_install,
+        paths = builder.default_paths(self.charm_dir, self.unit.name)
+        self.builder = builder.Builder(paths, self.unit.name, self.proxy.environment())
+        self.machine = machine_files.MachineFiles(
+            paths, self.unit.name, apt_install=machine_files.apt_install
         )
         self.images = image.ImageRelation(self)
         self.peers = peers.Peers(self)
@@ -204,7 +204,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             return None
         clouds = self.images.clouds()
         try:
-            self.builder.write_clouds_yaml(
+            self.machine.write_clouds_yaml(
                 _auth(config.build_cloud), {cloud_id: _auth(c) for cloud_id, c in clouds.items()}
             )
         except state_files.StateWriteError as error:
@@ -212,7 +212,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         catalogue = self._catalogue()
         if self.unit.is_leader():
             try:
-                self.builder.write_cron(config.build_interval)
+                self.machine.write_cron(config.build_interval)
             except state_files.StateWriteError as error:
                 self._write_problem(error)
             self.peers.claim_leadership()
@@ -222,7 +222,7 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
             self._save_catalogue(catalogue)
             self.peers.clear_handover()  # its own, from before it was leader again: taken in
         else:
-            self.builder.remove_cron()
+            self.machine.remove_cron()
             self._save_catalogue(catalogue)
             handover = self.peers.handover()
             if built is not None and built.images:
@@ -364,11 +364,11 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
         """Carry an earlier charm's catalogue and published IDs over (upgrade, switch)."""
         clouds = self.images.clouds()
         catalogue = migrate.rename_legacy_clouds(
-            self._catalogue(), clouds, self.builder.read_clouds_yaml_auth()
+            self._catalogue(), clouds, self.machine.read_clouds_yaml_auth()
         )
         catalogue = migrate.adopt_published(catalogue, clouds, self._published())
         self._save_catalogue(catalogue)
-        for path in self.builder.remove_canonical_files():
+        for path in self.machine.remove_canonical_files():
             logger.info("removed %s, left by Canonical's charm", path)
         # Earlier revisions stored an unkeyed fingerprint: the same settings keep their build.
         config = self._config()
@@ -383,12 +383,12 @@ class GithubRunnerImageBuilderCharm(ops.CharmBase):
 
     def _on_install(self, _: ops.EventBase) -> None:
         self.unit.status = ops.MaintenanceStatus("installing the image builder")
-        self.builder.install()
+        self.machine.install()
         self._on_config_changed(None)
 
     def _on_upgrade_charm(self, _: ops.EventBase) -> None:
         self.unit.status = ops.MaintenanceStatus("upgrading the image builder")
-        self.builder.install()
+        self.machine.install()
         self._migrate()
         self._on_config_changed(None)
         # A cloud the earlier charm never served (two clouds that shared one id) gets its

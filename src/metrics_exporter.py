@@ -29,7 +29,7 @@ def registry_for(charm_dir: Path, unit: str, state_dir: Path | None = None) -> C
     paths = builder.default_paths(charm_dir, unit)
     if state_dir is not None:
         paths = dataclasses.replace(paths, state_dir=state_dir)
-    reader = builder.Builder(paths, unit, {}, apt_install=lambda _: None)
+    reader = builder.Builder(paths, unit, {})
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         metrics.RecordsCollector(

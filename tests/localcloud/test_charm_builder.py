@@ -87,7 +87,7 @@ class Machine:
         _script(self.paths.cli, wrapper)
         recorder = FAKE_JUJU_EXEC.format(python=sys.executable, calls=str(self.calls))
         _script(self.paths.juju_exec, recorder)
-        self.builder = builder.Builder(self.paths, UNIT, {}, apt_install=lambda _: None)
+        self.builder = builder.Builder(self.paths, UNIT, {})
 
     def juju_exec_calls(self) -> list[dict[str, Any]]:
         lines = self.calls.read_text().splitlines() if self.calls.exists() else []

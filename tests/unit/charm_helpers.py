@@ -180,7 +180,7 @@ def options(argv: list[str]) -> dict[str, str]:
 
 
 def build_running(paths: builder.Paths) -> bool:
-    b = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
+    b = builder.Builder(paths, UNIT, {})
     return b.is_running()
 
 

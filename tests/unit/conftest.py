@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import build_job
 import builder
+import machine_files
 import metrics_service
 import state
 from charm import GithubRunnerImageBuilderCharm
@@ -27,7 +28,7 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine
     got = new_machine(tmp_path / "machine")
     paths = got.paths
     monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: paths)
-    monkeypatch.setattr(builder, "apt_install", got.apt_calls.append)
+    monkeypatch.setattr(machine_files, "apt_install", got.apt_calls.append)
     _fake_systemd(got.home, monkeypatch)
     for name in state.PROXY_SETTINGS:
         monkeypatch.delenv(name, raising=False)

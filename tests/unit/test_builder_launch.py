@@ -25,7 +25,7 @@ import build_job
 import builder
 fields = json.loads({paths!r})
 paths = builder.Paths(**{{k: Path(v) if v else None for k, v in fields.items()}})
-b = builder.Builder(paths, {unit!r}, {{}}, apt_install=lambda _: None)
+b = builder.Builder(paths, {unit!r}, {{}})
 request = build_job.BuildRequest(
     options=build_job.BuildOptions(
         bases=("noble",), arch="x64", prefix="p", upload_clouds=("c_u_1",), keep_revisions=5
@@ -74,7 +74,7 @@ def _check_build_runs_on_after_the_hook(machine: Machine, paths: builder.Paths) 
     assert outcome["started"] is True
     machine.wait_for_build_waiting()
     assert build_running(paths)  # the hook is gone; the build holds the lock
-    again = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
+    again = builder.Builder(paths, UNIT, {})
     assert again.state().running
     machine.release()
     machine.wait_for_callbacks(1)
@@ -125,7 +125,7 @@ def test_under_systemd_the_build_is_a_transient_service(machine: Machine) -> Non
 def test_under_systemd_a_service_that_cannot_start_is_an_error(machine: Machine) -> None:
     fake = script(machine.home / "bin" / "systemd-run", "#!/bin/sh\necho 'no bus' >&2\nexit 1\n")
     paths = dataclasses.replace(machine.paths, systemd_run=fake)
-    b = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
+    b = builder.Builder(paths, UNIT, {})
     request = build_job.BuildRequest(
         options=build_job.BuildOptions(
             bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
@@ -175,7 +175,7 @@ def test_a_killed_runner_leaves_the_lock_taken_until_its_cli_ends(machine: Machi
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
     # The CLI learns its runner died (SIGTERM: it cancels and cleans up) and keeps the lock.
     wait_until((machine.home / "cli-sigterm").exists)
-    b = builder.Builder(machine.paths, UNIT, {}, apt_install=lambda _: None)
+    b = builder.Builder(machine.paths, UNIT, {})
     assert b.is_running()
     request = build_job.BuildRequest(
         options=build_job.BuildOptions(
@@ -206,7 +206,7 @@ def test_under_systemd_a_dead_build_is_cleaned_up_by_a_transient_service(
         FAKE_SYSTEMD_RUN.format(python=sys.executable, home=str(machine.home)),
     )
     paths = dataclasses.replace(machine.paths, systemd_run=fake)
-    b = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
+    b = builder.Builder(paths, UNIT, {})
     paths.state_dir.mkdir(parents=True)
     when = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
     run = build_job.RunRecord(run_id="dead" * 8, started_at=when, prefix="p")

@@ -11,8 +11,8 @@ from cosl import LZMABase64
 from metric_names import USED, exported
 from ops import testing
 
-import builder
 import cos
+import machine_files
 import metrics
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
@@ -76,7 +76,7 @@ def line_filters(expr: str) -> list[re.Pattern[str]]:
 @pytest.fixture
 def no_venv(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let upgrade-charm run its install without CLI wheels (install is tested elsewhere)."""
-    monkeypatch.setattr(builder.Builder, "_install_venv", lambda self: None)
+    monkeypatch.setattr(machine_files.MachineFiles, "_install_venv", lambda self: None)
 
 
 def test_joined_publishes_what_the_collector_validates(ctx: Ctx, machine: Machine) -> None:
@@ -221,7 +221,9 @@ def test_nothing_is_published_without_the_relation(
     relation = image_relation()
     out = ctx.run(ctx.on.upgrade_charm(), base_state(relation))
     assert "config" not in unit_data(out, relation)
-    out = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), out)
+    # The output's own relation object: the hook may have written to its data.
+    joined = out.get_relation(relation.id)
+    out = ctx.run(ctx.on.relation_joined(joined, remote_unit=0), out)
     assert "config" not in unit_data(out, relation)
 
 

@@ -18,6 +18,7 @@ from ops import testing
 
 import build_job
 import builder
+import machine_files
 import state
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
@@ -87,7 +88,7 @@ def test_a_trigger_before_the_callback_publishes_the_finished_build_first(
 def test_a_build_start_with_a_result_waiting_queues_instead_of_overwriting_it(
     machine: Machine,
 ) -> None:
-    b = builder.Builder(machine.paths, UNIT, {}, apt_install=lambda _: None)
+    b = builder.Builder(machine.paths, UNIT, {})
     request = build_job.BuildRequest(
         options=build_job.BuildOptions(
             bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
@@ -126,7 +127,7 @@ def test_a_failed_launch_is_forgotten_and_the_retried_hook_builds(
 
 
 def test_a_failed_systemd_launch_puts_the_last_build_back(machine: Machine) -> None:
-    b = builder.Builder(machine.paths, UNIT, {}, apt_install=lambda _: None)
+    b = builder.Builder(machine.paths, UNIT, {})
     request = build_job.BuildRequest(
         options=build_job.BuildOptions(
             bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
@@ -140,9 +141,7 @@ def test_a_failed_systemd_launch_puts_the_last_build_back(machine: Machine) -> N
     fail = machine.home / "bin" / "systemd-run"
     fail.write_text("#!/bin/sh\necho 'no bus' >&2\nexit 1\n")
     fail.chmod(0o755)
-    broken = builder.Builder(
-        dataclasses.replace(machine.paths, systemd_run=fail), UNIT, {}, apt_install=lambda _: None
-    )
+    broken = builder.Builder(dataclasses.replace(machine.paths, systemd_run=fail), UNIT, {})
     with pytest.raises(RuntimeError, match="no bus"):
         broken.start(request.model_copy(update={"fingerprint": "settings-2"}))
     assert machine.paths.current.read_text() == before
@@ -189,7 +188,7 @@ def test_a_full_disk_keeps_the_old_clouds_yaml_and_blocks_saying_so(
 def test_a_lost_result_on_a_full_disk_says_the_disk_is_full(
     machine: Machine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    b = builder.Builder(machine.paths, UNIT, {}, apt_install=lambda _: None)
+    b = builder.Builder(machine.paths, UNIT, {})
     machine.paths.state_dir.mkdir(parents=True)
     run = build_job.RunRecord(run_id="r9", started_at=STARTED)
     machine.paths.current.write_text(run.model_dump_json())
@@ -389,7 +388,7 @@ def test_a_full_disk_at_the_start_of_a_build_fails_the_action_saying_so(
     relation = image_relation()
     out = _built(ctx, machine, relation)
     # clouds.yaml is already as it should be, so the first write refused is the build's own.
-    monkeypatch.setattr(builder.Builder, "write_clouds_yaml", lambda *a: None)
+    monkeypatch.setattr(machine_files.MachineFiles, "write_clouds_yaml", lambda *a: None)
     disk = FullDisk(machine.paths.state_dir, machine.home / "disk-full", monkeypatch)
     disk.fill()
     with pytest.raises(testing.ActionFailed, match=r"cannot write current\.json"):

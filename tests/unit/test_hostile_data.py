@@ -15,7 +15,7 @@ import yaml
 from ops import testing
 
 import build_job
-import builder
+import machine_files
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
@@ -48,7 +48,9 @@ EVENTS = ("run-action", "relation-changed", "config-changed", "schedule", "upgra
 
 @pytest.fixture(autouse=True)
 def no_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(builder.Builder, "install", lambda self: None)  # upgrade-charm's
+    monkeypatch.setattr(
+        machine_files.MachineFiles, "install", lambda self: None
+    )  # upgrade-charm's
 
 
 def _fire(ctx: Ctx, event: str, relation: testing.Relation, state: testing.State) -> None:

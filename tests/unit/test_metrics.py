@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import build_job
 import builder
+import machine_files
 import metrics
 import metrics_service
 from catalogue import Catalogue
@@ -298,7 +299,7 @@ def test_exporter_serves_the_records_as_they_change_and_nothing_secret(
     result = _result("r1", 25, images=[_image("noble", "c_u", "img-1")])
     paths.result.write_text(result.model_dump_json())
     paths.current.write_text(build_job.RunRecord(run_id="r2", started_at=T0).model_dump_json())
-    reader = builder.Builder(paths, UNIT, {}, apt_install=lambda _: None)
+    reader = builder.Builder(paths, UNIT, {})
     reader.save_catalogue(Catalogue.from_json(json.dumps({"c_u": {"noble/x64": "img-1"}})))
     history = metrics.History().fold(result, ["img-1"]).with_requirers(1, 6, T0)
     metrics.save_history(paths.state_dir, history)
@@ -387,7 +388,7 @@ def test_exporter_usage_error_exits_2() -> None:
 @pytest.fixture
 def no_venv(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let install run without CLI wheels (the venv install is tested elsewhere)."""
-    monkeypatch.setattr(builder.Builder, "_install_venv", lambda self: None)
+    monkeypatch.setattr(machine_files.MachineFiles, "_install_venv", lambda self: None)
 
 
 def _systemctl(machine: Machine) -> list[str]:

@@ -17,6 +17,7 @@ import pytest
 from ops import testing
 
 import builder
+import machine_files
 import peers
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
@@ -131,7 +132,9 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[in
         (machine.home / "counter").write_text(str(100 * unit))
     by_unit = {name(unit): m.paths for unit, m in machines.items()}
     monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: by_unit[unit])
-    monkeypatch.setattr(builder, "apt_install", machines[0].apt_calls.append)  # never the real one
+    monkeypatch.setattr(
+        machine_files, "apt_install", machines[0].apt_calls.append
+    )  # never the real one
     yield machines
     for machine in machines.values():
         machine.release()
@@ -291,7 +294,7 @@ def test_switch_from_canonical_with_two_units_protects_what_each_published(
     cluster: dict[int, Machine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each of Canonical's units built and published its own image (read from its image.py)."""
-    monkeypatch.setattr(builder.Builder, "_install_venv", lambda self: None)
+    monkeypatch.setattr(machine_files.MachineFiles, "_install_venv", lambda self: None)
     model = Model({0: cluster[0], 1: cluster[1]}, leader=0)
     for unit in (0, 1):
         images = [{"id": f"can-{unit}", "tags": "x64,noble"}]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from ops import testing
 
-import builder
+import machine_files
 import state
 from catalogue import ADOPTED, Catalogue
 from charm import GithubRunnerImageBuilderCharm
@@ -61,7 +61,7 @@ CANONICAL_OPTIONS = {
 @pytest.fixture
 def no_venv(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """upgrade-charm reinstalls the CLI; that is tested elsewhere."""
-    monkeypatch.setattr(builder.Builder, "_install_venv", lambda self: None)
+    monkeypatch.setattr(machine_files.MachineFiles, "_install_venv", lambda self: None)
     yield
 
 
