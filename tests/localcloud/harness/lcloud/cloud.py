@@ -376,6 +376,8 @@ class LocalCloud:
             "placement", "nova/instances", "nova/locks", "neutron/locks",
         ):  # fmt: skip
             (s / sub).mkdir(parents=True, exist_ok=True)
+        layout.policy_file.write_text("{}\n")
+        layout.policy_dir.mkdir()
         (s / "keystone" / "keystone.conf").write_text(configs.keystone(layout))
         (s / "glance" / "glance-api.conf").write_text(configs.glance(layout))
         (s / "placement" / "placement.conf").write_text(configs.placement(layout))

@@ -31,6 +31,16 @@ class Layout:
         """Return a service's base URL."""
         return f"http://127.0.0.1:{getattr(self.ports, service)}"
 
+    @property
+    def policy_file(self) -> Path:
+        """An empty policy file every service reads: the services' default rules apply."""
+        return self.state / "policy.yaml"
+
+    @property
+    def policy_dir(self) -> Path:
+        """An empty policy directory (oslo.policy takes an empty list for a directory)."""
+        return self.state / "policy.d"
+
     def db(self, service: str, name: str) -> str:
         """Return the sqlite URL of one of a service's databases."""
         return f"sqlite:///{self.state / service / name}.db"
@@ -68,7 +78,16 @@ def _client(layout: Layout, user: str) -> dict[str, object]:
     return options
 
 
-_POLICY: dict[str, object] = {"enforce_scope": "false", "enforce_new_defaults": "false"}
+def _policy(layout: Layout) -> dict[str, object]:
+    # oslo.policy looks for a policy file it has not found, and for a relative policy.d, in
+    # every config directory on every check (~5 % of a Neutron request): absolute paths that
+    # exist make that a stat or two.
+    return {
+        "enforce_scope": "false",
+        "enforce_new_defaults": "false",
+        "policy_file": layout.policy_file,
+        "policy_dirs": layout.policy_dir,
+    }
 
 
 def keystone(layout: Layout) -> str:
@@ -85,7 +104,7 @@ def keystone(layout: Layout) -> str:
             # Fast hashing and an in-memory cache: ~15 ms per authenticated call, not ~200 ms.
             "identity": {"password_hash_rounds": 4},
             "cache": {"enabled": "true", "backend": "dogpile.cache.memory"},
-            "oslo_policy": _POLICY,
+            "oslo_policy": _policy(layout),
         }
     )
 
@@ -107,7 +126,7 @@ def glance(layout: Layout, log_name: str = "glance-app") -> str:
             "os_glance_tasks_store": {"filesystem_store_datadir": d / "tasks"},
             "keystone_authtoken": _authtoken(layout, "glance"),
             "paste_deploy": {"flavor": "keystone", "config_file": d / "glance-api-paste.ini"},
-            "oslo_policy": _POLICY,
+            "oslo_policy": _policy(layout),
         }
     )
 
@@ -120,7 +139,7 @@ def placement(layout: Layout) -> str:
             "placement_database": {"connection": layout.db("placement", "placement")},
             "api": {"auth_strategy": "keystone"},
             "keystone_authtoken": _authtoken(layout, "placement"),
-            "oslo_policy": _POLICY,
+            "oslo_policy": _policy(layout),
         }
     )
 
@@ -147,7 +166,9 @@ def nova(layout: Layout) -> str:
                 "use_rootwrap_daemon": "false",
                 "reserved_host_disk_mb": 0,
             },
-            "api": {"auth_strategy": "keystone"},
+            # Checking every answer against its JSON schema costs ~5 % of an API call; the
+            # client reads the answers either way.
+            "api": {"auth_strategy": "keystone", "response_validation": "ignore"},
             "api_database": {"connection": layout.db("nova", "nova_api")},
             "database": {"connection": layout.db("nova", "nova_cell1")},
             "wsgi": {"api_paste_config": d / "api-paste.ini"},
@@ -159,7 +180,7 @@ def nova(layout: Layout) -> str:
             "conductor": {"workers": 1},
             "service_user": {"send_service_user_token": "false"},
             "oslo_concurrency": {"lock_path": d / "locks"},
-            "oslo_policy": _POLICY,
+            "oslo_policy": _policy(layout),
             "vnc": {"enabled": "false"},
             "cinder": {"os_region_name": "RegionOne"},
             "os_vif_ovs": {"ovsdb_connection": "tcp:127.0.0.1:1"},
@@ -191,7 +212,7 @@ def neutron(layout: Layout) -> str:
             "keystone_authtoken": _authtoken(layout, "neutron"),
             "nova": _client(layout, "nova"),
             "oslo_concurrency": {"lock_path": d / "locks"},
-            "oslo_policy": _POLICY,
+            "oslo_policy": _policy(layout),
             "agent": {"root_helper": "true"},
         }
     )
