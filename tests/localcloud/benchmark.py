@@ -2,6 +2,8 @@
 
     ./dev -e benchmark-cli                 # everything (about 20 minutes on 2 cores)
     ./dev -e benchmark-cli -- --quick      # 4 bases x 3 clouds, the 60 s notice, 1 GiB to 1 cloud
+    ... --no-verify                        # builds without the test server (before issue 9)
+    ... --logs DIR                         # keep each build's CLI log
 
 Figures, one JSON line each, then a table:
 - for 1, 2 and 4 bases x 1 and 3 upload clouds with a 60 s guest: wall - guest, and its
@@ -21,6 +23,7 @@ The machine's load average is printed before and after: the local cloud shares i
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -33,7 +36,6 @@ from typing import Any
 from lcloud import cli, guest, mirror, qcow2
 from lcloud.cloud import LocalCloud
 
-LOGS: Path | None = None  # --logs: where each build's CLI log is kept
 BASES = ("noble", "jammy", "focal", "resolute")
 PREFIX = "bench"
 GIB = 1 << 30
@@ -74,13 +76,26 @@ def _report():
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How every build of this benchmark runs (from the command line)."""
+
+    logs: Path | None = None  # where each build's CLI log is kept
+    verify: bool = True  # --no-verify: builds skip the test server (the target predates it)
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
 def _run_build(
-    cloud: LocalCloud, url: str, bases: tuple[str, ...], uploads: tuple[str, ...], probe: Path
+    cloud: LocalCloud,
+    url: str,
+    bases: tuple[str, ...],
+    uploads: tuple[str, ...],
+    probe: Path,
+    settings: Settings,
 ) -> tuple[float, dict[str, Any], dict[str, Any]]:
     """Run one CLI build; return its wall time, its JSON report, and the probe's figures."""
     out = probe / "out.json"
@@ -92,14 +107,14 @@ def _run_build(
     result = cli.run(
         cloud, "build", "--prefix", PREFIX, "--base", ",".join(bases), "--arch", "x64",
         "--upload-clouds", ",".join(uploads), "--cloud-images-url", url, "--timeout", "15m",
-        env=env, timeout=1800,
+        *([] if settings.verify else ["--no-verify"]), env=env, timeout=1800,
     )  # fmt: skip
     wall = time.monotonic() - began
     if result.code:
         raise RuntimeError(f"build failed:\n{result.stdout}\n{result.stderr}")
-    if LOGS is not None:
+    if settings.logs is not None:
         name = f"build-{len(bases)}x{len(uploads)}-{int(time.time())}.log"
-        (LOGS / name).write_text(result.stderr)
+        (settings.logs / name).write_text(result.stderr)
     return wall, result.json(), json.loads(out.read_text())
 
 
@@ -151,13 +166,18 @@ def _emit(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
 
 
 def _matrix(
-    cloud: LocalCloud, url: str, probe: Path, rows: list[dict[str, Any]], shapes: list[Any]
+    cloud: LocalCloud,
+    url: str,
+    probe: Path,
+    rows: list[dict[str, Any]],
+    shapes: list[Any],
+    settings: Settings,
 ) -> None:
     for n_bases, n_uploads, guest_s in shapes:
         cloud.guests([guest.GuestScript(match=PREFIX, after=guest_s)])
         since = time.time()
         wall, report, figures = _run_build(
-            cloud, url, BASES[:n_bases], LocalCloud.UPLOAD_CLOUDS[:n_uploads], probe
+            cloud, url, BASES[:n_bases], LocalCloud.UPLOAD_CLOUDS[:n_uploads], probe, settings
         )
         delays = _notice_delays(cloud, since)
         _emit(
@@ -180,7 +200,12 @@ def _matrix(
 
 
 def _copies(
-    cloud: LocalCloud, url: str, probe: Path, rows: list[dict[str, Any]], clouds: list[int]
+    cloud: LocalCloud,
+    url: str,
+    probe: Path,
+    rows: list[dict[str, Any]],
+    clouds: list[int],
+    settings: Settings,
 ) -> None:
     big = probe / "plain.qcow2"
     qcow2.write(big, {"plain": True}, GIB)
@@ -188,7 +213,7 @@ def _copies(
     cloud.guests([guest.GuestScript(match=PREFIX, after=1, image_size=GIB)])
     for n_uploads in clouds:
         _, report, figures = _run_build(
-            cloud, url, BASES[:1], LocalCloud.UPLOAD_CLOUDS[:n_uploads], probe
+            cloud, url, BASES[:1], LocalCloud.UPLOAD_CLOUDS[:n_uploads], probe, settings
         )
         plain.append(_plain_upload(cloud, big))
         copy_s = report["timings"][0]["steps"]["copy"]
@@ -276,9 +301,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the key figures only")
     parser.add_argument("--logs", type=Path, help="keep each build's CLI log in this directory")
+    parser.add_argument("--no-verify", action="store_true", help="builds without a test server")
     args = parser.parse_args()
-    global LOGS  # noqa: PLW0603 - set once, before any build runs
-    LOGS = args.logs
+    settings = Settings(args.logs, not args.no_verify)
     rows: list[dict[str, Any]] = []
     print(f"load before: {_load()}", flush=True)
     with (
@@ -303,8 +328,8 @@ def main() -> int:
             shapes = [(4, 3, 60.0), (1, 1, 60.0)]
         else:
             shapes = [(b, c, 60.0) for b in (1, 2, 4) for c in (1, 3)] + [(1, 1, 240.0)]
-        _matrix(cloud, images.url, probe, rows, shapes)
-        _copies(cloud, images.url, probe, rows, [1] if args.quick else [1, 2, 3])
+        _matrix(cloud, images.url, probe, rows, shapes, settings)
+        _copies(cloud, images.url, probe, rows, [1] if args.quick else [1, 2, 3], settings)
     _emit(rows, _verdict(rows))
     print(f"load after: {_load()}\n")
     print(_table(rows))
