@@ -155,6 +155,14 @@ def _name(options: BuildOptions, state: BuildState, kind: str) -> str:
     return names.resource_name(options.prefix, kind, state.base, state.arch, state.nonce)
 
 
+def create_security_group(options: BuildOptions, state: BuildState, kind: str, of: str) -> str:
+    """Create the no-ingress group `<prefix>-<kind>-…` of one server a build boots (`of`)."""
+    return state.clouds[options.cloud].create_security_group(
+        _name(options, state, kind),
+        rev.group_description(f"github-runner-image-builder {of}: no ingress", options.build_id),
+    )
+
+
 def delete_security_group(cloud: Cloud, group_id: str, context: RunContext) -> None:
     """Delete a group; retried a while, as Neutron may release the server's port late."""
     backoff.retry(
@@ -263,12 +271,7 @@ class SecurityGroupStep:
 
     def run(self, state: BuildState) -> None:
         """Create the group."""
-        state.group_id = state.clouds[self.options.cloud].create_security_group(
-            _name(self.options, state, "builder"),
-            rev.group_description(
-                "github-runner-image-builder builder: no ingress", self.options.build_id
-            ),
-        )
+        state.group_id = create_security_group(self.options, state, "builder", "builder")
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the group; retried a while, as Neutron may release the server's port late."""
@@ -294,19 +297,13 @@ class VerifyGroupStep:
         """Create the group, unless the build is not verified."""
         if not self.options.verify:
             return
-        state.verify_group_id = state.clouds[self.options.cloud].create_security_group(
-            _name(self.options, state, "verify"),
-            rev.group_description(
-                "github-runner-image-builder test server: no ingress", self.options.build_id
-            ),
-        )
+        state.verify_group_id = create_security_group(self.options, state, "verify", "test server")
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the group (retried a while, like the builder's)."""
         if state.verify_group_id:
-            delete_security_group(
-                state.clouds[self.options.cloud], state.verify_group_id, self.context
-            )
+            cloud = state.clouds[self.options.cloud]
+            delete_security_group(cloud, state.verify_group_id, self.context)
             state.verify_group_id = None
 
 
