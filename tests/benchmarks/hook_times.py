@@ -22,6 +22,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT / "tests" / "unit
 from ops import testing  # noqa: E402
 
 import builder  # noqa: E402
+import machine_files  # noqa: E402
 from charm import GithubRunnerImageBuilderCharm  # noqa: E402
 from charm_helpers import (  # noqa: E402
     FAKE_CLI,
@@ -45,7 +46,7 @@ def machine_in(home: Path) -> Machine:
     script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
     script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
     builder.default_paths = lambda charm_dir, unit: paths  # type: ignore[assignment]
-    builder.apt_install = lambda packages: None
+    machine_files.apt_install = lambda packages: None
     return Machine(home=home, paths=paths, apt_calls=[])
 
 
