@@ -252,6 +252,9 @@ class FakeCloud(Cloud):
         self.snapshots: set[str] = set()
         self.verify_user_data: list[str] = []
         self.polls_to_shutoff = 2
+        # Looks for which a booted server shows ACTIVE before its guest has run (Nova's
+        # BUILD → ACTIVE → SHUTOFF); 0: it is done by the look that ends BUILD.
+        self.polls_active = 0
         self.polls_to_active = 2
         self.fail: dict[str, Exception] = {}
         self.fail_from: dict[str, int] = {}  # method → the call number from which it fails
@@ -462,10 +465,16 @@ class FakeCloud(Cloud):
         }
 
     def _look(self, server: FakeServer) -> ServerState:
-        """The guest runs (and powers off) after `polls_to_shutoff` looks."""
+        """The guest runs (and powers off) after `polls_to_shutoff` + `polls_active` looks."""
         server.polls += 1
-        if server.status == "BUILD" and server.polls >= self.polls_to_shutoff:
-            self._guest_runs(server)
+        running = server.status == "ACTIVE" and server.polls <= self.polls_to_shutoff + (
+            self.polls_active
+        )
+        if (server.status == "BUILD" or running) and server.polls >= self.polls_to_shutoff:
+            if server.polls < self.polls_to_shutoff + self.polls_active:
+                server.status = "ACTIVE"
+            else:
+                self._guest_runs(server)
         return ServerState(server.status, server.fault)
 
     def console_output(self, server_id: str) -> str | None:

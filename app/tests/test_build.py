@@ -122,9 +122,11 @@ def test_one_build_in_the_build_cloud(mirror: str) -> None:
         "base-image", "security-group", "server", "verify-group", "wait", "snapshot", "verify",
         "copy", "prune",
     ]  # fmt: skip
-    # The fake clock moves only in the poller's ticks: boot, power-off, snapshot, gone.
-    assert timing["steps"]["wait"] == 1.0
-    assert timing["steps"]["verify"] == 3.0  # poller ticks only: the test server boots, runs
+    # The fake clock moves only in the poller's ticks. The fake guest is done by the first list
+    # after its boot, and that answer (asked after the server was created) also ends the wait
+    # for its power-off: no tick of its own.
+    assert timing["steps"]["wait"] == 0.0
+    assert timing["steps"]["verify"] == 2.0  # poller ticks only: the test server boots, runs
     # One tick: the list that shows the test server gone shows the builder gone too.
     assert timing["cleanup"] == 1.0
     assert timing["total"] == sum(timing["steps"].values()) + timing["cleanup"]
@@ -222,7 +224,9 @@ def test_a_cloud_error_at_each_step_is_undone(mirror: str, method: str, step: st
     previous = cloud.add_image("p-noble-x64", qcow2(100))
     cloud.fail[method] = RuntimeError(f"{method} exploded")
     # The run's first server list (authenticating the poller), then the poller's lists of the
-    # boot (two calls) and, in the clean-up, of the server going: fail from the wait step's.
+    # boot (two calls: BUILD, then ACTIVE) and, in the clean-up, of the server going: fail
+    # from the wait step's own.
+    cloud.polls_active = 1
     cloud.fail_from = {"server_states": 4}
     report = run(options(mirror), {"build": cloud})
     assert report.exit_code == 1
@@ -260,8 +264,12 @@ def test_upload_clouds_get_copies_and_the_transit_snapshot_goes(mirror: str) -> 
     for image in report.images:
         target = clouds[image.cloud]
         assert target.image_info[image.id].properties["os_distro"] == "ubuntu"
+        assert target.image_info[image.id].properties["grib_verified"] == "true"
         assert target.image_data[image.id].endswith(b"-built")
     assert clouds["build"].names() == ["p-base-noble-amd64"]  # transit snapshot deleted
+    # The copies got the verification's properties at upload; the transit snapshot, never
+    # a result, is not updated with them.
+    assert "update_image_properties" not in clouds["build"].calls
     assert leftovers(clouds["build"]) == NOTHING
 
 

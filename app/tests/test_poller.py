@@ -152,7 +152,7 @@ def test_boot_again_after_no_valid_host_then_succeed() -> None:
         return server_id
 
     poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
-    server_id = lifecycle.boot(
+    booted = lifecycle.boot(
         cloud,
         poller,
         create,
@@ -163,7 +163,7 @@ def test_boot_again_after_no_valid_host_then_succeed() -> None:
         sleep=sleep,
         clock=lambda: now[0],
     )
-    assert (server_id, created, cloud.deleted) == ("s1", ["s0", "s1"], ["s0"])
+    assert (booted.server_id, created, cloud.deleted) == ("s1", ["s0", "s1"], ["s0"])
     assert recorded == ["s0", None, "s1"]
     assert 33 <= now[0] <= 35  # boot + gone + 30 s pause + boot, in ticks
 
@@ -219,3 +219,78 @@ def test_a_deletion_asked_for_earlier_is_waited_out_without_a_tick() -> None:
     now[0] += 5
     lifecycle.delete(cloud, poller, "t", asked_at=asked_at)
     assert cloud.server_lists == lists + 2 and cloud.deleted == ["s", "t"]
+
+
+def test_a_guest_seen_off_by_its_boots_last_answer_costs_no_further_tick() -> None:
+    """The wait for power-off counts every answer since the server's creation (a short guest)."""
+    cloud = ListingCloud()
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    def create() -> str:
+        # BUILD at creation; the guest is done (SHUTOFF) by the first list after it.
+        cloud.states["s"] = ServerState("SHUTOFF")
+        return "s"
+
+    poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
+    booted = lifecycle.boot(
+        cloud, poller, create, lambda _: None, timeout=60, label="x", sleep=sleep,
+        clock=lambda: now[0],
+    )  # fmt: skip
+    lists, at = cloud.server_lists, now[0]
+    lifecycle.wait_for_power_off(poller, booted.server_id, 60, since=booted.created_at)
+    assert (cloud.server_lists, now[0]) == (lists, at)
+    # Without `since` the same wait needs a list of its own, one tick later.
+    lifecycle.wait_for_power_off(poller, booted.server_id, 60)
+    assert (cloud.server_lists, now[0]) == (lists + 1, at + poller.tick)
+
+
+def test_a_guest_seen_running_by_its_boot_is_waited_for_by_later_answers() -> None:
+    cloud = ListingCloud()
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] >= 2:
+            cloud.states["s"] = ServerState("SHUTOFF")
+
+    def create() -> str:
+        cloud.states["s"] = ServerState("ACTIVE")
+        return "s"
+
+    poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
+    booted = lifecycle.boot(
+        cloud, poller, create, lambda _: None, timeout=60, label="x", sleep=sleep,
+        clock=lambda: now[0],
+    )  # fmt: skip
+    assert now[0] == 1.0  # the boot's answer showed it ACTIVE
+    lifecycle.wait_for_power_off(poller, booted.server_id, 60, since=booted.created_at)
+    assert (cloud.server_lists, now[0]) == (2, 2.0)
+
+
+def test_a_slow_server_list_does_not_hold_up_an_image_list() -> None:
+    """With a connection for images, each kind of list has its own lock."""
+    servers, images = ListingCloud(), ListingCloud()
+    images.image_status = {"i": "active"}
+    listing = threading.Event()
+    release = threading.Event()
+
+    def slow_server_states(name_filter: str) -> dict[str, ServerState]:
+        listing.set()
+        release.wait(10)
+        return {}
+
+    servers.server_states = slow_server_states  # type: ignore[method-assign]
+    poller = Poller(servers, "^p-", image_cloud=images, tick=0.01)
+    waiter = threading.Thread(target=lambda: poller.wait_server("s", lambda s: True, 10, "s"))
+    waiter.start()
+    try:
+        assert listing.wait(5)
+        # The server list is still running: the image wait is answered all the same.
+        assert poller.wait_image("i", lambda status: status, 5, "i") == "active"
+    finally:
+        release.set()
+        waiter.join()
+    assert images.image_lists == [["i"]]

@@ -83,7 +83,16 @@ def run_builds(
         poll_cloud.server_states(server_filter)
     except Exception as error:
         logger.warning("the build cloud did not answer a first server list: %s", error)
-    poller = Poller(poll_cloud, server_filter, sleep=sleep, clock=clock)
+    # A connection of its own for the image lists: a slow server list then delays no notice
+    # of a snapshot (one object for both, as a test's cloud may be, shares one lock).
+    image_cloud = open_cloud(options.cloud)
+    poller = Poller(
+        poll_cloud,
+        server_filter,
+        image_cloud=None if image_cloud is poll_cloud else image_cloud,
+        sleep=sleep,
+        clock=clock,
+    )
     context = RunContext(poller, cancellation, sleep, clock)
 
     def one(base: platforms.Base, arch: platforms.Arch) -> tuple[Outcome[BuildState], float]:

@@ -40,6 +40,19 @@ class BootRetry:
         return random.uniform(low, high)  # noqa: S311 - spreading retries, not a secret
 
 
+@dataclasses.dataclass(frozen=True)
+class Booted:
+    """A server that has left BUILD, and when it was created (the poller's clock).
+
+    Every answer asked for after `created_at` shows the server, so the wait for its power-off
+    may count them (`wait_for_power_off(since=)`): a short guest already seen SHUTOFF by the
+    boot's own last answer then costs no further tick.
+    """
+
+    server_id: str
+    created_at: float
+
+
 def _booted(state: ServerState | None) -> ServerState | None:
     if state is None:
         raise ServerError("disappeared while booting")
@@ -58,8 +71,8 @@ def boot(
     cancellation: Cancellation = NEVER,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> str:
-    """Create a server with `create` and wait until it has left BUILD; return its ID.
+) -> Booted:
+    """Create a server with `create` and wait until it has left BUILD; return it.
 
     `record` is told each server's ID as soon as it exists (and None once it is deleted), so
     the caller's cleanup always knows what to delete. Raises ServerError when it goes to
@@ -69,6 +82,7 @@ def boot(
     deadline = clock() + timeout
     for attempt in range(retry.times + 1):
         server_id = create()
+        created_at = poller.now()
         record(server_id)
         try:
             state = poller.wait_server(
@@ -81,7 +95,7 @@ def boot(
         except WaitTimeoutError as exc:
             raise ServerError(str(exc)) from exc
         if state.status != "ERROR":
-            return server_id
+            return Booted(server_id, created_at)
         fault = state.fault or "no fault given"
         boots = f" (boot {attempt + 1} of {retry.times + 1})" if attempt else ""
         error = f"server {server_id} went to ERROR: {fault}{boots}"
@@ -113,12 +127,25 @@ def _powered_off(state: ServerState | None) -> bool | None:
 
 
 def wait_for_power_off(
-    poller: Poller, server_id: str, timeout: float, cancellation: Cancellation = NEVER
+    poller: Poller,
+    server_id: str,
+    timeout: float,
+    cancellation: Cancellation = NEVER,
+    *,
+    since: float | None = None,
 ) -> None:
-    """Return once the guest has powered itself off; raise ServerError on ERROR, gone, timeout."""
+    """Return once the guest has powered itself off; raise ServerError on ERROR, gone, timeout.
+
+    `since`: answers asked for after it count (`Booted.created_at`), not only later ones.
+    """
     try:
         poller.wait_server(
-            server_id, _powered_off, timeout, f"server {server_id} to shut off", cancellation
+            server_id,
+            _powered_off,
+            timeout,
+            f"server {server_id} to shut off",
+            cancellation,
+            since=since,
         )
     except ServerError as exc:
         raise ServerError(f"server {server_id} {exc}") from exc

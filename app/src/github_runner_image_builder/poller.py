@@ -8,7 +8,9 @@ per tick however many builds run, and a change is seen within one tick: a fixed 
 not a growing backoff. A wait counts only answers asked for after it began, or after the
 moment it names (`since`: when the deletion it waits out was asked for), so a wait for what
 already happened costs no tick. The poller owns a connection of its own (openstacksdk
-connections are not shared between threads); the lock serialises its use.
+connections are not shared between threads); the lock serialises its use. Given a second
+connection for images, each kind has its own lock, so a slow server list on a busy Nova does
+not hold up the notice of a snapshot becoming active.
 """
 
 import logging
@@ -31,11 +33,13 @@ TICK = 1.0
 
 
 class _Watch:
-    """The last answer of one list call, and when it was asked for."""
+    """The last answer of one list call, when it was asked for, and the lock of its calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.Lock) -> None:
         self.answer: dict[str, object] = {}
         self.asked_at = -math.inf
+        self.lock = lock
+        self.calls = 0
 
 
 class Poller:
@@ -46,21 +50,32 @@ class Poller:
         cloud: Cloud,
         server_filter: str,
         *,
+        image_cloud: Cloud | None = None,
         tick: float = TICK,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Poll `cloud`; servers are listed with Nova's name filter `server_filter`."""
+        """Poll `cloud`; servers are listed with Nova's name filter `server_filter`.
+
+        `image_cloud`: a second connection to the same cloud for the image lists (else
+        `cloud`'s, under the one lock).
+        """
         self._cloud = cloud
+        self._image_cloud = image_cloud or cloud
         self._server_filter = server_filter
         self.tick = tick
         self._sleep = sleep
         self._clock = clock
-        self._lock = threading.Lock()
-        self._servers = _Watch()
-        self._images = _Watch()
+        servers_lock = threading.Lock()  # `cloud`'s connection is used by one thread at a time
+        self._servers = _Watch(servers_lock)
+        self._images = _Watch(servers_lock if image_cloud is None else threading.Lock())
+        self._ids_lock = threading.Lock()
         self._image_ids: dict[str, int] = {}  # image ID → how many waiters watch it
-        self.calls = 0  # list calls made, for the report
+
+    @property
+    def calls(self) -> int:
+        """Return the list calls made, for the report."""
+        return self._servers.calls + self._images.calls
 
     def wait_server(
         self,
@@ -100,7 +115,7 @@ class Poller:
         cancellation: Cancellation = NEVER,
     ) -> T:
         """Return `until(status)` once not None; the status is None when the image is gone."""
-        with self._lock:
+        with self._ids_lock:
             self._image_ids[image_id] = self._image_ids.get(image_id, 0) + 1
         try:
             return self._wait(
@@ -112,7 +127,7 @@ class Poller:
                 since=None,
             )
         finally:
-            with self._lock:
+            with self._ids_lock:
                 self._image_ids[image_id] -= 1
                 if not self._image_ids[image_id]:
                     del self._image_ids[image_id]
@@ -144,16 +159,18 @@ class Poller:
         self, watch: _Watch, newer_than: float, ask: Callable[[], dict[str, object]]
     ) -> tuple[dict[str, object], float]:
         """Return an answer asked for after `newer_than`: the last one, or a new list call."""
-        with self._lock:
+        with watch.lock:
             if watch.asked_at <= newer_than:
                 asked_at = self._clock()
                 watch.answer = ask()
                 watch.asked_at = asked_at
-                self.calls += 1
+                watch.calls += 1
             return watch.answer, watch.asked_at
 
     def _list_servers(self) -> dict[str, object]:
         return dict(self._cloud.server_states(self._server_filter))
 
     def _list_images(self) -> dict[str, object]:
-        return dict(self._cloud.image_statuses(sorted(self._image_ids)))
+        with self._ids_lock:
+            watched = sorted(self._image_ids)
+        return dict(self._image_cloud.image_statuses(watched))

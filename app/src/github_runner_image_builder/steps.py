@@ -111,6 +111,7 @@ class BuildState:
     base_image_sha256: str = ""  # the upstream SHA256 the base image carries
     group_id: str | None = None
     server_id: str | None = None
+    server_created_at: float | None = None  # the poller's clock (`lifecycle.Booted`)
     server_delete_asked_at: float | None = None  # the poller's clock, once asked for
     # The flavor and network the builder booted on; the test server boots on the same.
     flavor_id: str | None = None
@@ -194,7 +195,7 @@ def boot_server(
     record: Callable[[str | None], None],
     *,
     state: "BuildState",
-) -> str:
+) -> lifecycle.Booted:
     """Boot a server on the chosen flavor and network (again after "No valid host").
 
     `record` learns each server ID as it is created (None once it is deleted for a retry), so
@@ -350,7 +351,8 @@ class ServerStep:
         def record(server_id: str | None) -> None:
             state.server_id = server_id
 
-        boot_server(cloud, self.options, self.context, boot, record, state=state)
+        booted = boot_server(cloud, self.options, self.context, boot, record, state=state)
+        state.server_created_at = booted.created_at
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the server and wait until it is gone, so its port frees the security group."""
@@ -378,15 +380,18 @@ def judge_console(console: str | None, nonce: str, secrets: Mapping[str, str]) -
 
 
 def wait_for_console(
-    cloud: Cloud, context: RunContext, server_id: str, timeout: float
+    cloud: Cloud, context: RunContext, server_id: str, timeout: float, *, since: float | None
 ) -> str | None:
     """Wait for a guest to power itself off and return its console log (None: the cloud has none).
 
     The one completion path of every server a build boots (builder and test server), through
     the run's poller: ERROR, disappearance or timeout raise `lifecycle.ServerError`; a
-    cancellation raises `Cancelled` at the next tick.
+    cancellation raises `Cancelled` at the next tick. `since`: the server's creation
+    (`lifecycle.Booted.created_at`): every answer since then counts.
     """
-    lifecycle.wait_for_power_off(context.poller, server_id, timeout, context.cancellation)
+    lifecycle.wait_for_power_off(
+        context.poller, server_id, timeout, context.cancellation, since=since
+    )
     return cloud.console_output(server_id)
 
 
@@ -403,7 +408,13 @@ class WaitStep:
         cloud = state.clouds[self.options.cloud]
         if state.server_id is None:
             raise StepError("no server to wait for")
-        console = wait_for_console(cloud, self.context, state.server_id, self.options.timeout)
+        console = wait_for_console(
+            cloud,
+            self.context,
+            state.server_id,
+            self.options.timeout,
+            since=state.server_created_at,
+        )
         judge_console(console, state.nonce, self.options.secret_values())
         state.builder_facts = marker.parse_facts(console or "", state.nonce)
 
@@ -467,14 +478,9 @@ class SnapshotStep:
             )
         except backoff.WaitTimeoutError as exc:
             raise StepError(str(exc)) from exc
-        # The builder has served its purpose: its deletion runs while the image is copied,
-        # and the server step's cleanup only waits for it to be gone.
-        try:
-            state.server_delete_asked_at = lifecycle.request_delete(
-                cloud, self.context.poller, state.server_id
-            )
-        except Exception as exc:
-            logger.warning("%s snapshot: could not delete the builder yet: %s", state.label, exc)
+        # With verification the builder goes once the test server has booted (see VerifyStep).
+        if not self.options.verify:
+            let_builder_go(cloud, self.context, state, self.name)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the snapshot when the build failed or it was only a transit copy."""
@@ -482,6 +488,22 @@ class SnapshotStep:
         if state.snapshot_id and (failed or transit):
             state.clouds[self.options.cloud].delete_image(state.snapshot_id)
             state.snapshot_id = None
+
+
+def let_builder_go(cloud: Cloud, context: RunContext, state: BuildState, step: str) -> None:
+    """Ask for the builder's deletion now that its snapshot is done with it.
+
+    It goes while the build goes on, and the server step's clean-up only waits for it to be
+    gone. A failed request is left to that clean-up, which asks again.
+    """
+    if state.server_id is None or state.server_delete_asked_at is not None:
+        return
+    try:
+        state.server_delete_asked_at = lifecycle.request_delete(
+            cloud, context.poller, state.server_id
+        )
+    except Exception as exc:
+        logger.warning("%s %s: could not delete the builder yet: %s", state.label, step, exc)
 
 
 def _log_checks(label: str, checks: Sequence[marker.Check]) -> None:
@@ -539,9 +561,17 @@ class VerifyStep:
         def record(server_id: str | None) -> None:
             state.verify_server_id = server_id
 
-        server_id = boot_server(cloud, self.options, self.context, boot, record, state=state)
+        booted = boot_server(cloud, self.options, self.context, boot, record, state=state)
+        server_id = booted.server_id
+        # Not sooner: a deletion costs the cloud about what a boot does, and on a busy cloud
+        # it would slow this boot down; the guest's run hides it instead.
+        let_builder_go(cloud, self.context, state, self.name)
         console = wait_for_console(
-            cloud, self.context, server_id, max(0.0, deadline - self.context.clock())
+            cloud,
+            self.context,
+            server_id,
+            max(0.0, deadline - self.context.clock()),
+            since=booted.created_at,
         )
         # The test server has said all it will: it goes while the image is copied, and the
         # clean-up only waits for it to be gone.
@@ -587,7 +617,9 @@ class VerifyStep:
     def _record(self, cloud: Cloud, state: BuildState, report: marker.VerifyReport | None) -> None:
         extra = verification.properties(report)
         state.properties.update(extra)
-        if state.snapshot_id:
+        # A transit snapshot goes once copied, and its copies get every property at upload:
+        # only a snapshot that is itself one of the results needs them set.
+        if state.snapshot_id and self.options.cloud in self.options.targets():
             cloud.update_image_properties(state.snapshot_id, extra)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
