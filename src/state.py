@@ -261,6 +261,24 @@ def _runner_binary_repo(config: Mapping[str, ConfigValue]) -> str:
     return repo
 
 
+def _check_user_data_fits(values: Mapping[str, object]) -> None:
+    """Raise when the script secrets, script URL and proxy leave the builder no user-data room.
+
+    The CLI refuses such a build (the same rule), so the unit blocks instead of failing every
+    build while Active.
+    """
+    secrets, url, proxy = (values.get(f) for f in ("script_secrets", "script_url", "image_proxy"))
+    if not (isinstance(secrets, dict) and isinstance(url, str)):
+        return  # already reported
+    problem = rules.user_data_room_problem(
+        {name: value.get_secret_value() for name, value in secrets.items()},
+        url,
+        proxy.get_secret_value() if isinstance(proxy, pydantic.SecretStr) else "",
+    )
+    if problem:
+        raise InvalidConfigError("script-secret-id", problem)
+
+
 def _check_arch_fits(values: Mapping[str, object]) -> None:
     """Raise when the architecture cannot be built from the runner repository or the bases."""
     arch_word, repo = values.get("arch"), values.get("runner_binary_repo")
@@ -479,10 +497,11 @@ def load_config(
     if isinstance(pins, dict):
         values["bases"] = tuple(pins)
         values["base_serials"] = {codename: serial for codename, serial in pins.items() if serial}
-    try:
-        _check_arch_fits(values)
-    except InvalidConfigError as error:
-        errors.append(error)
+    for check in (_check_arch_fits, _check_user_data_fits):
+        try:
+            check(values)
+        except InvalidConfigError as error:
+            errors.append(error)
     if errors:
         raise ConfigValidationError(errors)
     return BuildConfig.model_validate(values)

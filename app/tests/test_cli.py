@@ -427,7 +427,7 @@ def test_user_data_too_long_for_nova_is_a_usage_error_before_any_cloud(
     with pytest.raises(SystemExit) as exc:
         cli.main(argv, env=env, deps=cli.Deps(open_cloud=lambda n: cloud))
     assert exc.value.code == 2
-    assert "more than the 65535 Nova accepts" in capsys.readouterr().err
+    assert "more than the 28000 it has room for" in capsys.readouterr().err
     assert cloud.calls == []
 
 

@@ -241,8 +241,76 @@ def test_unquoted_template_output_is_refused() -> None:
 
 def test_user_data_larger_than_nova_accepts_is_refused() -> None:
     big = options(script_url="https://example.com/s.sh", script_secrets={"BIG": "x" * 60000})
-    with pytest.raises(ValueError, match="65535"):
+    with pytest.raises(ValueError, match="more than the 28000 it has room for"):
         userdata.render_user_data(big)
+    # The last guard, whatever the room says: Nova's own limit.
+    with pytest.raises(ValueError, match="65535"):
+        userdata.check_length("x" * 49150)
+
+
+def _filling_the_room(script_url: str, proxy: str) -> dict[str, str]:
+    """Return secrets that, with the URL and proxy, take exactly the room (quotes included)."""
+    found: dict[str, str] = {}
+    # Single quotes grow fivefold when shell-quoted: the worst case for the rendered size.
+    for index in range(10):
+        found[f"SECRET_{index:02}"] = "a'b\\c$" * 100
+    left = rules.USER_DATA_ROOM - rules.operator_data_size(found, script_url, proxy)
+    last = "LAST"
+    filler = left - rules.SECRET_LINE_COST - len(last)  # plain letters: shlex adds no quotes
+    assert filler > 0
+    found[last] = "x" * filler
+    assert rules.operator_data_size(found, script_url, proxy) == rules.USER_DATA_ROOM
+    return found
+
+
+LONG_REPO = "canonical/github-actions-runner-with-a-long-organisation-and-repository-name"
+
+
+def _built(base: platforms.Base, arch: platforms.Arch) -> bool:
+    try:
+        platforms.check_pair(base, arch)
+        platforms.check_runner_repo(LONG_REPO, arch)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("base", "arch"),
+    [(b, a) for b in BASES for a in ARCHES if _built(b, a)],
+    ids=lambda v: v.codename if isinstance(v, platforms.Base) else v.github,
+)
+def test_operator_values_that_fill_the_room_still_fit_in_nova(
+    base: platforms.Base, arch: platforms.Arch
+) -> None:
+    """The charm blocks beyond USER_DATA_ROOM; up to it, every builder's user-data fits."""
+    repo = LONG_REPO
+    url = "https://scripts.example.com/" + "p" * 200 + "/build.sh"
+    proxy = "http://user:" + "s" * 100 + "@proxy.example.com:3128"
+    text = userdata.render_user_data(
+        userdata.UserDataOptions(
+            base=base,
+            arch=arch,
+            nonce=NONCE,
+            runner_version="2.330.0",
+            script_url=url,
+            script_secrets=_filling_the_room(url, proxy),
+            proxy=proxy,
+            runner_binary_repo=repo,
+        )
+    )
+    userdata.check_length(text)  # rendering checked it too; said again for the reader
+    one_more = userdata.UserDataOptions(
+        base=base,
+        arch=arch,
+        nonce=NONCE,
+        script_url=url,
+        script_secrets={**_filling_the_room(url, proxy), "X": "y"},
+        proxy=proxy,
+        runner_binary_repo=repo,
+    )
+    with pytest.raises(ValueError, match="room for"):
+        userdata.render_user_data(one_more)
 
 
 @pytest.mark.parametrize(

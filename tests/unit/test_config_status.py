@@ -110,6 +110,25 @@ def test_script_secret_key_that_is_no_variable_name_blocks(ctx: Ctx, machine: Ma
     )
 
 
+def test_script_secrets_too_large_for_the_builders_user_data_block(
+    ctx: Ctx, machine: Machine
+) -> None:
+    """The CLI would refuse every build (Nova's user-data limit): the unit says so instead."""
+    secret = password_secret()
+    big = testing.Secret(tracked_content={"certificate": "x" * 30_000})
+    config = valid_config(
+        secret, **{"script-secret-id": big.id, "script-url": "https://example.com/s.sh"}
+    )
+    out = ctx.run(ctx.on.config_changed(), testing.State(config=config, secrets={secret, big}))
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert out.unit_status.message.startswith(
+        "script-secret-id: the script secrets, script URL and proxy take 30"
+    )
+    assert "more than the 28000 it has room for" in out.unit_status.message
+    assert "x" * 20 not in out.unit_status.message
+    assert machine.cli_calls() == []
+
+
 @pytest.mark.parametrize(
     ("key", "name"), [("path", "PATH"), ("bash-env", "BASH_ENV"), ("grib-x", "GRIB_X")]
 )

@@ -241,6 +241,10 @@ SECRET_CASES = [
         pytest.param({"token": value}, id=f"value={value[:40]!r}")
         for value in [*CORPUS, *EDGE_VALUES["secret-value"]]
     ),
+    # Around the builder's user-data room (rules.USER_DATA_ROOM): both accept, both refuse.
+    pytest.param({"big": "x" * 27_000}, id="value=27000 bytes"),
+    pytest.param({"big": "x" * 28_000}, id="value=28000 bytes"),
+    pytest.param({f"k{i}": "'" * 1_500 for i in range(4)}, id="4 values of 1500 quotes"),
 ]
 
 

@@ -162,6 +162,11 @@ def render_user_data(options: UserDataOptions) -> str:
     ]
     # Secrets are only rendered for a script that receives them.
     secrets = sorted(options.script_secrets.items()) if options.script_url else []
+    proxy = rules.normalize_proxy(options.proxy) if options.proxy else ""
+    # The charm checks the same room, so it blocks before a build would fail here.
+    problem = rules.user_data_room_problem(options.script_secrets, options.script_url or "", proxy)
+    if problem:
+        raise ValueError(problem)
     text = (
         template_environment()
         .get_template("user-data.sh.j2")
@@ -179,7 +184,7 @@ def render_user_data(options: UserDataOptions) -> str:
                 if options.runner_version
                 else ""
             ),
-            proxy=rules.normalize_proxy(options.proxy) if options.proxy else "",
+            proxy=proxy,
             script_url=options.script_url or "",
             secrets=secrets,
             packages=contract.packages(options.base.codename, options.arch.ubuntu),

@@ -5,6 +5,7 @@ into a usage error, the charm into a Blocked status naming its own option.
 """
 
 import re
+import shlex
 import urllib.parse
 from collections.abc import Mapping
 
@@ -248,3 +249,39 @@ def _valid_host(hostname: str, netloc: str) -> bool:
     if netloc.startswith("["):
         return bool(_IPV6.fullmatch(hostname)) and ":" in hostname
     return bool(_HOSTNAME.fullmatch(hostname))
+
+
+# Room in the builder's user-data for what the operator gives: the script secrets, the script
+# URL and the proxy. Nova refuses user-data over 65535 bytes base64-encoded (49149 bytes before);
+# the rest of the script takes up to 18.3 KB, and app/tests/test_userdata.py renders a user-data
+# that fills this room, for every base and arch, to prove it still fits.
+USER_DATA_ROOM = 28_000
+# What each secret costs besides its quoted name and value: its template lines (a shellcheck
+# comment, `export`, `=`, indentation and newlines: 97 bytes).
+SECRET_LINE_COST = 100
+
+
+def operator_data_size(secrets: Mapping[str, str], script_url: str, proxy: str) -> int:
+    """Return the bytes the operator's values take in the builder's user-data, shell-quoted.
+
+    The secrets are rendered only for a script (no script URL: they cost nothing).
+    """
+    size = len(shlex.quote(script_url)) + len(shlex.quote(proxy))
+    if script_url:
+        size += sum(
+            SECRET_LINE_COST + len(shlex.quote(name)) + len(shlex.quote(value))
+            for name, value in secrets.items()
+        )
+    return size
+
+
+def user_data_room_problem(secrets: Mapping[str, str], script_url: str, proxy: str) -> str | None:
+    """Return why the operator's values do not fit in the builder's user-data, or None."""
+    size = operator_data_size(secrets, script_url, proxy)
+    if size <= USER_DATA_ROOM:
+        return None
+    return (
+        f"the script secrets, script URL and proxy take {size} bytes of the builder's "
+        f"user-data, more than the {USER_DATA_ROOM} it has room for (Nova's limit); "
+        "shorten or remove secret values, or fetch large files from the script instead"
+    )
