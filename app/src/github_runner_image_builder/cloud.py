@@ -67,6 +67,13 @@ class ServerState:
     fault: str | None = None
 
 
+# The poller's server list (every tick) reads status and fault only, which 2.1 has. Later
+# microversions make Nova do more per server and answer (2.16's host status is a policy check
+# per server, 2.47 embeds the flavor, 2.98 the image properties): about 30 % of Nova's CPU per
+# list of eight servers on the local cloud.
+STATE_LIST_MICROVERSION = "2.1"
+
+
 def _server_state(server: Any) -> ServerState | None:
     if server is None or server.status == "DELETED":
         return None
@@ -329,7 +336,10 @@ class Cloud:
 
         def list_servers() -> dict[str, ServerState]:
             states = {}
-            for server in self.conn.compute.servers(details=True, name=name_filter):
+            servers = self.conn.compute.servers(
+                details=True, name=name_filter, microversion=STATE_LIST_MICROVERSION
+            )
+            for server in servers:
                 state = _server_state(server)
                 if state is not None:
                     states[str(server.id)] = state
