@@ -221,17 +221,20 @@ def test_a_deletion_asked_for_earlier_is_waited_out_without_a_tick() -> None:
     assert cloud.server_lists == lists + 2 and cloud.deleted == ["s", "t"]
 
 
-def test_a_guest_seen_off_by_its_boots_last_answer_costs_no_further_tick() -> None:
-    """The wait for power-off counts every answer since the server's creation (a short guest)."""
-    cloud = ListingCloud()
+def _booted_on_a_fake_clock(
+    cloud: ListingCloud, status: str, off_at: float | None = None
+) -> tuple[Poller, lifecycle.Booted, list[float]]:
+    """Boot server "s", first listed as `status` (SHUTOFF from `off_at` on); the clock moves
+    only in the poller's pauses."""
     now = [0.0]
 
     def sleep(seconds: float) -> None:
         now[0] += seconds
+        if off_at is not None and now[0] >= off_at:
+            cloud.states["s"] = ServerState("SHUTOFF")
 
     def create() -> str:
-        # BUILD at creation; the guest is done (SHUTOFF) by the first list after it.
-        cloud.states["s"] = ServerState("SHUTOFF")
+        cloud.states["s"] = ServerState(status)
         return "s"
 
     poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
@@ -239,6 +242,14 @@ def test_a_guest_seen_off_by_its_boots_last_answer_costs_no_further_tick() -> No
         cloud, poller, create, lambda _: None, timeout=60, label="x", sleep=sleep,
         clock=lambda: now[0],
     )  # fmt: skip
+    return poller, booted, now
+
+
+def test_a_guest_seen_off_by_its_boots_last_answer_costs_no_further_tick() -> None:
+    """The wait for power-off counts every answer since the server's creation (a short guest)."""
+    cloud = ListingCloud()
+    # The guest is done (SHUTOFF) by the first list after its creation.
+    poller, booted, now = _booted_on_a_fake_clock(cloud, "SHUTOFF")
     lists, at = cloud.server_lists, now[0]
     lifecycle.wait_for_power_off(poller, booted.server_id, 60, since=booted.created_at)
     assert (cloud.server_lists, now[0]) == (lists, at)
@@ -249,22 +260,7 @@ def test_a_guest_seen_off_by_its_boots_last_answer_costs_no_further_tick() -> No
 
 def test_a_guest_seen_running_by_its_boot_is_waited_for_by_later_answers() -> None:
     cloud = ListingCloud()
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-        if now[0] >= 2:
-            cloud.states["s"] = ServerState("SHUTOFF")
-
-    def create() -> str:
-        cloud.states["s"] = ServerState("ACTIVE")
-        return "s"
-
-    poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
-    booted = lifecycle.boot(
-        cloud, poller, create, lambda _: None, timeout=60, label="x", sleep=sleep,
-        clock=lambda: now[0],
-    )  # fmt: skip
+    poller, booted, now = _booted_on_a_fake_clock(cloud, "ACTIVE", off_at=2)
     assert now[0] == 1.0  # the boot's answer showed it ACTIVE
     lifecycle.wait_for_power_off(poller, booted.server_id, 60, since=booted.created_at)
     assert (cloud.server_lists, now[0]) == (2, 2.0)
