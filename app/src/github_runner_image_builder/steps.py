@@ -478,9 +478,15 @@ class SnapshotStep:
             )
         except backoff.WaitTimeoutError as exc:
             raise StepError(str(exc)) from exc
-        # With verification the builder goes once the test server has booted (see VerifyStep).
-        if not self.options.verify:
-            let_builder_go(cloud, self.context, state, self.name)
+        # The builder has served its purpose: its deletion runs while the image is verified
+        # and copied (freeing its quota and host for the test server, even after "No valid
+        # host"), and the server step's cleanup only waits for it to be gone.
+        try:
+            state.server_delete_asked_at = lifecycle.request_delete(
+                cloud, self.context.poller, state.server_id
+            )
+        except Exception as exc:
+            logger.warning("%s snapshot: could not delete the builder yet: %s", state.label, exc)
 
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the snapshot when the build failed or it was only a transit copy."""
@@ -488,22 +494,6 @@ class SnapshotStep:
         if state.snapshot_id and (failed or transit):
             state.clouds[self.options.cloud].delete_image(state.snapshot_id)
             state.snapshot_id = None
-
-
-def let_builder_go(cloud: Cloud, context: RunContext, state: BuildState, step: str) -> None:
-    """Ask for the builder's deletion now that its snapshot is done with it.
-
-    It goes while the build goes on, and the server step's clean-up only waits for it to be
-    gone. A failed request is left to that clean-up, which asks again.
-    """
-    if state.server_id is None or state.server_delete_asked_at is not None:
-        return
-    try:
-        state.server_delete_asked_at = lifecycle.request_delete(
-            cloud, context.poller, state.server_id
-        )
-    except Exception as exc:
-        logger.warning("%s %s: could not delete the builder yet: %s", state.label, step, exc)
 
 
 def _log_checks(label: str, checks: Sequence[marker.Check]) -> None:
@@ -563,9 +553,6 @@ class VerifyStep:
 
         booted = boot_server(cloud, self.options, self.context, boot, record, state=state)
         server_id = booted.server_id
-        # Not sooner: a deletion costs the cloud about what a boot does, and on a busy cloud
-        # it would slow this boot down; the guest's run hides it instead.
-        let_builder_go(cloud, self.context, state, self.name)
         console = wait_for_console(
             cloud,
             self.context,
