@@ -467,14 +467,15 @@ class FakeCloud(Cloud):
     def _look(self, server: FakeServer) -> ServerState:
         """The guest runs (and powers off) after `polls_to_shutoff` + `polls_active` looks."""
         server.polls += 1
-        running = server.status == "ACTIVE" and server.polls <= self.polls_to_shutoff + (
-            self.polls_active
+        guest_done = self.polls_to_shutoff + self.polls_active
+        # Still booting, or ACTIVE only because its guest has not run yet.
+        waiting = server.status == "BUILD" or (
+            server.status == "ACTIVE" and server.polls <= guest_done
         )
-        if (server.status == "BUILD" or running) and server.polls >= self.polls_to_shutoff:
-            if server.polls < self.polls_to_shutoff + self.polls_active:
-                server.status = "ACTIVE"
-            else:
-                self._guest_runs(server)
+        if waiting and server.polls >= guest_done:
+            self._guest_runs(server)
+        elif server.status == "BUILD" and server.polls >= self.polls_to_shutoff:
+            server.status = "ACTIVE"
         return ServerState(server.status, server.fault)
 
     def console_output(self, server_id: str) -> str | None:

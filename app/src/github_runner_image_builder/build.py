@@ -84,14 +84,9 @@ def run_builds(
     except Exception as error:
         logger.warning("the build cloud did not answer a first server list: %s", error)
     # A connection of its own for the image lists: a slow server list then delays no notice
-    # of a snapshot (one object for both, as a test's cloud may be, shares one lock).
-    image_cloud = open_cloud(options.cloud)
+    # of a snapshot.
     poller = Poller(
-        poll_cloud,
-        server_filter,
-        image_cloud=None if image_cloud is poll_cloud else image_cloud,
-        sleep=sleep,
-        clock=clock,
+        poll_cloud, server_filter, image_cloud=open_cloud(options.cloud), sleep=sleep, clock=clock
     )
     context = RunContext(poller, cancellation, sleep, clock)
 

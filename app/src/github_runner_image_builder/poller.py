@@ -57,8 +57,8 @@ class Poller:
     ) -> None:
         """Poll `cloud`; servers are listed with Nova's name filter `server_filter`.
 
-        `image_cloud`: a second connection to the same cloud for the image lists (else
-        `cloud`'s, under the one lock).
+        `image_cloud`: a second connection to the same cloud for the image lists (none, or
+        `cloud` itself: `cloud`'s, under the one lock).
         """
         self._cloud = cloud
         self._image_cloud = image_cloud or cloud
@@ -68,7 +68,8 @@ class Poller:
         self._clock = clock
         servers_lock = threading.Lock()  # `cloud`'s connection is used by one thread at a time
         self._servers = _Watch(servers_lock)
-        self._images = _Watch(servers_lock if image_cloud is None else threading.Lock())
+        shared = image_cloud is None or image_cloud is cloud
+        self._images = _Watch(servers_lock if shared else threading.Lock())
         self._ids_lock = threading.Lock()
         self._image_ids: dict[str, int] = {}  # image ID → how many waiters watch it
 
