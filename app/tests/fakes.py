@@ -14,10 +14,10 @@ import itertools
 import re
 from collections.abc import Iterator, Mapping
 
-from github_runner_image_builder import marker, userdata
-from github_runner_image_builder.choice import Flavor, Network
-from github_runner_image_builder.cloud import Cloud, ImageInfo, ServerState
-from github_runner_image_builder.revisions import (
+from github_runner_image_builder.cloud.client import Cloud, ImageInfo, ServerState
+from github_runner_image_builder.cloud.placement import Flavor, Network
+from github_runner_image_builder.guest import marker, userdata
+from github_runner_image_builder.images.revisions import (
     BUILD_ID,
     GroupRecord,
     ServerRecord,

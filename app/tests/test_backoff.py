@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from github_runner_image_builder import backoff
+from github_runner_image_builder.cloud import backoff
 
 
 class FakeTime:

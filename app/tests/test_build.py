@@ -9,20 +9,15 @@ from typing import Any
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import (
-    build,
-    cli,
-    lifecycle,
-    marker,
-    platforms,
-    revisions,
-    steps,
-    userdata,
-    verification,
-)
+from github_runner_image_builder import cli
 from github_runner_image_builder.cancel import Cancellation
-from github_runner_image_builder.cloud import Cloud
+from github_runner_image_builder.cloud import servers
+from github_runner_image_builder.cloud.client import Cloud
+from github_runner_image_builder.guest import marker, userdata, verification
+from github_runner_image_builder.images import revisions
+from github_runner_image_builder.pipeline import builds, steps
 from github_runner_image_builder.report import Report
+from image_builder_contract import platforms
 
 NOBLE, JAMMY = platforms.parse_base("noble"), platforms.parse_base("jammy")
 X64, ARM = platforms.parse_arch("x64"), platforms.parse_arch("arm64")
@@ -48,7 +43,7 @@ def run(
         return clouds[name]
 
     clock = FakeClock()
-    return build.run_builds(opts, renderer, open_cloud, sleep=clock.sleep, clock=clock.now)
+    return builds.run_builds(opts, renderer, open_cloud, sleep=clock.sleep, clock=clock.now)
 
 
 class FakeClock:
@@ -160,7 +155,7 @@ def test_secrets_reach_the_user_data_but_not_the_log(
     opts = options(mirror, script_secrets={"TOKEN": "s3cr3t-value"}, runner_version="2.321.0")
     caplog.set_level("DEBUG")
     clock = FakeClock()
-    report = build.run_builds(opts, recording_render, lambda n: cloud, clock.sleep, clock.now)
+    report = builds.run_builds(opts, recording_render, lambda n: cloud, clock.sleep, clock.now)
     assert report.exit_code == 0
     assert seen == ["s3cr3t-value"]
     assert "s3cr3t-value" not in caplog.text
@@ -448,9 +443,9 @@ def test_a_server_without_a_valid_host_is_booted_again(
     cloud = FakeCloud("build")
     cloud.no_valid_host = 2
     clock = FakeClock()
-    opts = options(mirror, boot_retry=lifecycle.BootRetry(delay=(30, 60)))
+    opts = options(mirror, boot_retry=servers.BootRetry(delay=(30, 60)))
     with caplog.at_level(logging.WARNING):
-        report = build.run_builds(opts, render, lambda n: cloud, clock.sleep, clock.now)
+        report = builds.run_builds(opts, render, lambda n: cloud, clock.sleep, clock.now)
     assert report.exit_code == 0, report.failures
     assert cloud.calls.count("create_server") == 4  # three builder boots, then the test server
     assert cloud.calls.count("delete_server") == 4  # two failed boots, builder, test server
@@ -492,7 +487,7 @@ def test_a_cancelled_build_cleans_up_and_says_where_it_stopped(
     upload = FakeCloud("up")
     clouds = {"build": cloud, "up": upload}
     clock = FakeClock()
-    report = build.run_builds(
+    report = builds.run_builds(
         options(mirror, upload_clouds=("up",), bases=(NOBLE, JAMMY)),
         render,
         lambda n: clouds[n],

@@ -2,7 +2,7 @@
 
 import pytest
 
-from github_runner_image_builder.choice import (
+from github_runner_image_builder.cloud.placement import (
     ChoiceError,
     Flavor,
     Network,

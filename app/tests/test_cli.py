@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
-from github_runner_image_builder import cli, logs, marker, revisions, userdata
-from github_runner_image_builder.cloud import Cloud
+from github_runner_image_builder import cli, logs
+from github_runner_image_builder.cloud.client import Cloud
+from github_runner_image_builder.guest import marker, userdata
+from github_runner_image_builder.images import revisions
 
 
 def usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

@@ -22,9 +22,9 @@ from openstack.network.v2 import network as _network
 from openstack.network.v2 import security_group as _group
 from openstack.test import fakes
 
-from github_runner_image_builder import cloud as cloud_module
-from github_runner_image_builder.cloud import Cloud, CloudClockError, response_date
-from github_runner_image_builder.revisions import BUILD_ID, group_description
+from github_runner_image_builder.cloud import client as cloud_module
+from github_runner_image_builder.cloud.client import Cloud, CloudClockError, response_date
+from github_runner_image_builder.images.revisions import BUILD_ID, group_description
 
 
 @functools.cache

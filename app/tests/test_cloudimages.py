@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2
-from github_runner_image_builder import baseimage, cloudimages, platforms
+from github_runner_image_builder.images import baseimage, ubuntu_mirror
+from image_builder_contract import platforms
 
 NOBLE = platforms.parse_base("noble")
 X64 = platforms.parse_arch("x64")
@@ -23,25 +24,25 @@ def test_find_sha256_in_sums() -> None:
         f"{'a' * 64} *noble-server-cloudimg-arm64.img\n"
         f"{'B' * 64} *noble-server-cloudimg-amd64.img\n"
     )
-    assert cloudimages.find_sha256(sums, "noble-server-cloudimg-amd64.img") == "b" * 64
-    with pytest.raises(cloudimages.ChecksumError, match="lists no noble-server-cloudimg-s390x"):
-        cloudimages.find_sha256(sums, "noble-server-cloudimg-s390x.img")
+    assert ubuntu_mirror.find_sha256(sums, "noble-server-cloudimg-amd64.img") == "b" * 64
+    with pytest.raises(ubuntu_mirror.ChecksumError, match="lists no noble-server-cloudimg-s390x"):
+        ubuntu_mirror.find_sha256(sums, "noble-server-cloudimg-s390x.img")
 
 
 def test_urls() -> None:
-    assert cloudimages.file_name(NOBLE, X64) == "noble-server-cloudimg-amd64.img"
-    assert cloudimages.directory_url("https://m", NOBLE) == "https://m/noble/current"
-    assert cloudimages.check_url("file:///srv/mirror/") == "file:///srv/mirror"
+    assert ubuntu_mirror.file_name(NOBLE, X64) == "noble-server-cloudimg-amd64.img"
+    assert ubuntu_mirror.directory_url("https://m", NOBLE) == "https://m/noble/current"
+    assert ubuntu_mirror.check_url("file:///srv/mirror/") == "file:///srv/mirror"
     with pytest.raises(ValueError, match="must be an http"):
-        cloudimages.check_url("ftp://example.com")
+        ubuntu_mirror.check_url("ftp://example.com")
 
 
 def test_disk_format_from_magic() -> None:
-    assert cloudimages.disk_format(qcow2()) == "qcow2"
-    assert cloudimages.disk_format(b"\0" * 512) == "raw"
+    assert ubuntu_mirror.disk_format(qcow2()) == "qcow2"
+    assert ubuntu_mirror.disk_format(b"\0" * 512) == "raw"
 
 
-def drain(reader: cloudimages.VerifyingReader, n: int = 1000) -> bytes:
+def drain(reader: ubuntu_mirror.VerifyingReader, n: int = 1000) -> bytes:
     out = b""
     while chunk := reader.read(n):
         out += chunk
@@ -51,7 +52,7 @@ def drain(reader: cloudimages.VerifyingReader, n: int = 1000) -> bytes:
 @pytest.mark.parametrize("size_known", [True, False])
 def test_verifying_reader_passes_matching_bytes(size_known: bool) -> None:
     data = qcow2(5000)
-    reader = cloudimages.VerifyingReader(
+    reader = ubuntu_mirror.VerifyingReader(
         io.BytesIO(data), sha(data), len(data) if size_known else None
     )
     assert reader.peek(4) == b"QFI\xfb"
@@ -60,23 +61,23 @@ def test_verifying_reader_passes_matching_bytes(size_known: bool) -> None:
 
 def test_verifying_reader_withholds_the_last_bytes_on_mismatch() -> None:
     data = qcow2(5000)
-    reader = cloudimages.VerifyingReader(io.BytesIO(data), sha(b"other"), len(data))
+    reader = ubuntu_mirror.VerifyingReader(io.BytesIO(data), sha(b"other"), len(data))
     handed_out = b""
-    with pytest.raises(cloudimages.ChecksumError, match="does not match"):
+    with pytest.raises(ubuntu_mirror.ChecksumError, match="does not match"):
         while chunk := reader.read(1000):
             handed_out += chunk
     assert len(handed_out) == 4000  # the receiver never got a complete image
 
 
 def test_verifying_reader_unknown_size_fails_at_end() -> None:
-    reader = cloudimages.VerifyingReader(io.BytesIO(b"abc"), sha(b"abd"), None)
-    with pytest.raises(cloudimages.ChecksumError):
+    reader = ubuntu_mirror.VerifyingReader(io.BytesIO(b"abc"), sha(b"abd"), None)
+    with pytest.raises(ubuntu_mirror.ChecksumError):
         list(reader.chunks())
 
 
 def test_verifying_reader_short_stream() -> None:
-    reader = cloudimages.VerifyingReader(io.BytesIO(b"abc"), sha(b"abc"), 10)
-    with pytest.raises(cloudimages.ChecksumError, match="got 3 of 10 bytes"):
+    reader = ubuntu_mirror.VerifyingReader(io.BytesIO(b"abc"), sha(b"abc"), 10)
+    with pytest.raises(ubuntu_mirror.ChecksumError, match="got 3 of 10 bytes"):
         drain(reader)
 
 
@@ -130,6 +131,6 @@ def test_corrupt_download_leaves_no_image(tmp_path: Path) -> None:
     url = make_mirror(tmp_path, {"noble-server-cloudimg-amd64.img": qcow2(5000)})
     (tmp_path / "noble/current/noble-server-cloudimg-amd64.img").write_bytes(qcow2(5001))
     cloud = FakeCloud()
-    with pytest.raises(cloudimages.ChecksumError):
+    with pytest.raises(ubuntu_mirror.ChecksumError):
         baseimage.ensure_base_image(cloud, url, "p", NOBLE, X64)
     assert cloud.image_info == {}

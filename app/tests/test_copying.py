@@ -3,8 +3,8 @@
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2
-from github_runner_image_builder import copying
-from github_runner_image_builder.cloud import ImageInfo
+from github_runner_image_builder.cloud.client import ImageInfo
+from github_runner_image_builder.images import copying
 
 
 def source_cloud(size: int = 5 * 1024 * 1024 + 3) -> tuple[FakeCloud, ImageInfo]:

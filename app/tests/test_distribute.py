@@ -5,7 +5,8 @@ import json
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2
-from github_runner_image_builder import cli, revisions
+from github_runner_image_builder import cli
+from github_runner_image_builder.images import revisions
 from image_builder_contract import names
 
 NAME = "p-noble-x64"

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from github_runner_image_builder import fanout
+from github_runner_image_builder.images import fanout
 
 
 def read_all(reader: fanout.QueueReader, n: int = 100) -> bytes:

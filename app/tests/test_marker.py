@@ -2,7 +2,7 @@
 
 import pytest
 
-from github_runner_image_builder import marker
+from github_runner_image_builder.guest import marker
 
 
 def test_success_round_trip() -> None:

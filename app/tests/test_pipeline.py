@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from github_runner_image_builder.pipeline import Outcome, run_pipeline
+from github_runner_image_builder.pipeline.multistep import Outcome, run_pipeline
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@
 import pytest
 
 from app.tests.fakes import hostile_runner_repos
-from github_runner_image_builder import platforms
+from image_builder_contract import names, platforms
 
 
 @pytest.mark.parametrize("word", ["x64", "amd64", "x86_64", "AMD64", " x64 "])
@@ -34,8 +34,8 @@ def test_unknown_base_names_choices() -> None:
 
 def test_names() -> None:
     noble, x64 = platforms.parse_base("noble"), platforms.parse_arch("x64")
-    assert platforms.image_name("p", noble, x64) == "p-noble-x64"
-    assert platforms.base_image_name("p", noble, x64) == "p-base-noble-amd64"
+    assert names.image_name("p", noble, x64) == "p-noble-x64"
+    assert names.base_image_name("p", noble, x64) == "p-base-noble-amd64"
 
 
 @pytest.mark.parametrize(
@@ -59,8 +59,8 @@ def test_every_word_operators_use(
 
 def test_armhf_boots_the_arm64_cloud_image_and_names_its_own_images() -> None:
     noble, armhf = platforms.parse_base("noble"), platforms.parse_arch("armhf")
-    assert platforms.image_name("p", noble, armhf) == "p-noble-arm"
-    assert platforms.base_image_name("p", noble, armhf) == "p-base-noble-arm64"
+    assert names.image_name("p", noble, armhf) == "p-noble-arm"
+    assert names.base_image_name("p", noble, armhf) == "p-base-noble-arm64"
 
 
 @pytest.mark.parametrize(
@@ -79,9 +79,9 @@ def test_a_base_pinned_to_a_serial() -> None:
     pinned = platforms.parse_base("noble@20260715")
     assert (pinned.codename, pinned.serial) == ("noble", "20260715")
     assert platforms.parse_base("24.04@20260715.1").serial == "20260715.1"
-    assert platforms.image_name("p", pinned, platforms.parse_arch("x64")) == "p-noble-x64"
+    assert names.image_name("p", pinned, platforms.parse_arch("x64")) == "p-noble-x64"
     assert (
-        platforms.base_image_name("p", pinned, platforms.parse_arch("x64"))
+        names.base_image_name("p", pinned, platforms.parse_arch("x64"))
         == "p-base-noble-20260715-amd64"
     )
 

@@ -5,11 +5,11 @@ import time
 
 import pytest
 
-from github_runner_image_builder import lifecycle
-from github_runner_image_builder.backoff import WaitTimeoutError
 from github_runner_image_builder.cancel import Cancellation, Cancelled
-from github_runner_image_builder.cloud import Cloud, ServerState
-from github_runner_image_builder.poller import Poller
+from github_runner_image_builder.cloud import servers
+from github_runner_image_builder.cloud.backoff import WaitTimeoutError
+from github_runner_image_builder.cloud.client import Cloud, ServerState
+from github_runner_image_builder.cloud.poller import Poller
 
 
 class ListingCloud(Cloud):
@@ -104,13 +104,13 @@ def test_timeout_error_and_cancel() -> None:
         poller.wait_server("s", _off, 30, "s")
     assert now[0] == 30.0
     cloud.states["s"] = ServerState("ERROR", "boom")
-    with pytest.raises(lifecycle.ServerError, match="server s went to ERROR: boom"):
-        lifecycle.wait_for_power_off(poller, "s", 30)
+    with pytest.raises(servers.ServerError, match="server s went to ERROR: boom"):
+        servers.wait_for_power_off(poller, "s", 30)
     cancellation = Cancellation()
     cancellation.cancel()
     cloud.states["s"] = ServerState("ACTIVE")
     with pytest.raises(Cancelled):
-        lifecycle.wait_for_power_off(poller, "s", 30, cancellation)
+        servers.wait_for_power_off(poller, "s", 30, cancellation)
 
 
 def test_images_are_listed_by_the_ids_being_waited_for() -> None:
@@ -152,14 +152,14 @@ def test_boot_again_after_no_valid_host_then_succeed() -> None:
         return server_id
 
     poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
-    booted = lifecycle.boot(
+    booted = servers.boot(
         cloud,
         poller,
         create,
         recorded.append,
         timeout=600,
         label="noble-x64",
-        retry=lifecycle.BootRetry(delay=(30, 30)),
+        retry=servers.BootRetry(delay=(30, 30)),
         sleep=sleep,
         clock=lambda: now[0],
     )
@@ -180,15 +180,15 @@ def test_no_boot_again_without_time_left() -> None:
         return "s"
 
     poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
-    with pytest.raises(lifecycle.ServerError, match="no time left within the timeout"):
-        lifecycle.boot(
+    with pytest.raises(servers.ServerError, match="no time left within the timeout"):
+        servers.boot(
             cloud,
             poller,
             create,
             lambda _: None,
             timeout=40,
             label="x",
-            retry=lifecycle.BootRetry(delay=(45, 60)),
+            retry=servers.BootRetry(delay=(45, 60)),
             sleep=sleep,
             clock=lambda: now[0],
         )
@@ -206,24 +206,24 @@ def test_a_deletion_asked_for_earlier_is_waited_out_without_a_tick() -> None:
         now[0] += seconds
 
     poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
-    asked_at = lifecycle.request_delete(cloud, poller, "s")
+    asked_at = servers.request_delete(cloud, poller, "s")
     now[0] += 5  # the build copies meanwhile, and another wait lists the servers
     assert poller.wait_server("other", lambda s: s, 60, "other") == ServerState("ACTIVE")
     lists, pauses[:] = cloud.server_lists, []
-    lifecycle.delete(cloud, poller, "s", asked_at=asked_at)
+    servers.delete(cloud, poller, "s", asked_at=asked_at)
     assert (pauses, cloud.server_lists) == ([], lists)  # that list, asked after, showed it gone
     # A list from before the deletion was asked for does not count: one fresh call, no pause.
     cloud.states["t"] = ServerState("SHUTOFF")
     poller.wait_server("t", lambda s: s, 60, "t")
-    asked_at = lifecycle.request_delete(cloud, poller, "t")
+    asked_at = servers.request_delete(cloud, poller, "t")
     now[0] += 5
-    lifecycle.delete(cloud, poller, "t", asked_at=asked_at)
+    servers.delete(cloud, poller, "t", asked_at=asked_at)
     assert cloud.server_lists == lists + 2 and cloud.deleted == ["s", "t"]
 
 
 def _booted_on_a_fake_clock(
     cloud: ListingCloud, status: str, off_at: float | None = None
-) -> tuple[Poller, lifecycle.Booted, list[float]]:
+) -> tuple[Poller, servers.Booted, list[float]]:
     """Boot server "s", first listed as `status` (SHUTOFF from `off_at` on); the clock moves
     only in the poller's pauses."""
     now = [0.0]
@@ -238,7 +238,7 @@ def _booted_on_a_fake_clock(
         return "s"
 
     poller = Poller(cloud, "^p-", sleep=sleep, clock=lambda: now[0])
-    booted = lifecycle.boot(
+    booted = servers.boot(
         cloud, poller, create, lambda _: None, timeout=60, label="x", sleep=sleep,
         clock=lambda: now[0],
     )  # fmt: skip
@@ -251,10 +251,10 @@ def test_a_guest_seen_off_by_its_boots_last_answer_costs_no_further_tick() -> No
     # The guest is done (SHUTOFF) by the first list after its creation.
     poller, booted, now = _booted_on_a_fake_clock(cloud, "SHUTOFF")
     lists, at = cloud.server_lists, now[0]
-    lifecycle.wait_for_power_off(poller, booted.server_id, 60, since=booted.created_at)
+    servers.wait_for_power_off(poller, booted.server_id, 60, since=booted.created_at)
     assert (cloud.server_lists, now[0]) == (lists, at)
     # Without `since` the same wait needs a list of its own, one tick later.
-    lifecycle.wait_for_power_off(poller, booted.server_id, 60)
+    servers.wait_for_power_off(poller, booted.server_id, 60)
     assert (cloud.server_lists, now[0]) == (lists + 1, at + poller.tick)
 
 
@@ -262,7 +262,7 @@ def test_a_guest_seen_running_by_its_boot_is_waited_for_by_later_answers() -> No
     cloud = ListingCloud()
     poller, booted, now = _booted_on_a_fake_clock(cloud, "ACTIVE", off_at=2)
     assert now[0] == 1.0  # the boot's answer showed it ACTIVE
-    lifecycle.wait_for_power_off(poller, booted.server_id, 60, since=booted.created_at)
+    servers.wait_for_power_off(poller, booted.server_id, 60, since=booted.created_at)
     assert (cloud.server_lists, now[0]) == (2, 2.0)
 
 

@@ -4,8 +4,8 @@ import datetime
 
 import pytest
 
-from github_runner_image_builder import revisions as rev
-from github_runner_image_builder.revisions import GroupRecord, ImageRecord, ServerRecord
+from github_runner_image_builder.images import revisions as rev
+from github_runner_image_builder.images.revisions import GroupRecord, ImageRecord, ServerRecord
 
 
 def image(i: int, status: str = "active", name: str = "p-noble-x64") -> ImageRecord:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from keystoneauth1 import session
 
-from github_runner_image_builder import cloudimages, fanout
+from github_runner_image_builder.images import fanout, ubuntu_mirror
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -63,14 +63,14 @@ class CountingStream(io.BytesIO):
 
 def test_verifying_reader_streams_with_content_length(server: str) -> None:
     stream = CountingStream(DATA)
-    reader = cloudimages.VerifyingReader(stream, hashlib.sha256(DATA).hexdigest(), len(DATA))
+    reader = ubuntu_mirror.VerifyingReader(stream, hashlib.sha256(DATA).hexdigest(), len(DATA))
     session.Session().put(server, data=reader, headers={"Content-Type": "text/plain"})
     assert Receiver.received == [(str(len(DATA)), len(DATA), hashlib.sha256(DATA).hexdigest())]
-    assert CountingStream.largest <= cloudimages.CHUNK
+    assert CountingStream.largest <= ubuntu_mirror.CHUNK
 
 
 def test_verifying_reader_mismatch_never_completes_the_body(server: str) -> None:
-    reader = cloudimages.VerifyingReader(io.BytesIO(DATA), "0" * 64, len(DATA))
+    reader = ubuntu_mirror.VerifyingReader(io.BytesIO(DATA), "0" * 64, len(DATA))
     with pytest.raises(Exception, match="does not match"):
         session.Session().put(server, data=reader)
     for announced, got, _ in Receiver.received:

@@ -7,7 +7,7 @@ import pytest
 from keystoneauth1 import exceptions as ksa
 from openstack import exceptions as sdk
 
-from github_runner_image_builder import transient
+from github_runner_image_builder.cloud import transient
 
 
 def _http(status: int) -> sdk.HttpException:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.tests.fakes import hostile_values
-from github_runner_image_builder import contract, marker, platforms, userdata
+from github_runner_image_builder.guest import contents, marker, userdata
+from image_builder_contract import platforms, rules
 from image_builder_contract import platforms as contract_platforms
-from image_builder_contract import rules
 
 NONCE = "0123456789abcdef"
 BASES = [platforms.parse_base(name) for name in contract_platforms.RUNNER_BASES]
@@ -158,7 +158,7 @@ def test_gh_comes_from_githubs_repository_where_the_archive_lacks_it(
     rendered = userdata.render_user_data(options(base=platforms.parse_base(base)))
     assert ("https://cli.github.com/packages stable main" in rendered) == gh_repo
     install = next(line for line in rendered.splitlines() if "grib_apt install" in line)
-    assert install.split()[2:] == list(contract.PACKAGES)
+    assert install.split()[2:] == list(contents.PACKAGES)
 
 
 @pytest.mark.parametrize(
@@ -398,17 +398,17 @@ def test_a_proxy_with_credentials_is_kept_for_the_build_and_redacted_in_messages
 
 
 def test_the_contract_lists_what_runner_charms_rely_on() -> None:
-    snaps = {snap.name: snap for snap in contract.SNAPS}
+    snaps = {snap.name: snap for snap in contents.SNAPS}
     assert snaps["aproxy"].channel == "edge"
     assert snaps["opentelemetry-collector"].enabled is False
     for package in ("nftables", "cargo", "rustc", "pkg-config", "docker.io", "jq", "snapd"):
-        assert package in contract.PACKAGES
-    assert contract.NPM_PACKAGES == ("yarn",)
-    assert "yarn" not in contract.PACKAGES  # apt's yarn is cmdtest
-    assert not contract.PROXY_KEPT_IN_IMAGE
-    assert contract.expected_proxy("http://squid:3128") == ""
-    assert contract.packages("noble", "armhf")[-1] == "libicu74:armhf"
-    assert "dotnet-runtime-8.0" in contract.packages("noble", "s390x")
+        assert package in contents.PACKAGES
+    assert contents.NPM_PACKAGES == ("yarn",)
+    assert "yarn" not in contents.PACKAGES  # apt's yarn is cmdtest
+    assert not contents.PROXY_KEPT_IN_IMAGE
+    assert contents.expected_proxy("http://squid:3128") == ""
+    assert contents.packages("noble", "armhf")[-1] == "libicu74:armhf"
+    assert "dotnet-runtime-8.0" in contents.packages("noble", "s390x")
     rendered = userdata.render_user_data(options(arch=platforms.parse_arch("armhf")))
     assert "snap disable opentelemetry-collector\n" in rendered
     assert "npm install --global yarn\n" in rendered

@@ -9,18 +9,14 @@ import pytest
 from app.tests.fakes import FakeCloud, render
 from app.tests.test_build import NOTHING, CancellingCloud, leftovers, options, run
 from app.tests.test_userdata import shellcheck_binary
-from github_runner_image_builder import build as build_module
-from github_runner_image_builder import (
-    cli,
-    contract,
-    lifecycle,
-    marker,
-    platforms,
-    revisions,
-    verification,
-)
+from github_runner_image_builder import cli
 from github_runner_image_builder.cancel import Cancellation
-from github_runner_image_builder.revisions import ServerRecord
+from github_runner_image_builder.cloud import servers
+from github_runner_image_builder.guest import contents, marker, verification
+from github_runner_image_builder.images import revisions
+from github_runner_image_builder.images.revisions import ServerRecord
+from github_runner_image_builder.pipeline import builds as build_module
+from image_builder_contract import platforms
 
 NOBLE, X64 = platforms.parse_base("noble"), platforms.parse_arch("x64")
 SECRET = "hunter2-but-longer"  # noqa: S105 - a test value checked never to reach the guest
@@ -99,7 +95,7 @@ def test_a_test_server_without_a_valid_host_is_booted_again_like_the_builder(
     clouds: dict[str, FakeCloud] = {"build": NamingCloud("build"), "up": FakeCloud("up")}
     build = clouds["build"]
     build.verify_no_valid_host = 1
-    opts = options(mirror, upload_clouds=("up",), boot_retry=lifecycle.BootRetry(delay=(30, 60)))
+    opts = options(mirror, upload_clouds=("up",), boot_retry=servers.BootRetry(delay=(30, 60)))
     with caplog.at_level(logging.WARNING):
         report = run(opts, clouds)
     assert report.exit_code == 0, report.failures
@@ -120,7 +116,7 @@ def test_a_test_server_that_never_finds_a_host_fails_verify_and_drops_the_image(
 ) -> None:
     clouds = _clouds()
     clouds["build"].verify_no_valid_host = 3
-    opts = options(mirror, upload_clouds=("up",), boot_retry=lifecycle.BootRetry(delay=(1, 2)))
+    opts = options(mirror, upload_clouds=("up",), boot_retry=servers.BootRetry(delay=(1, 2)))
     report = run(opts, clouds)
     assert report.exit_code == 1
     [failure] = report.failures
@@ -244,11 +240,11 @@ def test_the_verification_user_data_carries_no_secret_and_no_whole_canary() -> N
 
 def test_the_checks_come_from_the_image_contract() -> None:
     script = _render()
-    for package in contract.PACKAGES:
+    for package in contents.PACKAGES:
         assert f" {package}" in script.split("GRIB_PACKAGES=(")[1].split(")")[0]
-    for tool in contract.TOOLS:
+    for tool in contents.TOOLS:
         assert f"        {tool.name}) grib_command=(" in script
-    for snap in contract.SNAPS:
+    for snap in contents.SNAPS:
         assert snap.name in script.split("GRIB_SNAPS=(")[1].split(")")[0]
     assert marker.find_checks(script) == [c for c in verification.CHECKS if c != "script"]
 

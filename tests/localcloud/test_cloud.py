@@ -17,7 +17,7 @@ import openstack
 import pytest
 import yaml
 
-from github_runner_image_builder import marker
+from github_runner_image_builder.guest import marker
 from lcloud import builds, guest
 from lcloud.cloud import LocalCloud
 

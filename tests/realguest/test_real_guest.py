@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from github_runner_image_builder import marker, platforms, verification
+from github_runner_image_builder.guest import marker, verification
+from image_builder_contract import platforms
 
 # The helpers live next to this file (pytest runs with importlib mode).
 sys.path.insert(0, str(Path(__file__).parent))

@@ -21,17 +21,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import NoReturn, TypeVar
 
-from github_runner_image_builder import (
-    cloudimages,
-    distribute,
-    lifecycle,
-    marker,
-    platforms,
-    userdata,
-)
 from github_runner_image_builder.cancel import Cancellation
-from github_runner_image_builder.cloud import Cloud
-from image_builder_contract import names, rules
+from github_runner_image_builder.cloud import servers
+from github_runner_image_builder.cloud.client import Cloud
+from github_runner_image_builder.guest import marker, userdata
+from github_runner_image_builder.images import distribute, ubuntu_mirror
+from image_builder_contract import names, platforms, rules
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +201,7 @@ def build_proxy(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
 
 @_checked
 def _cloud_images_url(value: str) -> str:
-    return cloudimages.check_url(value)
+    return ubuntu_mirror.check_url(value)
 
 
 def script_secrets(env: Mapping[str, str]) -> dict[str, str]:
@@ -349,8 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--cloud-images-url",
         type=_cloud_images_url,
-        default=cloudimages.DEFAULT_URL,
-        help=f"Ubuntu cloud images mirror (default {cloudimages.DEFAULT_URL})",
+        default=ubuntu_mirror.DEFAULT_URL,
+        help=f"Ubuntu cloud images mirror (default {ubuntu_mirror.DEFAULT_URL})",
     )
     build.add_argument(
         "--verify-script-url",
@@ -377,13 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="tag every server, security group and image this build creates with ID "
         "(1-64 letters, digits or '-'), so that `clean --build-id=ID` finds them at once",
     )
-    retry = lifecycle.BootRetry()
+    retry = servers.BootRetry()
     build.add_argument(
         "--boot-retry-delay",
         type=_seconds_range,
         default=retry.delay,
         metavar="SECONDS",
-        help=f'pause before booting a server again after "{lifecycle.NO_VALID_HOST}": seconds '
+        help=f'pause before booting a server again after "{servers.NO_VALID_HOST}": seconds '
         f"or a range MIN-MAX, picked at random (default {retry.delay[0]:.0f}-"
         f"{retry.delay[1]:.0f}; at most {retry.times} more boots, within --timeout or "
         "--verify-timeout)",
@@ -406,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--cloud-images-url",
         type=_cloud_images_url,
-        default=cloudimages.DEFAULT_URL,
+        default=ubuntu_mirror.DEFAULT_URL,
         help="as for build",
     )
 
@@ -493,7 +488,8 @@ def user_data_options(
 
 
 def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
-    from github_runner_image_builder import build, steps  # noqa: PLC0415 - only for build
+    from github_runner_image_builder.pipeline import builds as build  # noqa: PLC0415
+    from github_runner_image_builder.pipeline import steps  # noqa: PLC0415 - only for build
 
     secrets = script_secrets(env)
     proxy = build_proxy(args, env)
@@ -522,7 +518,7 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
         verify=args.verify,
         verify_script_url=args.verify_script_url,
         verify_timeout=args.verify_timeout,
-        boot_retry=lifecycle.BootRetry(delay=args.boot_retry_delay),
+        boot_retry=servers.BootRetry(delay=args.boot_retry_delay),
         build_id=args.build_id,
     )
     if not args.verify:
@@ -550,7 +546,7 @@ def _build(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> in
 
 
 def _latest(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
-    from github_runner_image_builder import revisions  # noqa: PLC0415
+    from github_runner_image_builder.images import revisions  # noqa: PLC0415
 
     try:
         images = deps.open_cloud(args.os_cloud).images(args.name)
@@ -564,7 +560,7 @@ def _latest(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> i
 
 
 def _init(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
-    from github_runner_image_builder import baseimage  # noqa: PLC0415
+    from github_runner_image_builder.images import baseimage  # noqa: PLC0415
 
     cloud = deps.open_cloud(args.os_cloud)
     result: dict[str, list[dict[str, object]]] = {"base_images": [], "failures": []}
@@ -582,7 +578,7 @@ def _init(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int
                 continue
             result["base_images"].append(
                 {
-                    "name": platforms.base_image_name(args.prefix, base, arch),
+                    "name": names.base_image_name(args.prefix, base, arch),
                     "base": base.codename,
                     "arch": arch.github,
                     "id": image_id,
@@ -594,7 +590,7 @@ def _init(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int
 
 
 def _clean(args: argparse.Namespace, env: Mapping[str, str], deps: "Deps") -> int:
-    from github_runner_image_builder import clean  # noqa: PLC0415
+    from github_runner_image_builder.cloud import sweep as clean  # noqa: PLC0415
 
     try:
         done = clean.clean(

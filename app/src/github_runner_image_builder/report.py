@@ -3,7 +3,7 @@
 import dataclasses
 import json
 
-from github_runner_image_builder.marker import Check
+from github_runner_image_builder.guest.marker import Check
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,10 +12,10 @@ import random
 import time
 from collections.abc import Callable
 
-from github_runner_image_builder.backoff import WaitTimeoutError
 from github_runner_image_builder.cancel import NEVER, Cancellation
-from github_runner_image_builder.cloud import Cloud, ServerState
-from github_runner_image_builder.poller import Poller
+from github_runner_image_builder.cloud.backoff import WaitTimeoutError
+from github_runner_image_builder.cloud.client import Cloud, ServerState
+from github_runner_image_builder.cloud.poller import Poller
 
 logger = logging.getLogger(__name__)
 

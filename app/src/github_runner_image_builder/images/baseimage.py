@@ -6,8 +6,9 @@ mirror's current SHA256, streamed (never held whole in memory) and verified on t
 
 import logging
 
-from github_runner_image_builder import cloudimages, platforms
-from github_runner_image_builder.cloud import Cloud
+from github_runner_image_builder.cloud.client import Cloud
+from github_runner_image_builder.images import ubuntu_mirror
+from image_builder_contract import names, platforms
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def base_properties(base: platforms.Base, arch: platforms.Arch) -> dict[str, str
 def _sums(url: str, directory: str, base: platforms.Base) -> str:
     """Return the SHA256SUMS text of `directory`; a pinned serial it lacks is named."""
     try:
-        return cloudimages.fetch_text(f"{directory}/SHA256SUMS")
+        return ubuntu_mirror.fetch_text(f"{directory}/SHA256SUMS")
     except OSError as exc:  # urllib's HTTPError and URLError are OSErrors
         if not base.serial:
             raise
@@ -43,10 +44,10 @@ def ensure_base_image(
     cloud: Cloud, url: str, prefix: str, base: platforms.Base, arch: platforms.Arch
 ) -> tuple[str, bool]:
     """Return (image ID, whether it was fetched now) of the current base image in `cloud`."""
-    name = platforms.base_image_name(prefix, base, arch)
-    directory = cloudimages.directory_url(url, base)
-    file_name = cloudimages.file_name(base, arch)
-    sha256 = cloudimages.find_sha256(_sums(url, directory, base), file_name)
+    name = names.base_image_name(prefix, base, arch)
+    directory = ubuntu_mirror.directory_url(url, base)
+    file_name = ubuntu_mirror.file_name(base, arch)
+    sha256 = ubuntu_mirror.find_sha256(_sums(url, directory, base), file_name)
     existing = [i for i in cloud.images(name) if i.status == "active"]
     current = [i for i in existing if i.properties.get(UPSTREAM_SHA256) == sha256]
     if current:
@@ -55,9 +56,9 @@ def ensure_base_image(
         return newest.id, False
     source = f"{directory}/{file_name}"
     logger.info("fetching %s into %s", source, name)
-    with cloudimages.open_image(source) as (stream, size):
-        reader = cloudimages.VerifyingReader(stream, sha256, size)
-        fmt = cloudimages.disk_format(reader.peek())
+    with ubuntu_mirror.open_image(source) as (stream, size):
+        reader = ubuntu_mirror.VerifyingReader(stream, sha256, size)
+        fmt = ubuntu_mirror.disk_format(reader.peek())
         data: object = reader if size is not None else reader.chunks()
         image = cloud.upload_image(
             name,

@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
-from github_runner_image_builder import platforms
+from image_builder_contract import platforms
 
 DEFAULT_URL = "https://cloud-images.ubuntu.com"
 CHUNK = 1024 * 1024

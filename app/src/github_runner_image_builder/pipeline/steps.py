@@ -14,25 +14,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from secrets import token_hex
 
-from github_runner_image_builder import (
-    backoff,
-    baseimage,
-    choice,
-    contract,
-    copying,
-    lifecycle,
-    marker,
-    platforms,
-    userdata,
-    verification,
-)
-from github_runner_image_builder import revisions as rev
 from github_runner_image_builder.cancel import NEVER, Cancellation
-from github_runner_image_builder.cloud import Cloud, ImageInfo
-from github_runner_image_builder.pipeline import Step
-from github_runner_image_builder.poller import Poller
+from github_runner_image_builder.cloud import backoff, placement, servers
+from github_runner_image_builder.cloud.client import Cloud, ImageInfo
+from github_runner_image_builder.cloud.poller import Poller
+from github_runner_image_builder.guest import contents, marker, userdata, verification
+from github_runner_image_builder.images import baseimage, copying
+from github_runner_image_builder.images import revisions as rev
+from github_runner_image_builder.pipeline.multistep import Step
 from github_runner_image_builder.report import Failure, ImageResult
-from image_builder_contract import names, rules
+from image_builder_contract import names, platforms, rules
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +59,7 @@ class BuildOptions:
     runner_binary_repo: str = platforms.UPSTREAM_RUNNER_REPO
     timeout: float = 3600.0
     cloud_images_url: str = "https://cloud-images.ubuntu.com"
-    boot_retry: lifecycle.BootRetry = dataclasses.field(default_factory=lifecycle.BootRetry)
+    boot_retry: servers.BootRetry = dataclasses.field(default_factory=servers.BootRetry)
     verify: bool = True
     verify_script_url: str | None = None
     verify_timeout: float = 1200.0
@@ -111,7 +102,7 @@ class BuildState:
     base_image_sha256: str = ""  # the upstream SHA256 the base image carries
     group_id: str | None = None
     server_id: str | None = None
-    server_created_at: float | None = None  # the poller's clock (`lifecycle.Booted`)
+    server_created_at: float | None = None  # the poller's clock (`servers.Booted`)
     server_delete_asked_at: float | None = None  # the poller's clock, once asked for
     # The flavor and network the builder booted on; the test server boots on the same.
     flavor_id: str | None = None
@@ -195,7 +186,7 @@ def boot_server(
     record: Callable[[str | None], None],
     *,
     state: "BuildState",
-) -> lifecycle.Booted:
+) -> servers.Booted:
     """Boot a server on the chosen flavor and network (again after "No valid host").
 
     `record` learns each server ID as it is created (None once it is deleted for a retry), so
@@ -203,8 +194,8 @@ def boot_server(
     per build (kept in `state`): the test server needs no second lookup.
     """
     if state.flavor_id is None or state.network_id is None:
-        flavor = choice.choose_flavor(cloud.flavors(), options.flavor)
-        network = choice.choose_network(cloud.networks(), options.network)
+        flavor = placement.choose_flavor(cloud.flavors(), options.flavor)
+        network = placement.choose_network(cloud.networks(), options.network)
         logger.info("%s server: flavor %s, network %s", boot.label, flavor.name, network.name)
         state.flavor_id, state.network_id = flavor.id, network.id
     flavor_id, network_id = state.flavor_id, state.network_id
@@ -223,7 +214,7 @@ def boot_server(
             metadata=metadata,
         )
 
-    return lifecycle.boot(
+    return servers.boot(
         cloud,
         context.poller,
         create,
@@ -358,7 +349,7 @@ class ServerStep:
         """Delete the server and wait until it is gone, so its port frees the security group."""
         if not state.server_id:
             return
-        lifecycle.delete(
+        servers.delete(
             state.clouds[self.options.cloud],
             self.context.poller,
             state.server_id,
@@ -385,11 +376,11 @@ def wait_for_console(
     """Wait for a guest to power itself off and return its console log (None: the cloud has none).
 
     The one completion path of every server a build boots (builder and test server), through
-    the run's poller: ERROR, disappearance or timeout raise `lifecycle.ServerError`; a
+    the run's poller: ERROR, disappearance or timeout raise `servers.ServerError`; a
     cancellation raises `Cancelled` at the next tick. `since`: the server's creation
-    (`lifecycle.Booted.created_at`): every answer since then counts.
+    (`servers.Booted.created_at`): every answer since then counts.
     """
-    lifecycle.wait_for_power_off(
+    servers.wait_for_power_off(
         context.poller, server_id, timeout, context.cancellation, since=since
     )
     return cloud.console_output(server_id)
@@ -457,7 +448,7 @@ class SnapshotStep:
         if state.server_id is None:
             raise StepError("no server to snapshot")
         state.properties = image_properties(self.options, state, self.now())
-        name = platforms.image_name(self.options.prefix, state.base, state.arch)
+        name = names.image_name(self.options.prefix, state.base, state.arch)
         state.snapshot_id = cloud.snapshot_server(state.server_id, name, state.properties)
         snapshot_id = state.snapshot_id
 
@@ -482,7 +473,7 @@ class SnapshotStep:
         # and copied (freeing its quota and host for the test server, even after "No valid
         # host"), and the server step's cleanup only waits for it to be gone.
         try:
-            state.server_delete_asked_at = lifecycle.request_delete(
+            state.server_delete_asked_at = servers.request_delete(
                 cloud, self.context.poller, state.server_id
             )
         except Exception as exc:
@@ -563,7 +554,7 @@ class VerifyStep:
         # The test server has said all it will: it goes while the image is copied, and the
         # clean-up only waits for it to be gone.
         try:
-            state.verify_server_delete_asked_at = lifecycle.request_delete(
+            state.verify_server_delete_asked_at = servers.request_delete(
                 cloud, self.context.poller, server_id
             )
         except Exception as exc:
@@ -593,7 +584,7 @@ class VerifyStep:
             builder_instance_id=state.server_id or "",
             builder_machine_id=state.builder_facts.get("machine-id", ""),
             runner_version=runner_version,
-            proxy=contract.expected_proxy(
+            proxy=contents.expected_proxy(
                 rules.normalize_proxy(self.options.proxy) if self.options.proxy else ""
             ),
             canary=state.canary,
@@ -612,7 +603,7 @@ class VerifyStep:
     def cleanup(self, state: BuildState, failed: bool) -> None:
         """Delete the test server, whatever happened (its group is the verify-group step's)."""
         if state.verify_server_id:
-            lifecycle.delete(
+            servers.delete(
                 state.clouds[self.options.cloud],
                 self.context.poller,
                 state.verify_server_id,
@@ -663,7 +654,7 @@ class CopyStep:
                     state.fail(cloud_name, self.name, str(result) or type(result).__name__)
         if not state.copies:
             raise StepError("the image reached no upload cloud")
-        name = platforms.image_name(self.options.prefix, state.base, state.arch)
+        name = names.image_name(self.options.prefix, state.base, state.arch)
         for cloud_name in self.options.targets():
             if cloud_name in state.copies:
                 state.images.append(
@@ -698,7 +689,7 @@ class PruneStep:
 
     def run(self, state: BuildState) -> None:
         """Delete old revisions; a cloud that cannot be pruned is a failure, not a stop."""
-        name = platforms.image_name(self.options.prefix, state.base, state.arch)
+        name = names.image_name(self.options.prefix, state.base, state.arch)
         for cloud_name, image_id in state.copies.items():
             cloud = state.clouds[cloud_name]
             try:

@@ -6,9 +6,9 @@ import logging
 import time
 from collections.abc import Callable, Collection
 
-from github_runner_image_builder import backoff
-from github_runner_image_builder import revisions as rev
-from github_runner_image_builder.cloud import Cloud
+from github_runner_image_builder.cloud import backoff
+from github_runner_image_builder.cloud.client import Cloud
+from github_runner_image_builder.images import revisions as rev
 
 logger = logging.getLogger(__name__)
 

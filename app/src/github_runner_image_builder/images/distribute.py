@@ -13,11 +13,11 @@ import logging
 import signal
 from collections.abc import Callable, Mapping, Sequence
 
-from github_runner_image_builder import copying, platforms, revisions
 from github_runner_image_builder.cancel import Cancellation
-from github_runner_image_builder.cloud import Cloud, ImageInfo
+from github_runner_image_builder.cloud.client import Cloud, ImageInfo
+from github_runner_image_builder.images import copying, revisions
 from github_runner_image_builder.report import Failure, ImageResult, Report
-from image_builder_contract import names
+from image_builder_contract import names, platforms
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ fails (and is deleted) instead of completing.
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from github_runner_image_builder import fanout
 from github_runner_image_builder.cancel import NEVER, Cancellation
-from github_runner_image_builder.cloud import Cloud, ImageInfo
+from github_runner_image_builder.cloud.client import Cloud, ImageInfo
+from github_runner_image_builder.images import fanout
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from secrets import token_hex
 
 import jinja2
 
-from github_runner_image_builder import contract, marker
+from github_runner_image_builder.guest import contents, marker
 from image_builder_contract import platforms, rules
 
 # The steps the script runs, in order; a failure marker names one of them. `proxy` and `script`
@@ -141,7 +141,7 @@ def template_environment() -> jinja2.Environment:
     """Return the Jinja2 environment the user-data templates (builder, verify) render in."""
     # A bash script, not HTML: `shquote` and `_only_quoted` do the escaping.
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("github_runner_image_builder", "templates"),
+        loader=jinja2.PackageLoader("github_runner_image_builder.guest", "templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701
         keep_trailing_newline=True,
@@ -178,7 +178,7 @@ def render_user_data(options: UserDataOptions) -> str:
             runner_arch=options.arch.github,
             runner_repo=options.runner_binary_repo,
             foreign_arch=options.arch.ubuntu if options.arch.vm else "",
-            npm_packages=contract.NPM_PACKAGES,
+            npm_packages=contents.NPM_PACKAGES,
             runner_version=(
                 rules.normalize_runner_version(options.runner_version)
                 if options.runner_version
@@ -187,12 +187,12 @@ def render_user_data(options: UserDataOptions) -> str:
             proxy=proxy,
             script_url=options.script_url or "",
             secrets=secrets,
-            packages=contract.packages(options.base.codename, options.arch.ubuntu),
-            snaps=contract.SNAPS,
-            runner_dir=contract.RUNNER_DIR,
-            user=contract.USER,
-            user_groups=",".join(contract.USER_GROUPS),
-            runner_alias=contract.RUNNER_ALIAS,
+            packages=contents.packages(options.base.codename, options.arch.ubuntu),
+            snaps=contents.SNAPS,
+            runner_dir=contents.RUNNER_DIR,
+            user=contents.USER,
+            user_groups=",".join(contents.USER_GROUPS),
+            runner_alias=contents.RUNNER_ALIAS,
             canary=options.canary,
             facts_word=marker.FACTS_WORD,
             gh_from_github=options.base.codename in _GH_FROM_GITHUB,

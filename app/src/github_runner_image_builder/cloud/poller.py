@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from github_runner_image_builder.backoff import WaitTimeoutError
 from github_runner_image_builder.cancel import NEVER, Cancellation
-from github_runner_image_builder.cloud import Cloud, ServerState
+from github_runner_image_builder.cloud.backoff import WaitTimeoutError
+from github_runner_image_builder.cloud.client import Cloud, ServerState
 
 logger = logging.getLogger(__name__)
 

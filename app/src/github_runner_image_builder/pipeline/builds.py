@@ -5,19 +5,20 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 
-from github_runner_image_builder import marker, platforms
 from github_runner_image_builder.cancel import NEVER, Cancellation
-from github_runner_image_builder.cloud import Cloud, name_prefix_filter
-from github_runner_image_builder.pipeline import Outcome, run_pipeline
-from github_runner_image_builder.poller import Poller
-from github_runner_image_builder.report import Failure, Report, Timing
-from github_runner_image_builder.steps import (
+from github_runner_image_builder.cloud.client import Cloud, name_prefix_filter
+from github_runner_image_builder.cloud.poller import Poller
+from github_runner_image_builder.guest import marker
+from github_runner_image_builder.pipeline.multistep import Outcome, run_pipeline
+from github_runner_image_builder.pipeline.steps import (
     BuildOptions,
     BuildState,
     Renderer,
     RunContext,
     build_steps,
 )
+from github_runner_image_builder.report import Failure, Report, Timing
+from image_builder_contract import platforms
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import re
 import secrets
 from collections.abc import Mapping
 
-from github_runner_image_builder import contract, marker, platforms, userdata
-from image_builder_contract import rules
+from github_runner_image_builder.guest import contents, marker, userdata
+from image_builder_contract import platforms, rules
 
 # Every check, in the order the guest runs them; `script` only with a verify script URL.
 CHECKS: tuple[str, ...] = (
@@ -103,7 +103,7 @@ def secret_digests(script_secrets: Mapping[str, str], salt: str) -> str:
 
 def find_secrets_program() -> str:
     """Return the Python program the test server searches its files for secrets with."""
-    files = importlib.resources.files("github_runner_image_builder") / "templates"
+    files = importlib.resources.files("github_runner_image_builder.guest") / "templates"
     return (files / "find_secrets.py").read_text()
 
 
@@ -124,17 +124,17 @@ def render_verify_user_data(options: VerifyOptions) -> str:
             builder_machine_id=options.builder_machine_id,
             builder_nonce=options.builder_nonce,
             runner_version=options.runner_version,
-            runner_dir=contract.RUNNER_DIR,
-            user=contract.USER,
-            runner_alias=contract.RUNNER_ALIAS,
-            user_groups=contract.USER_GROUPS,
-            packages=contract.packages(options.base.codename, options.arch.ubuntu),
-            snaps=[s.name for s in contract.SNAPS],
-            tools=contract.TOOLS,
-            services=contract.SERVICES,
+            runner_dir=contents.RUNNER_DIR,
+            user=contents.USER,
+            runner_alias=contents.RUNNER_ALIAS,
+            user_groups=contents.USER_GROUPS,
+            packages=contents.packages(options.base.codename, options.arch.ubuntu),
+            snaps=[s.name for s in contents.SNAPS],
+            tools=contents.TOOLS,
+            services=contents.SERVICES,
             paths=[
                 {"path": p.path, "owner": p.owner, "writable_word": "yes" if p.writable else "no"}
-                for p in contract.PATHS
+                for p in contents.PATHS
             ],
             proxy=options.proxy,
             canary_head=options.canary[:half],

@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from github_runner_image_builder import transient
-from github_runner_image_builder.choice import Flavor, Network
-from github_runner_image_builder.revisions import (
+from github_runner_image_builder.cloud import transient
+from github_runner_image_builder.cloud.placement import Flavor, Network
+from github_runner_image_builder.images.revisions import (
     BUILD_ID,
     BUILT_BY_US,
     GroupRecord,

@@ -1,0 +1,1 @@
+"""Talking to OpenStack: the openstacksdk wrapper, retries, polling, servers, sweeps."""

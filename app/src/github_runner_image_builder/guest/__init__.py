@@ -1,0 +1,1 @@
+"""What runs in the guest: the image contents, user-data, the console protocol, verification."""

@@ -1,0 +1,1 @@
+"""Images: Ubuntu base images and their mirror, revisions and pruning, copies between clouds."""
