@@ -23,6 +23,7 @@ from github_runner_image_builder.images.revisions import (
     ServerRecord,
     group_build_id,
 )
+from image_builder_contract.checks import Check
 
 _ids = itertools.count(1)
 
@@ -418,7 +419,7 @@ class FakeCloud(Cloud):
             _, name, detail = self.verify_guest.split(":", 2)
             failed[name] = detail
         names = marker.find_checks(server.user_data)
-        checks = tuple(marker.Check(n, n not in failed, failed.get(n, "")) for n in names)
+        checks = tuple(Check(n, n not in failed, failed.get(n, "")) for n in names)
         line = marker.verify_line(nonce, marker.VerifyReport(checks, dict(self.software)))
         server.console = f"booting\n{line}\nreboot: Power down\n"
 

@@ -4,46 +4,57 @@ import json
 import logging
 import os
 import signal
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
 from github_runner_image_builder import cli
 from github_runner_image_builder.cancel import Cancellation
-from github_runner_image_builder.cloud import servers
+from github_runner_image_builder.cli import build as cli_build
 from github_runner_image_builder.cloud.client import Cloud
 from github_runner_image_builder.guest import marker, userdata, verification
 from github_runner_image_builder.images import revisions
-from github_runner_image_builder.pipeline import builds, steps
-from github_runner_image_builder.report import Report
+from github_runner_image_builder.pipeline import builds
+from github_runner_image_builder.pipeline.steps import GuestSecrets, Renderer, boot
+from github_runner_image_builder.pipeline.steps.common import StepError
 from image_builder_contract import platforms
+from image_builder_contract.report import Report
+from image_builder_contract.spec import BuildSpec
 
 NOBLE, JAMMY = platforms.parse_base("noble"), platforms.parse_base("jammy")
 X64, ARM = platforms.parse_arch("x64"), platforms.parse_arch("arm64")
 
 
-def options(mirror: str, **changes: object) -> steps.BuildOptions:
-    fields: dict[str, object] = {
-        "cloud": "build",
-        "bases": (NOBLE,),
-        "arches": (X64,),
-        "prefix": "p",
-        "cloud_images_url": mirror,
-        "timeout": 600.0,
+class Order(NamedTuple):
+    """A build spec and the secrets that go with it: `run_builds(*order, ...)`."""
+
+    spec: BuildSpec
+    secrets: GuestSecrets
+
+
+def options(mirror: str, **flags: object) -> Order:
+    """Return the order of a build on cloud "build" with prefix "p": flags as the CLI's dests."""
+    document: dict[str, dict[str, object]] = {
+        "site": {"cloud": "build", "timeout": 600.0},
+        "image": {"bases": (NOBLE,), "arches": (X64,), "prefix": "p", "cloud_images_url": mirror},
     }
-    fields.update(changes)
-    return steps.BuildOptions(**fields)  # type: ignore[arg-type]
+    secrets = GuestSecrets(
+        script_secrets=flags.pop("script_secrets", {}),  # type: ignore[arg-type]
+        proxy=flags.pop("proxy", None),  # type: ignore[arg-type]
+    )
+    for dest, value in flags.items():
+        part, field = cli_build.FLAGS[dest]
+        document.setdefault(part, {})[field] = value
+    return Order(BuildSpec.model_validate(document), secrets)
 
 
-def run(
-    opts: steps.BuildOptions, clouds: dict[str, FakeCloud], renderer: steps.Renderer = render
-) -> Report:
+def run(opts: Order, clouds: dict[str, FakeCloud], renderer: Renderer = render) -> Report:
     def open_cloud(name: str) -> Cloud:
         return clouds[name]
 
     clock = FakeClock()
-    return builds.run_builds(opts, renderer, open_cloud, sleep=clock.sleep, clock=clock.now)
+    return builds.run_builds(*opts, renderer, open_cloud, sleep=clock.sleep, clock=clock.now)
 
 
 class FakeClock:
@@ -129,7 +140,7 @@ def test_one_build_in_the_build_cloud(mirror: str) -> None:
 
 def test_every_base_and_arch_is_built(mirror: str) -> None:
     cloud = FakeCloud("build")
-    report = run(options(mirror, bases=(NOBLE, JAMMY), arches=(X64, ARM)), {"build": cloud})
+    report = run(options(mirror, base=(NOBLE, JAMMY), arch=(X64, ARM)), {"build": cloud})
     assert report.exit_code == 0, report.failures
     assert sorted((i.base, i.arch) for i in report.images) == [
         ("jammy", "arm64"),
@@ -155,7 +166,7 @@ def test_secrets_reach_the_user_data_but_not_the_log(
     opts = options(mirror, script_secrets={"TOKEN": "s3cr3t-value"}, runner_version="2.321.0")
     caplog.set_level("DEBUG")
     clock = FakeClock()
-    report = builds.run_builds(opts, recording_render, lambda n: cloud, clock.sleep, clock.now)
+    report = builds.run_builds(*opts, recording_render, lambda n: cloud, clock.sleep, clock.now)
     assert report.exit_code == 0
     assert seen == ["s3cr3t-value"]
     assert "s3cr3t-value" not in caplog.text
@@ -419,17 +430,15 @@ def test_a_security_group_neutron_still_holds_is_deleted_on_retry(mirror: str) -
 def test_console_tails_never_show_the_proxy_credentials_or_secrets() -> None:
 
     proxy = "http://bob:s%40cr3t@squid.internal:3128"
-    options = steps.BuildOptions(
-        cloud="c", bases=(), arches=(), proxy=proxy, script_secrets={"TOKEN": "tok-12345"}
-    )
+    secrets = GuestSecrets(proxy=proxy, script_secrets={"TOKEN": "tok-12345"})
     nonce = "0123456789abcdef"
     console = (
         f"E: Failed to fetch through {proxy}\n"
         "curl: (407) proxy user bob:s@cr3t refused; token tok-12345\n"
         f"{marker.failure_line(nonce, 'apt')}\n"
     )
-    with pytest.raises(steps.StepError) as exc:
-        steps.judge_console(console, nonce, options.secret_values())
+    with pytest.raises(StepError) as exc:
+        boot.judge_console(console, nonce, secrets.values())
     message = str(exc.value)
     assert "failed at step 'apt'" in message
     for secret in ("s%40cr3t", "s@cr3t", "tok-12345", "bob:"):
@@ -443,9 +452,9 @@ def test_a_server_without_a_valid_host_is_booted_again(
     cloud = FakeCloud("build")
     cloud.no_valid_host = 2
     clock = FakeClock()
-    opts = options(mirror, boot_retry=servers.BootRetry(delay=(30, 60)))
+    opts = options(mirror, boot_retry_delay=(30, 60))
     with caplog.at_level(logging.WARNING):
-        report = builds.run_builds(opts, render, lambda n: cloud, clock.sleep, clock.now)
+        report = builds.run_builds(*opts, render, lambda n: cloud, clock.sleep, clock.now)
     assert report.exit_code == 0, report.failures
     assert cloud.calls.count("create_server") == 4  # three builder boots, then the test server
     assert cloud.calls.count("delete_server") == 4  # two failed boots, builder, test server
@@ -488,7 +497,7 @@ def test_a_cancelled_build_cleans_up_and_says_where_it_stopped(
     clouds = {"build": cloud, "up": upload}
     clock = FakeClock()
     report = builds.run_builds(
-        options(mirror, upload_clouds=("up",), bases=(NOBLE, JAMMY)),
+        *options(mirror, upload_clouds=("up",), base=(NOBLE, JAMMY)),
         render,
         lambda n: clouds[n],
         clock.sleep,

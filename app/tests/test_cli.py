@@ -4,12 +4,14 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from app.tests.fakes import FakeCloud, qcow2, render
 from github_runner_image_builder import cli, logs
+from github_runner_image_builder.cli import build as cli_build
 from github_runner_image_builder.cloud.client import Cloud
 from github_runner_image_builder.guest import marker, userdata
 from github_runner_image_builder.images import revisions
@@ -81,27 +83,34 @@ def test_durations(value: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("value", ["--", "-x", "--help", "--base=jammy"])
 def test_an_option_value_that_looks_like_an_option_stays_a_value(value: str) -> None:
-    args = cli.build_parser().parse_args(["build", f"--flavor={value}", f"--network={value}"])
-    assert (args.flavor, args.network) == (value, value)
-    assert [b.codename for b in args.base] == ["noble"]
+    args = cli.build_parser().parse_args(
+        ["--os-cloud=c", "build", f"--flavor={value}", f"--network={value}"]
+    )
+    spec = cli_build.spec_of(args)
+    assert (spec.site.flavor, spec.site.network) == (value, value)
+    assert [b.codename for b in spec.image.bases] == ["noble"]
 
 
 def test_os_cloud_after_the_command_and_defaults() -> None:
-    args = cli.build_parser().parse_args(["build", "--os-cloud", "c"])
-    assert args.os_cloud == "c"
-    assert [b.codename for b in args.base] == ["noble"]
-    assert [a.github for a in args.arch] == ["x64"]
-    assert args.timeout == 3600.0
-    assert args.keep_revisions == 5
-    assert args.upload_clouds == [] and args.protect == []
-    args = cli.build_parser().parse_args(["build", "--upload-clouds", "", "--protect", "a, b"])
-    assert args.upload_clouds == [] and args.protect == ["a", "b"]
+    spec = cli_build.spec_of(cli.build_parser().parse_args(["build", "--os-cloud", "c"]))
+    assert spec.site.cloud == "c"
+    assert [b.codename for b in spec.image.bases] == ["noble"]
+    assert [a.github for a in spec.image.arches] == ["x64"]
+    assert spec.site.timeout == 3600.0
+    assert spec.prune.keep_revisions == 5
+    assert spec.upload.clouds == () and spec.prune.protect == frozenset()
+    args = cli.build_parser().parse_args(
+        ["build", "--os-cloud=c", "--upload-clouds", "", "--protect", "a, b"]
+    )
+    spec = cli_build.spec_of(args)
+    assert spec.upload.clouds == () and spec.prune.protect == {"a", "b"}
     args = cli.build_parser().parse_args(
         ["--os-cloud", "c", "build", "--base", "22.04,noble,jammy", "--arch", "amd64,aarch64"]
     )
-    assert args.os_cloud == "c"
-    assert [b.codename for b in args.base] == ["jammy", "noble"]
-    assert [a.github for a in args.arch] == ["x64", "arm64"]
+    spec = cli_build.spec_of(args)
+    assert spec.site.cloud == "c"
+    assert [b.codename for b in spec.image.bases] == ["jammy", "noble"]
+    assert [a.github for a in spec.image.arches] == ["x64", "arm64"]
 
 
 def test_user_data_needs_no_cloud_and_gets_secrets_from_env(
@@ -550,9 +559,57 @@ def test_the_log_file_is_private_and_its_lines_carry_no_url_credentials(tmp_path
     log_file = tmp_path / "cli.log"
     logs.configure("INFO", str(log_file))
     try:
-        cli.logger.error("cannot reach %s", "https://u:s3cret@keystone.example:5000/v3")
+        logging.getLogger("github_runner_image_builder.cli").error(
+            "cannot reach %s", "https://u:s3cret@keystone.example:5000/v3"
+        )
     finally:
         logs.configure("INFO")
     assert log_file.stat().st_mode & 0o777 == 0o640
     text = log_file.read_text()
     assert "https://***@keystone.example:5000/v3" in text and "s3cret" not in text
+
+
+def test_a_spec_file_makes_the_build_and_flags_given_win_over_it(tmp_path: Path) -> None:
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(
+        json.dumps(
+            {
+                "image": {"bases": ["jammy", "noble@20260715"], "prefix": "from-file"},
+                "site": {"cloud": "builder", "flavor": "big"},
+                "prune": {"keep_revisions": 2, "protect": ["img-1"]},
+            }
+        )
+    )
+    args = cli.build_parser().parse_args(["build", f"--spec={spec_file}", "--flavor=small"])
+    spec = cli_build.spec_of(args)
+    assert spec.site.cloud == "builder"
+    assert [(b.codename, b.serial) for b in spec.image.bases] == [
+        ("jammy", ""),
+        ("noble", "20260715"),
+    ]
+    assert spec.image.prefix == "from-file" and spec.site.flavor == "small"
+    assert spec.prune.keep_revisions == 2 and spec.prune.protect == {"img-1"}
+    # What the file leaves out takes the spec's defaults, the same as the flags' help says.
+    assert spec.verify.enabled and spec.verify.timeout == 1200.0 and spec.site.timeout == 3600.0
+
+
+@pytest.mark.parametrize(
+    ("document", "named"),
+    [
+        ({"site": {"cloud": "b"}, "image": {"bases": ["noble", "noble@20260101"]}}, "image.bases"),
+        ({"site": {"cloud": "b"}, "prune": {"keep_revison": 2}}, "prune.keep_revison"),
+        ({"site": {"cloud": "b"}, "prune": {"protect": ["-rf"]}}, "prune.protect"),
+        ({"site": {"cloud": "b"}, "image": {"script_url": "http://x"}}, "image.script_url"),
+        ({"image": {}}, "site"),
+        ([], "JSON object"),
+    ],
+)
+def test_a_bad_spec_file_is_a_usage_error_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: object, named: str
+) -> None:
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(document))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["build", f"--spec={spec_file}"], env={}, deps=cli.Deps())
+    assert exc.value.code == 2
+    assert named in capsys.readouterr().err

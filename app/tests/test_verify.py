@@ -11,12 +11,12 @@ from app.tests.test_build import NOTHING, CancellingCloud, leftovers, options, r
 from app.tests.test_userdata import shellcheck_binary
 from github_runner_image_builder import cli
 from github_runner_image_builder.cancel import Cancellation
-from github_runner_image_builder.cloud import servers
 from github_runner_image_builder.guest import contents, marker, verification
 from github_runner_image_builder.images import revisions
 from github_runner_image_builder.images.revisions import ServerRecord
 from github_runner_image_builder.pipeline import builds as build_module
 from image_builder_contract import platforms
+from image_builder_contract.checks import Check
 
 NOBLE, X64 = platforms.parse_base("noble"), platforms.parse_arch("x64")
 SECRET = "hunter2-but-longer"  # noqa: S105 - a test value checked never to reach the guest
@@ -95,7 +95,7 @@ def test_a_test_server_without_a_valid_host_is_booted_again_like_the_builder(
     clouds: dict[str, FakeCloud] = {"build": NamingCloud("build"), "up": FakeCloud("up")}
     build = clouds["build"]
     build.verify_no_valid_host = 1
-    opts = options(mirror, upload_clouds=("up",), boot_retry=servers.BootRetry(delay=(30, 60)))
+    opts = options(mirror, upload_clouds=("up",), boot_retry_delay=(30, 60))
     with caplog.at_level(logging.WARNING):
         report = run(opts, clouds)
     assert report.exit_code == 0, report.failures
@@ -116,7 +116,7 @@ def test_a_test_server_that_never_finds_a_host_fails_verify_and_drops_the_image(
 ) -> None:
     clouds = _clouds()
     clouds["build"].verify_no_valid_host = 3
-    opts = options(mirror, upload_clouds=("up",), boot_retry=servers.BootRetry(delay=(1, 2)))
+    opts = options(mirror, upload_clouds=("up",), boot_retry_delay=(1, 2))
     report = run(opts, clouds)
     assert report.exit_code == 1
     [failure] = report.failures
@@ -141,7 +141,7 @@ def test_a_cancellation_during_verify_cleans_up_the_test_server_and_the_image(
         clock_time[0] += seconds
 
     report = build_module.run_builds(
-        options(mirror, upload_clouds=("up",)),
+        *options(mirror, upload_clouds=("up",)),
         render,
         lambda name: clouds[name],
         sleep,
@@ -282,7 +282,7 @@ def test_the_verify_script_url_is_checked_like_the_script_url() -> None:
 
 def test_the_result_line_survives_console_noise_and_other_nonces() -> None:
     report = marker.VerifyReport(
-        (marker.Check("docker", False, "daemon\tnot\nactive"), marker.Check("runner", True)),
+        (Check("docker", False, "daemon\tnot\nactive"), Check("runner", True)),
         {"os": "Ubuntu 24.04 LTS", "git": "git version 2.43.0"},
     )
     other = marker.verify_line("ffffffffffffffff", marker.VerifyReport((), {}))
@@ -291,8 +291,8 @@ def test_the_result_line_survives_console_noise_and_other_nonces() -> None:
     parsed = marker.parse_verify(console, "ab12cd34")
     assert parsed is not None
     assert parsed.checks == (
-        marker.Check("docker", False, "daemon not active"),
-        marker.Check("runner", True, ""),
+        Check("docker", False, "daemon not active"),
+        Check("runner", True, ""),
     )
     assert parsed.software == {"os": "Ubuntu 24.04 LTS", "git": "git version 2.43.0"}
     assert marker.parse_verify(console, "0000000000000000") is None
@@ -300,7 +300,7 @@ def test_the_result_line_survives_console_noise_and_other_nonces() -> None:
 
 def test_a_check_the_guest_never_reported_is_a_failure() -> None:
     opts = verification.VerifyOptions(NOBLE, X64, "ab12cd34", "ff00ff00", "builder-id")
-    line = marker.verify_line("ab12cd34", marker.VerifyReport((marker.Check("runner", True),), {}))
+    line = marker.verify_line("ab12cd34", marker.VerifyReport((Check("runner", True),), {}))
     with pytest.raises(verification.VerifyError) as error:
         verification.judge(line, opts)
     assert "docker: not reported" in str(error.value)
@@ -310,7 +310,7 @@ def test_a_check_the_guest_never_reported_is_a_failure() -> None:
 
 def test_glance_properties_fit_glance() -> None:
     report = marker.VerifyReport(
-        (marker.Check("runner", True),), {"Node.js": "v" + "9" * 300, "empty": ""}
+        (Check("runner", True),), {"Node.js": "v" + "9" * 300, "empty": ""}
     )
     props = verification.properties(report)
     assert len(props["grib_sw_node_js"]) == verification.GLANCE_VALUE_MAX

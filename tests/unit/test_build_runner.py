@@ -15,7 +15,7 @@ import build_job
 import build_runner
 import builder
 import state_files
-from github_runner_image_builder import report
+from image_builder_contract import report
 
 STARTED = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
 SECRET = "job-secret-5a0e"  # noqa: S105 - test value

@@ -22,6 +22,7 @@ import build_job
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import Machine, base_state, image_relation, password_secret, valid_config
 from github_runner_image_builder import cli
+from github_runner_image_builder.cli import build as cli_build
 from image_builder_contract import rules
 
 sys.path.insert(0, str(Path(__file__).parents[2]))  # app.tests.fakes: the shared corpus
@@ -105,7 +106,9 @@ def _flag_argv(flag: str, value: str) -> list[str]:
 
 
 def _read(args: Any, attribute: str) -> object:
-    found = getattr(args, attribute)
+    """Return what the CLI's build spec holds for a flag's attribute (argparse dest)."""
+    part, field = cli_build.FLAGS[attribute]
+    found = getattr(getattr(cli_build.spec_of(args), part), field)
     if attribute in ("arch", "base"):
         return [getattr(word, "github", None) or word.codename for word in found]
     return found
@@ -302,6 +305,6 @@ def test_option_like_names_arrive_as_values(
     state = base_state(image_relation(), **{"build-flavor": "--help", "build-network": "-x"})
     ok, request = charm_verdict(ctx, started, state, "build-flavor")
     assert ok and request is not None
-    args = cli.build_parser().parse_args(_args(request))
-    assert (args.flavor, args.network) == ("--help", "-x")
+    spec = cli_build.spec_of(cli.build_parser().parse_args(_args(request)))
+    assert (spec.site.flavor, spec.site.network) == ("--help", "-x")
     assert cli_verdict(_args(request), {}) == (True, "")

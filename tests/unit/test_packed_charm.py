@@ -93,11 +93,14 @@ def test_contract_part_puts_only_the_rules_in_lib(packed: Path) -> None:
     shipped = sorted(p.name for p in (packed / "lib" / "image_builder_contract").iterdir())
     assert shipped == [
         "__init__.py",
+        "checks.py",
         "cli_args.py",
         "names.py",
         "platforms.py",
         "py.typed",
+        "report.py",
         "rules.py",
+        "spec.py",
         "text.py",
     ]
     assert (packed / "lib" / "charms" / "github_runner_image_builder").is_dir()  # the charm part

@@ -3,11 +3,36 @@
 The charm uses the application name as the prefix; the CLI's `--prefix` takes it.
 """
 
+import enum
 import re
 
 from image_builder_contract.platforms import Arch, Base
 
 DEFAULT_PREFIX = "github-runner-image-builder"
+
+
+class Step(str, enum.Enum):
+    """The steps of one build, in order: the words of a report's failures, timings and metrics."""
+
+    BASE_IMAGE = "base-image"
+    SECURITY_GROUP = "security-group"
+    SERVER = "server"
+    VERIFY_GROUP = "verify-group"
+    WAIT = "wait"
+    SNAPSHOT = "snapshot"
+    VERIFY = "verify"
+    COPY = "copy"
+    PRUNE = "prune"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def cleanup(self) -> str:
+        """Return the step word of a failure in this step's clean-up."""
+        return f"{self.value} cleanup"
+
+
 # The failure step of `copy` when the build cloud has no image to copy: a build is needed.
 COPY_NO_SOURCE = "find"
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")

@@ -28,6 +28,8 @@ import dataclasses
 import re
 import secrets
 
+from image_builder_contract.checks import Check
+
 MARKER_WORD = "GRIB-BUILD-RESULT"
 FACTS_WORD = "GRIB-BUILD-FACTS"
 VERIFY_WORD = "GRIB-VERIFY-RESULT"
@@ -106,15 +108,6 @@ def parse_facts(console: str, nonce: str) -> dict[str, str]:
             pairs = (item.split("=", 1) for item in match.group(1).split())
             facts = {key: value for key, value in pairs if value and value != "unknown"}
     return facts
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """One named verification check and how it went."""
-
-    name: str
-    ok: bool
-    detail: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 from github_runner_image_builder.guest import contents, marker, userdata
 from image_builder_contract import platforms, rules
+from image_builder_contract.checks import Check
 
 # Every check, in the order the guest runs them; `script` only with a verify script URL.
 CHECKS: tuple[str, ...] = (
@@ -47,7 +48,7 @@ _PROPERTY_KEY = re.compile(r"[^a-z0-9_]")
 class VerifyError(Exception):
     """The image failed verification; `checks` are every check and its outcome (empty: none)."""
 
-    def __init__(self, message: str, checks: tuple[marker.Check, ...] = ()) -> None:
+    def __init__(self, message: str, checks: tuple[Check, ...] = ()) -> None:
         super().__init__(message)
         self.checks = checks
 
@@ -159,7 +160,7 @@ def judge(console: str | None, options: VerifyOptions) -> marker.VerifyReport:
         raise VerifyError(f"the test server shut off without a verification result; tail:\n{tail}")
     reported = {c.name for c in report.checks}
     missing = tuple(
-        marker.Check(name, False, "not reported (the guest's script stopped early)")
+        Check(name, False, "not reported (the guest's script stopped early)")
         for name in options.checks()
         if name not in reported
     )
@@ -170,7 +171,7 @@ def judge(console: str | None, options: VerifyOptions) -> marker.VerifyReport:
     return report
 
 
-def describe(failed: tuple[marker.Check, ...]) -> str:
+def describe(failed: tuple[Check, ...]) -> str:
     """Return the error naming each failed check with its detail: `docker: daemon not active`."""
     return "; ".join(f"{c.name}: {c.detail or 'failed'}" for c in failed)
 

@@ -8,16 +8,14 @@ JSON report has `build`'s shape, so a caller reads both the same way. No image o
 the build cloud is the failure step names.COPY_NO_SOURCE: the caller then has to build.
 """
 
-import argparse
 import logging
-import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from github_runner_image_builder.cancel import Cancellation
 from github_runner_image_builder.cloud.client import Cloud, ImageInfo
 from github_runner_image_builder.images import copying, revisions
-from github_runner_image_builder.report import Failure, ImageResult, Report
 from image_builder_contract import names, platforms
+from image_builder_contract.report import Failure, ImageResult, Report
 
 logger = logging.getLogger(__name__)
 
@@ -95,38 +93,3 @@ def copy_current(
         report.images += one.images
         report.failures += one.failures
     return report
-
-
-def run(
-    args: argparse.Namespace, open_cloud: Callable[[str], Cloud], cancellation: Cancellation
-) -> Report:
-    """Open the clouds and copy to every upload cloud but the build cloud itself."""
-    targets = {
-        name: open_cloud(name)
-        for name in dict.fromkeys(args.upload_clouds)
-        if name != args.os_cloud
-    }
-    build_cloud = open_cloud(args.os_cloud)
-    wanted = [(base, arch) for base in args.base for arch in args.arch]
-    return copy_current(build_cloud, targets, args.prefix, wanted, cancellation)
-
-
-def command(args: argparse.Namespace, open_cloud: Callable[[str], Cloud]) -> int:
-    """Run `copy` from parsed options; print the JSON report; exit 1 when anything failed.
-
-    SIGTERM or SIGINT cancels: a copy under way fails (and is deleted, see `copying`).
-    """
-    cancellation = Cancellation()
-
-    def cancel(signum: int, _frame: object) -> None:
-        logger.warning("%s: cancelling the copies", signal.Signals(signum).name)
-        cancellation.cancel()
-
-    previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        report = run(args, open_cloud, cancellation)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print(report.to_json())
-    return report.exit_code

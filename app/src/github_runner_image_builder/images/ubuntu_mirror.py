@@ -12,23 +12,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
-from image_builder_contract import platforms
+from image_builder_contract import platforms, spec
 
-DEFAULT_URL = "https://cloud-images.ubuntu.com"
+DEFAULT_URL = spec.DEFAULT_CLOUD_IMAGES_URL
+check_url = spec.check_cloud_images_url
 CHUNK = 1024 * 1024
 _SUM_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 
 
 class ChecksumError(Exception):
     """The bytes read do not match the published checksum, or none is published."""
-
-
-def check_url(url: str) -> str:
-    """Return `url` without a trailing slash; raise ValueError unless it is http(s) or file."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("http", "https", "file") or not (parsed.netloc or parsed.path):
-        raise ValueError(f"--cloud-images-url {url!r} must be an http(s):// or file:// URL")
-    return url.rstrip("/")
 
 
 def file_name(base: platforms.Base, arch: platforms.Arch) -> str:

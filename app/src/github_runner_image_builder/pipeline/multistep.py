@@ -25,7 +25,9 @@ S_contra = TypeVar("S_contra", contravariant=True)
 class Step(Protocol[S_contra]):
     """One unit of work that knows how to undo itself."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The step's word in logs and reports (`names.Step`)."""
 
     def run(self, state: S_contra) -> None:
         """Do the work; record what was created in `state`; raise to stop the pipeline."""

@@ -36,7 +36,7 @@ from lcloud import configs, guest, venv
 from lcloud.proxy import FaultProxy
 
 HERE = Path(__file__).resolve().parent
-MARKER_PY = HERE.parents[3] / "app" / "src" / "github_runner_image_builder" / "marker.py"
+MARKER_PY = HERE.parents[3] / "app" / "src" / "github_runner_image_builder" / "guest" / "marker.py"
 SERVICE_USERS = ("glance", "nova", "neutron", "placement")
 FLAVORS = {"m1.builder": (2, 1024, 20), "m1.tiny": (1, 512, 1)}
 NETWORK = "localcloud-net"

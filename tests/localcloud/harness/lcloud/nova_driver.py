@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import threading
 import time
 from pathlib import Path
@@ -41,8 +42,13 @@ SNAPSHOTS_FILE = "our-snapshots.txt"  # every image ID this driver uploaded a sn
 
 
 def _load_marker() -> ModuleType:
-    """Load the CLI's own marker module by path (the services' venv does not hold the CLI)."""
-    spec = importlib.util.spec_from_file_location("grib_marker", os.environ["GRIB_LC_MARKER"])
+    """Load the CLI's own marker module by path (the services' venv does not hold the CLI).
+
+    It imports the contract's stdlib-only `checks`: app/src goes on the path for that.
+    """
+    marker_py = Path(os.environ["GRIB_LC_MARKER"])
+    sys.path.append(str(marker_py.parents[2]))
+    spec = importlib.util.spec_from_file_location("grib_marker", marker_py)
     if spec is None or spec.loader is None:
         raise RuntimeError("cannot load the CLI's marker module")
     module = importlib.util.module_from_spec(spec)
