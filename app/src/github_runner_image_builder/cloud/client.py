@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from github_runner_image_builder.cloud import transient
 from github_runner_image_builder.cloud.placement import Flavor, Network
+from github_runner_image_builder.images import properties as keys
 from github_runner_image_builder.images.revisions import (
     BUILD_ID,
     BUILT_BY_US,
@@ -103,13 +104,9 @@ def name_prefix_filter(prefix: str) -> str:
     return "^" + re.escape(prefix)
 
 
-# Properties openstacksdk's Image keeps as attributes of their own, not in `properties`.
-_KNOWN_PROPERTIES = ("architecture", "os_distro", "os_version")
-
-
 def _image_info(image: Any) -> ImageInfo:
     properties = dict(image.properties or {})
-    for key in _KNOWN_PROPERTIES:
+    for key in keys.GLANCE_OWN:  # openstacksdk keeps them as attributes
         value = getattr(image, key, None)
         if value:
             properties[key] = value

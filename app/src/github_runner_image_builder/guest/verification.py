@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Mapping
 
 from github_runner_image_builder.guest import contents, marker, userdata
+from github_runner_image_builder.images import properties as keys
 from image_builder_contract import platforms, rules
 from image_builder_contract.checks import Check
 
@@ -39,9 +40,9 @@ CHECKS: tuple[str, ...] = (
 # digest of so short a value would be easy to reverse.
 MIN_SECRET_LENGTH = 8
 GLANCE_VALUE_MAX = 255  # Glance refuses longer property values
-SOFTWARE_PROPERTY_PREFIX = "grib_sw_"
-VERIFIED_PROPERTY = "grib_verified"
-CHECKS_PROPERTY = "grib_checks"
+SOFTWARE_PROPERTY_PREFIX = keys.SOFTWARE_PREFIX
+VERIFIED_PROPERTY = keys.VERIFIED
+CHECKS_PROPERTY = keys.CHECKS
 _PROPERTY_KEY = re.compile(r"[^a-z0-9_]")
 
 

@@ -7,23 +7,18 @@ mirror's current SHA256, streamed (never held whole in memory) and verified on t
 import logging
 
 from github_runner_image_builder.cloud.client import Cloud
-from github_runner_image_builder.images import ubuntu_mirror
+from github_runner_image_builder.images import properties, ubuntu_mirror
 from image_builder_contract import names, platforms
 
 logger = logging.getLogger(__name__)
 
-UPSTREAM_SHA256 = "grib_upstream_sha256"
-UPSTREAM_URL = "grib_upstream_url"
-UPSTREAM_SERIAL = "grib_upstream_serial"
+UPSTREAM_SHA256 = properties.UPSTREAM_SHA256
+UPSTREAM_URL = properties.UPSTREAM_URL
+UPSTREAM_SERIAL = properties.UPSTREAM_SERIAL
 
 
 class UnknownSerialError(Exception):
     """The mirror has no cloud image of the pinned serial."""
-
-
-def base_properties(base: platforms.Base, arch: platforms.Arch) -> dict[str, str]:
-    """Return the Glance properties that describe an Ubuntu image of (base, arch)."""
-    return {"architecture": arch.glance, "os_distro": "ubuntu", "os_version": base.version}
 
 
 def _sums(url: str, directory: str, base: platforms.Base) -> str:
@@ -66,7 +61,7 @@ def ensure_base_image(
             disk_format=fmt,
             container_format="bare",
             properties={
-                **base_properties(base, arch),
+                **properties.ubuntu(base, arch),
                 UPSTREAM_SHA256: sha256,
                 UPSTREAM_URL: source,
                 UPSTREAM_SERIAL: base.serial or "current",

@@ -13,15 +13,11 @@ from collections.abc import Mapping, Sequence
 
 from github_runner_image_builder.cancel import Cancellation
 from github_runner_image_builder.cloud.client import Cloud, ImageInfo
-from github_runner_image_builder.images import copying, revisions
+from github_runner_image_builder.images import copying, properties, revisions
 from image_builder_contract import names, platforms
 from image_builder_contract.report import Failure, ImageResult, Report
 
 logger = logging.getLogger(__name__)
-
-# Properties of ours a copy carries along (the build's facts and its verification).
-_OWN_PROPERTIES = ("architecture", "os_distro", "os_version")
-_OWN_PREFIX = "grib_"
 
 
 def source_image(images: Sequence[ImageInfo], name: str) -> ImageInfo | None:
@@ -33,11 +29,7 @@ def source_image(images: Sequence[ImageInfo], name: str) -> ImageInfo | None:
 
 def own_properties(image: ImageInfo) -> dict[str, str]:
     """Return the properties a copy of our image carries (not Glance's own bookkeeping)."""
-    return {
-        key: value
-        for key, value in image.properties.items()
-        if key.startswith(_OWN_PREFIX) or key in _OWN_PROPERTIES
-    }
+    return properties.carried(image.properties)
 
 
 def _copy_one(

@@ -8,14 +8,12 @@ import datetime
 import re
 from collections.abc import Collection, Sequence
 
+from github_runner_image_builder.images import properties
 from image_builder_contract import names
 
-# The Glance property every image this CLI builds carries; an image without it (e.g. one built
-# by Canonical's image builder under the same name) is never pruned here.
-BUILT_BY_US = "grib_build_time"
-# The build id (`build --build-id`) as a Glance property of its images and Nova metadata of
-# its servers; security groups carry it at the end of their description (GROUP_TAG).
-BUILD_ID = "grib_build_id"
+BUILT_BY_US = properties.BUILT_BY_US  # an image without it is never pruned here
+# Security groups carry the build id at the end of their description (GROUP_TAG).
+BUILD_ID = properties.BUILD_ID
 GROUP_TAG = re.compile(r"; grib_build_id=([A-Za-z0-9-]{1,64})$")
 
 

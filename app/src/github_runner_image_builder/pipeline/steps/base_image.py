@@ -3,7 +3,7 @@
 import dataclasses
 
 from github_runner_image_builder.cloud.client import Cloud
-from github_runner_image_builder.images import baseimage
+from github_runner_image_builder.images import baseimage, properties
 from github_runner_image_builder.pipeline.steps.common import Artefacts, Target
 from image_builder_contract.names import Step
 
@@ -25,7 +25,7 @@ class BaseImageStep:
         artefacts.base_image_id = image_id
         # Read now, not at snapshot time: the snapshot follows the guest's power-off at once.
         base = self.cloud.get_image(image_id)
-        artefacts.base_image_sha256 = base.properties.get(baseimage.UPSTREAM_SHA256, "")
+        artefacts.base_image_sha256 = base.properties.get(properties.UPSTREAM_SHA256, "")
 
     def cleanup(self, artefacts: Artefacts, failed: bool) -> None:
         """Nothing: a current base image is worth keeping, and a failed upload deletes itself."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from github_runner_image_builder.cloud import placement, servers
 from github_runner_image_builder.cloud.client import Cloud
 from github_runner_image_builder.guest import marker
-from github_runner_image_builder.images import revisions as rev
+from github_runner_image_builder.images import properties
 from github_runner_image_builder.pipeline.steps.common import (
     Placement,
     RunContext,
@@ -62,9 +62,9 @@ def boot_server(
     `record` learns each server ID as it is created (None once it is deleted for a retry), so
     the step's clean-up always knows what to delete.
     """
-    metadata = {"grib_nonce": boot.nonce}
+    metadata = {properties.NONCE: boot.nonce}
     if build_id:
-        metadata[rev.BUILD_ID] = build_id
+        metadata[properties.BUILD_ID] = build_id
 
     def create() -> str:
         return cloud.create_server(

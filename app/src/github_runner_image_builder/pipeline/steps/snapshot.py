@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 from github_runner_image_builder.cloud import backoff
 from github_runner_image_builder.cloud.client import Cloud
-from github_runner_image_builder.images import baseimage
-from github_runner_image_builder.images import revisions as rev
+from github_runner_image_builder.images import properties
 from github_runner_image_builder.pipeline.steps import boot
 from github_runner_image_builder.pipeline.steps.common import (
     Artefacts,
@@ -37,19 +36,18 @@ def image_properties(
     now: datetime.datetime,
 ) -> dict[str, str]:
     """Return the Glance properties every copy of the built image carries."""
-    tags = {rev.BUILD_ID: build_id} if build_id else {}
+    tags = {properties.BUILD_ID: build_id} if build_id else {}
     return {
         **tags,
-        **baseimage.base_properties(target.base, target.arch),
-        "grib_base": target.base.codename,
-        "grib_arch": target.arch.github,
-        "grib_runner_version": image.runner_version or "latest",
-        "grib_runner_binary_repo": image.runner_binary_repo,
-        # The Ubuntu cloud image serial the build was pinned to, or "current".
-        "grib_base_serial": target.base.serial or "current",
-        rev.BUILT_BY_US: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "grib_base_image_id": artefacts.base_image_id or "",
-        "grib_base_image_sha256": artefacts.base_image_sha256,
+        **properties.ubuntu(target.base, target.arch),
+        properties.BASE: target.base.codename,
+        properties.ARCH: target.arch.github,
+        properties.RUNNER_VERSION: image.runner_version or "latest",
+        properties.RUNNER_BINARY_REPO: image.runner_binary_repo,
+        properties.BASE_SERIAL: target.base.serial or "current",
+        properties.BUILT_BY_US: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        properties.BASE_IMAGE_ID: artefacts.base_image_id or "",
+        properties.BASE_IMAGE_SHA256: artefacts.base_image_sha256,
     }
 
 
