@@ -6,7 +6,7 @@ Both boot on one placement (flavor and network, chosen once per build), are boot
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from github_runner_image_builder.cloud import placement, servers
 from github_runner_image_builder.cloud.client import Cloud
@@ -18,6 +18,7 @@ from github_runner_image_builder.pipeline.steps.common import (
     ServerHandle,
     StepError,
 )
+from image_builder_contract.spec import SiteSpec
 
 logger = logging.getLogger(__name__)
 
@@ -47,49 +48,64 @@ def choose_placement(
     return Placement(chosen_flavor.id, chosen_network.id)
 
 
-def boot_server(
-    cloud: Cloud,
-    context: RunContext,
-    boot: Boot,
-    where: Placement,
-    record: Callable[[str | None], None],
-    *,
-    retry: servers.BootRetry,
-    build_id: str | None,
-) -> ServerHandle:
-    """Boot a server (again after "No valid host") and return it once it has left BUILD.
+@dataclasses.dataclass
+class OwnedServer:
+    """The server one step boots and deletes: its ID as each boot creates it, then its handle.
 
-    `record` learns each server ID as it is created (None once it is deleted for a retry), so
-    the step's clean-up always knows what to delete.
+    Boots again after "No valid host" (each new ID is recorded before the wait, so the clean-up
+    always knows what to delete).
     """
-    metadata = {properties.NONCE: boot.nonce}
-    if build_id:
-        metadata[properties.BUILD_ID] = build_id
 
-    def create() -> str:
-        return cloud.create_server(
-            boot.name,
-            image_id=boot.image_id,
-            flavor_id=where.flavor_id,
-            network_id=where.network_id,
-            security_group_id=boot.group_id,
-            user_data=boot.user_data,
-            metadata=metadata,
+    cloud: Cloud
+    context: RunContext
+    site: SiteSpec  # the boot retry and the build id
+    current_id: str | None = None
+    handle: ServerHandle | None = None
+
+    def boot(self, boot: Boot, where: Placement) -> ServerHandle:
+        """Boot the server and return it once it has left BUILD."""
+        metadata = {properties.NONCE: boot.nonce}
+        if self.site.build_id:
+            metadata[properties.BUILD_ID] = self.site.build_id
+
+        def create() -> str:
+            return self.cloud.create_server(
+                boot.name,
+                image_id=boot.image_id,
+                flavor_id=where.flavor_id,
+                network_id=where.network_id,
+                security_group_id=boot.group_id,
+                user_data=boot.user_data,
+                metadata=metadata,
+            )
+
+        def record(server_id: str | None) -> None:
+            self.current_id = server_id
+
+        booted = servers.boot(
+            self.cloud,
+            self.context.poller,
+            create,
+            record,
+            timeout=boot.timeout,
+            label=boot.label,
+            retry=servers.BootRetry(delay=self.site.boot_retry_delay),
+            cancellation=self.context.cancellation,
+            sleep=self.context.sleep,
+            clock=self.context.clock,
         )
+        self.handle = ServerHandle(booted.server_id, booted.created_at)
+        return self.handle
 
-    booted = servers.boot(
-        cloud,
-        context.poller,
-        create,
-        record,
-        timeout=boot.timeout,
-        label=boot.label,
-        retry=retry,
-        cancellation=context.cancellation,
-        sleep=context.sleep,
-        clock=context.clock,
-    )
-    return ServerHandle(booted.server_id, booted.created_at)
+    def delete(self) -> None:
+        """Delete the server (or wait out the deletion asked for) until it is gone."""
+        if self.current_id is None:
+            return
+        handle = self.handle
+        if handle is None or handle.id != self.current_id:  # a boot that never finished
+            handle = ServerHandle(self.current_id, 0.0)
+        servers.delete(self.cloud, self.context.poller, handle.id, asked_at=handle.delete_asked_at)
+        self.current_id = self.handle = None
 
 
 def wait_for_console(
@@ -115,11 +131,6 @@ def ask_to_delete(
         server.delete_asked_at = servers.request_delete(cloud, context.poller, server.id)
     except Exception as exc:
         logger.warning("%s: could not delete %s yet: %s", label, what, exc)
-
-
-def delete_server(cloud: Cloud, context: RunContext, server: ServerHandle) -> None:
-    """Delete a server (or wait for the deletion asked for) until it is gone."""
-    servers.delete(cloud, context.poller, server.id, asked_at=server.delete_asked_at)
 
 
 def redact(text: str, secrets: Mapping[str, str]) -> str:

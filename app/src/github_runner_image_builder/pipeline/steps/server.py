@@ -8,7 +8,6 @@ be gone, so its port frees the security group.
 import dataclasses
 from collections.abc import Callable
 
-from github_runner_image_builder.cloud import servers
 from github_runner_image_builder.cloud.client import Cloud
 from github_runner_image_builder.guest import userdata
 from github_runner_image_builder.pipeline.steps import boot
@@ -16,7 +15,6 @@ from github_runner_image_builder.pipeline.steps.common import (
     Artefacts,
     GuestSecrets,
     RunContext,
-    ServerHandle,
     StepError,
     Target,
 )
@@ -40,8 +38,9 @@ class ServerStep:
     render: Renderer
     canary: str  # planted next to the secrets; the verification looks for it
     name: Step = Step.SERVER
-    server_id: str | None = None  # what this step made, for its clean-up
-    server: ServerHandle | None = None
+
+    def __post_init__(self) -> None:
+        self.server = boot.OwnedServer(self.cloud, self.context, self.site)  # for its clean-up
 
     def run(self, artefacts: Artefacts) -> None:
         """Boot the builder; hand it and its placement on."""
@@ -72,27 +71,8 @@ class ServerStep:
             timeout=self.site.timeout,
             label=self.target.label,
         )
-
-        def record(server_id: str | None) -> None:
-            self.server_id = server_id
-
-        self.server = boot.boot_server(
-            self.cloud,
-            self.context,
-            spec,
-            artefacts.placement,
-            record,
-            retry=servers.BootRetry(delay=self.site.boot_retry_delay),
-            build_id=self.site.build_id,
-        )
-        artefacts.builder = self.server
+        artefacts.builder = self.server.boot(spec, artefacts.placement)
 
     def cleanup(self, artefacts: Artefacts, failed: bool) -> None:
         """Delete the server and wait until it is gone, so its port frees the security group."""
-        if self.server_id is None:
-            return
-        server = self.server
-        if server is None or server.id != self.server_id:
-            server = ServerHandle(self.server_id, 0.0)
-        boot.delete_server(self.cloud, self.context, server)
-        self.server_id = self.server = None
+        self.server.delete()

@@ -9,7 +9,6 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
-from github_runner_image_builder.cloud import servers
 from github_runner_image_builder.cloud.client import Cloud
 from github_runner_image_builder.guest import contents, marker, verification
 from github_runner_image_builder.pipeline.steps import boot
@@ -17,7 +16,6 @@ from github_runner_image_builder.pipeline.steps.common import (
     Artefacts,
     GuestSecrets,
     RunContext,
-    ServerHandle,
     StepError,
     Target,
 )
@@ -52,8 +50,9 @@ class VerifyStep:
     canary: str  # what the builder planted next to the secrets
     set_properties: bool  # the snapshot is itself a result (not a transit copy)
     name: Step = Step.VERIFY
-    server_id: str | None = None  # what this step made, for its clean-up
-    server: ServerHandle | None = None
+
+    def __post_init__(self) -> None:
+        self.server = boot.OwnedServer(self.cloud, self.context, self.site)  # for its clean-up
 
     def run(self, artefacts: Artefacts) -> None:
         """Verify the snapshot, or mark it unverified when verification is off."""
@@ -83,18 +82,7 @@ class VerifyStep:
             label=f"{self.target.label} verify",
         )
 
-        def record(server_id: str | None) -> None:
-            self.server_id = server_id
-
-        self.server = server = boot.boot_server(
-            self.cloud,
-            self.context,
-            spec,
-            artefacts.placement,
-            record,
-            retry=servers.BootRetry(delay=self.site.boot_retry_delay),
-            build_id=self.site.build_id,
-        )
+        server = self.server.boot(spec, artefacts.placement)
         console = boot.wait_for_console(
             self.cloud, self.context, server, max(0.0, deadline - self.context.clock())
         )
@@ -148,10 +136,4 @@ class VerifyStep:
 
     def cleanup(self, artefacts: Artefacts, failed: bool) -> None:
         """Delete the test server, whatever happened (its group is the verify-group step's)."""
-        if self.server_id is None:
-            return
-        server = self.server
-        if server is None or server.id != self.server_id:
-            server = ServerHandle(self.server_id, 0.0)
-        boot.delete_server(self.cloud, self.context, server)
-        self.server_id = self.server = None
+        self.server.delete()
