@@ -1,16 +1,14 @@
 """The only module that talks to OpenStack (Keystone, Glance, Nova, Neutron) via openstacksdk.
 
 Each method is one small cloud operation returning plain records, so the modules that decide
-(choice, revisions, steps) can be tested against a small fake with the same methods. Each is
+(placement, revisions, the steps) can be tested against a small fake with the same methods. Each is
 retried on transient errors (`transient`); streamed uploads and downloads are not, as their
 data cannot be read twice.
 """
 
 import base64
 import contextlib
-import dataclasses
 import datetime
-import email.utils
 import logging
 import re
 import threading
@@ -18,111 +16,26 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from github_runner_image_builder.cloud import transient
+from github_runner_image_builder.cloud import resources, transient
 from github_runner_image_builder.cloud.placement import Flavor, Network
-from github_runner_image_builder.images import properties as keys
-from github_runner_image_builder.images.revisions import (
-    BUILD_ID,
-    BUILT_BY_US,
-    GroupRecord,
-    ImageRecord,
-    ServerRecord,
-    group_build_id,
+from github_runner_image_builder.cloud.resources import (
+    STATE_LIST_MICROVERSION,
+    CloudClockError,
+    ImageInfo,
+    ServerState,
+    name_prefix_filter,
+    response_date,
 )
+from github_runner_image_builder.images import properties as keys
+from github_runner_image_builder.images.revisions import GroupRecord, ServerRecord, group_build_id
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageInfo:
-    """A Glance image with the facts a build uses."""
-
-    id: str
-    name: str
-    status: str
-    created_at: str
-    size: int | None = None
-    checksum: str | None = None  # MD5, as Glance computes it
-    hash_algo: str | None = None  # os_hash_algo, sha512 by default
-    hash_value: str | None = None
-    disk_format: str | None = None
-    container_format: str | None = None
-    properties: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-    def record(self) -> ImageRecord:
-        """Return the parts that revision decisions need."""
-        ours = BUILT_BY_US in self.properties
-        build_id = self.properties.get(BUILD_ID, "")
-        return ImageRecord(
-            self.id, self.name, self.status, self.created_at, ours=ours, build_id=build_id
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerState:
-    """A Nova server's status and, in ERROR, why."""
-
-    status: str
-    fault: str | None = None
-
-
-# The poller's server list (every tick) reads status and fault only, which 2.1 has. Later
-# microversions make Nova do more per server and answer (2.16's host status is a policy check
-# per server, 2.47 embeds the flavor, 2.98 the image properties): about 30 % of Nova's CPU per
-# list of eight servers on the local cloud.
-STATE_LIST_MICROVERSION = "2.1"
-
-
-def _server_state(server: Any) -> ServerState | None:
-    if server is None or server.status == "DELETED":
-        return None
-    fault = server.fault or {}
-    message = fault.get("message") if isinstance(fault, dict) else None
-    return ServerState(status=str(server.status), fault=message)
-
-
-class CloudClockError(Exception):
-    """The cloud's responses carry no usable Date header."""
-
-
-def response_date(headers: Mapping[str, str]) -> datetime.datetime:
-    """Return the time an HTTP response's Date header gives; raise CloudClockError."""
-    value = headers.get("Date") or headers.get("date")
-    try:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError):
-        when = None
-    if when is None:
-        raise CloudClockError(f"the cloud's response has no readable Date header ({value!r})")
-    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
-
-
-def name_prefix_filter(prefix: str) -> str:
-    """Return Nova's `name` filter (a regular expression) for names starting with `prefix`."""
-    return "^" + re.escape(prefix)
-
-
-def _image_info(image: Any) -> ImageInfo:
-    properties = dict(image.properties or {})
-    for key in keys.GLANCE_OWN:  # openstacksdk keeps them as attributes
-        value = getattr(image, key, None)
-        if value:
-            properties[key] = value
-    return ImageInfo(
-        id=image.id,
-        name=image.name or "",
-        status=image.status or "",
-        created_at=image.created_at or "",
-        size=image.size,
-        checksum=image.checksum,
-        hash_algo=image.hash_algo,
-        hash_value=image.hash_value,
-        disk_format=image.disk_format,
-        container_format=image.container_format,
-        properties={str(k): str(v) for k, v in properties.items()},
-    )
+def _build_id_of(server: Any) -> str:
+    return str((server.metadata or {}).get(keys.BUILD_ID, ""))
 
 
 _auths: dict[str, Any] = {}  # cloud name -> the keystoneauth plugin every connection shares
@@ -199,7 +112,7 @@ class Cloud:
             query: dict[str, str] = {"owner": self.conn.current_project_id}
             if name:
                 query["name"] = name
-            return [_image_info(i) for i in self.conn.image.images(**query)]
+            return [resources.image_info(i) for i in self.conn.image.images(**query)]
 
         return self._retried("list images", list_images)
 
@@ -216,7 +129,8 @@ class Cloud:
     def get_image(self, image_id: str) -> ImageInfo:
         """Return one image by ID."""
         return self._retried(
-            f"get image {image_id}", lambda: _image_info(self.conn.image.get_image(image_id))
+            f"get image {image_id}",
+            lambda: resources.image_info(self.conn.image.get_image(image_id)),
         )
 
     def upload_image(
@@ -322,7 +236,9 @@ class Cloud:
         """Return the server's status, or None when it no longer exists."""
         return self._retried(
             f"get server {server_id}",
-            lambda: _server_state(self.conn.compute.find_server(server_id, ignore_missing=True)),
+            lambda: resources.server_state(
+                self.conn.compute.find_server(server_id, ignore_missing=True)
+            ),
         )
 
     def server_states(self, name_filter: str) -> dict[str, ServerState]:
@@ -337,7 +253,7 @@ class Cloud:
                 details=True, name=name_filter, microversion=STATE_LIST_MICROVERSION
             )
             for server in servers:
-                state = _server_state(server)
+                state = resources.server_state(server)
                 if state is not None:
                     states[str(server.id)] = state
             return states
@@ -383,7 +299,10 @@ class Cloud:
             "list servers",
             lambda: [
                 ServerRecord(
-                    s.id, s.name, s.created_at or "", str((s.metadata or {}).get(BUILD_ID, ""))
+                    s.id,
+                    s.name,
+                    s.created_at or "",
+                    str((s.metadata or {}).get(keys.BUILD_ID, "")),
                 )
                 for s in self.conn.compute.servers(details=True)
             ],
@@ -451,3 +370,14 @@ class Cloud:
                 for g in self.conn.network.security_groups()
             ],
         )
+
+
+__all__ = [
+    "STATE_LIST_MICROVERSION",
+    "Cloud",
+    "CloudClockError",
+    "ImageInfo",
+    "ServerState",
+    "name_prefix_filter",
+    "response_date",
+]

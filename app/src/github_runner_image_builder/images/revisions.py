@@ -1,6 +1,6 @@
 """Which image revision is current, which to prune, and what a crashed build left behind.
 
-Pure decisions over plain records; the cloud calls that list and delete live in `cloud.py`.
+Pure decisions over plain records; the cloud calls that list and delete live in `cloud/client.py`.
 """
 
 import dataclasses
