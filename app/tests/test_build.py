@@ -240,7 +240,7 @@ def test_a_cloud_error_at_each_step_is_undone(mirror: str, method: str, step: st
     if method == "server_states":
         # Nova still failing: the clean-up deletes the server but cannot see it go, and says so.
         expected.append(("server cleanup", "build"))
-    assert [(f.step, f.cloud) for f in report.failures] == expected
+    assert [(f.where, f.cloud) for f in report.failures] == expected
     assert "exploded" in report.failures[0].error
     assert leftovers(cloud) == NOTHING
     assert previous in cloud.image_info

@@ -65,7 +65,7 @@ def test_cleanup_error_is_recorded_and_the_rest_still_clean_up(
     with caplog.at_level(logging.INFO):
         outcome: Outcome[list[str]] = run_pipeline(steps, [], "noble-x64")
     assert outcome.ok
-    assert outcome.cleanup_errors == [("b cleanup", "cannot undo")]
+    assert outcome.cleanup_errors == [("b", "cannot undo")]
     assert log[-1] == "cleanup a failed=False"
     assert "noble-x64 a: done in" in caplog.text
 

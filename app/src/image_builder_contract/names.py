@@ -27,10 +27,15 @@ class Step(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-    @property
-    def cleanup(self) -> str:
-        """Return the step word of a failure in this step's clean-up."""
-        return f"{self.value} cleanup"
+
+class Phase(str, enum.Enum):
+    """Which part of a step failed: its run, or its clean-up after the build."""
+
+    RUN = "run"
+    CLEANUP = "cleanup"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 # The failure step of `copy` when the build cloud has no image to copy: a build is needed.

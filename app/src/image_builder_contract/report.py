@@ -14,6 +14,7 @@ from pydantic.dataclasses import dataclass
 
 from image_builder_contract import text
 from image_builder_contract.checks import Check
+from image_builder_contract.names import Phase
 
 # An image ID a cloud answered: checked before it is stored, published or protected.
 ImageId = Annotated[str, pydantic.AfterValidator(text.check_image_id)]
@@ -58,6 +59,12 @@ class Failure:
     step: Word = ""
     error: ResultText = ""
     checks: tuple[Check, ...] = ()  # a failed verification: every check and how it went
+    phase: Phase = Phase.RUN
+
+    @property
+    def where(self) -> str:
+        """Return the step, and "cleanup" after it when its clean-up failed: `server cleanup`."""
+        return f"{self.step} {Phase.CLEANUP}" if self.phase == Phase.CLEANUP else self.step
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from github_runner_image_builder.pipeline.steps import (
     build_steps,
 )
 from image_builder_contract import platforms
-from image_builder_contract.names import Step
+from image_builder_contract.names import Phase, Step
 from image_builder_contract.report import Failure, Report, Timing
 from image_builder_contract.spec import BuildSpec
 
@@ -52,7 +52,9 @@ def report_of(
                 )
             )
         for step, error in outcome.cleanup_errors:
-            report.failures.append(Failure(base, arch, spec.site.cloud, step, error))
+            report.failures.append(
+                Failure(base, arch, spec.site.cloud, step, error, phase=Phase.CLEANUP)
+            )
         report.timings.append(
             Timing(base, arch, dict(outcome.durations), outcome.cleanup_seconds, total)
         )

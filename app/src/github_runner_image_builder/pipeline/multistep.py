@@ -47,7 +47,7 @@ class Outcome(Generic[S]):
     cleanup_seconds: float = 0.0
     cleanup_errors: list[tuple[str, str]] = dataclasses.field(
         default_factory=list
-    )  # (step, error)
+    )  # (step, error): the step's clean-up failed
 
     @property
     def ok(self) -> bool:
@@ -97,7 +97,7 @@ def run_pipeline(
             step.cleanup(state, not outcome.ok)
         except Exception as exc:
             error = str(exc) or type(exc).__name__
-            outcome.cleanup_errors.append((f"{step.name} cleanup", error))
+            outcome.cleanup_errors.append((step.name, error))
             logger.error("%s %s cleanup: %s", label, step.name, error)
     outcome.cleanup_seconds = clock() - begin
     return outcome
