@@ -1,7 +1,9 @@
 """Makes `app.tests.fakes` importable (pytest runs with --import-mode=importlib); fixtures."""
 
 import hashlib
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,18 @@ def mirror(tmp_path: Path) -> str:
             sums.append(f"{hashlib.sha256(data).hexdigest()} *{base}-server-cloudimg-{arch}.img")
         (directory / "SHA256SUMS").write_text("\n".join(sums) + "\n")
     return tmp_path.as_uri()
+
+
+@pytest.fixture(autouse=True)
+def _close_cli_log_handlers() -> Iterator[None]:
+    """Close the log handlers a test's `cli.main` installed (a real CLI exits instead).
+
+    `logs.configure` replaces the root logger's handlers without closing them, so a --log-file
+    left open by one test would be reported as an unclosed file (an error) in a later one.
+    """
+    root = logging.getLogger()
+    before = set(root.handlers)
+    yield
+    for handler in set(root.handlers) - before:
+        root.removeHandler(handler)
+        handler.close()

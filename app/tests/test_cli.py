@@ -563,6 +563,8 @@ def test_the_log_file_is_private_and_its_lines_carry_no_url_credentials(tmp_path
             "cannot reach %s", "https://u:s3cret@keystone.example:5000/v3"
         )
     finally:
+        for handler in logging.getLogger().handlers:
+            handler.close()  # configure() drops them without closing: the file would leak
         logs.configure("INFO")
     assert log_file.stat().st_mode & 0o777 == 0o640
     text = log_file.read_text()

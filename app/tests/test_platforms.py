@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.tests.fakes import hostile_runner_repos
 from image_builder_contract import names, platforms
+from tests.support.hostile import hostile_runner_repos
 
 
 @pytest.mark.parametrize("word", ["x64", "amd64", "x86_64", "AMD64", " x64 "])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from app.tests.fakes import hostile_values
 from github_runner_image_builder.guest import contents, marker, userdata
 from image_builder_contract import platforms, rules
 from image_builder_contract import platforms as contract_platforms
+from tests.support.hostile import hostile_values
 
 NONCE = "0123456789abcdef"
 BASES = [platforms.parse_base(name) for name in contract_platforms.RUNNER_BASES]

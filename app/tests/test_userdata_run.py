@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from app.tests.fakes import hostile_proxy_passwords, hostile_values
 from github_runner_image_builder.guest import marker, userdata
 from image_builder_contract import platforms, rules
+from tests.support.hostile import hostile_proxy_passwords, hostile_values
 
 NONCE = "fedcba9876543210"
 SCRIPT_URL = "https://scripts.example/build.sh"

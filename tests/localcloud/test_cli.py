@@ -269,7 +269,7 @@ def test_nova_refusing_the_server(
     cloud: LocalCloud, images: mirror.CloudImagesMirror, previous: dict[str, str]
 ) -> None:
     admin = cloud.connect()
-    project = admin.identity.find_project("build")
+    project = admin.identity.find_project("build", ignore_missing=False)
     admin.compute.update_quota_set(project, instances=0)
     try:
         result = _build(cloud, images, "fault")
@@ -454,12 +454,12 @@ def test_an_upload_cloud_sweep_spares_the_requirers_own_resources(
     path = tmp_path / "disk.qcow2"
     qcow2.write(path, {"guest": "theirs"})
     disk = conn.image.create_image(
-        f"{prefix}-disk", filename=str(path), disk_format="qcow2", container_format="bare",
+        f"{prefix}-disk", data=path.read_bytes(), disk_format="qcow2", container_format="bare",
         wait=True,
     )  # fmt: skip
     group = conn.network.create_security_group(name=f"{prefix}-builder-x")
-    flavor = conn.compute.find_flavor("m1.builder")
-    network = conn.network.find_network("localcloud-net")
+    flavor = conn.compute.find_flavor("m1.builder", ignore_missing=False)
+    network = conn.network.find_network("localcloud-net", ignore_missing=False)
     server = conn.compute.create_server(
         name=f"{prefix}-builder-x", image_id=disk.id, flavor_id=flavor.id,
         networks=[{"uuid": network.id}], security_groups=[{"name": group.id}],
@@ -486,8 +486,8 @@ def test_an_upload_cloud_sweep_spares_the_requirers_own_resources(
             "images": [f"{ours.id} {prefix}-noble-x64 (queued)"],
             "errors": [],
         }
-        assert conn.compute.find_server(server.id) is not None
-        assert conn.network.find_security_group(group.id) is not None
+        assert conn.compute.find_server(server.id, ignore_missing=False)
+        assert conn.network.find_security_group(group.id, ignore_missing=False)
         assert {i.id for i in _named(conn, f"{prefix}-noble-x64")} == {theirs.id}
     finally:
         conn.compute.delete_server(server.id, ignore_missing=True)

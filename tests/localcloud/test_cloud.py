@@ -190,7 +190,7 @@ def test_guest_can_take_keystone_down_mid_build(cloud: LocalCloud, base: Any) ->
 
 def test_nova_refuses_a_server_over_quota(cloud: LocalCloud, base: Any) -> None:
     admin = cloud.connect()
-    project = admin.identity.find_project("build")
+    project = admin.identity.find_project("build", ignore_missing=False)
     admin.compute.update_quota_set(project, instances=0)
     conn = cloud.connect(LocalCloud.BUILD)
     try:
@@ -219,7 +219,7 @@ def test_services_die_with_a_sigkilled_owner() -> None:
     alive = [pid for pid in pids if _alive(pid)]
     assert len(alive) >= 5  # the five servers (setup steps have finished)
     owner.send_signal(signal.SIGKILL)
-    owner.wait()
+    owner.communicate()  # reaps it and closes its pipes
     deadline = time.monotonic() + 30
     while any(_alive(pid) for pid in alive) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -147,6 +147,9 @@ def test_sigterm_mid_wait_and_mid_copy_leaves_nothing_in_any_cloud(
         if process.poll() is None:
             cli.sigkill(process)
     reader.join(10)
+    for pipe in (process.stdout, process.stderr):
+        if pipe:
+            pipe.close()
     stderr = "".join(lines)
     assert code == 1, stderr
     report = json.loads(stdout)

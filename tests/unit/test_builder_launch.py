@@ -108,7 +108,10 @@ def test_under_systemd_the_build_is_a_transient_service(machine: Machine) -> Non
     paths = dataclasses.replace(machine.paths, systemd_run=fake)
     machine.plan(build={"wait": True})
     run_id = _check_build_runs_on_after_the_hook(machine, paths)
-    calls = [json.loads(line) for line in (machine.home / "systemd-run-calls.jsonl").open()]
+    calls = [
+        json.loads(line)
+        for line in (machine.home / "systemd-run-calls.jsonl").read_text().splitlines()
+    ]
     (argv,) = calls
     split = argv.index("--")
     assert argv[split + 1 :] == [sys.executable, str(SRC / "build_runner.py"), str(paths.job)]
@@ -214,7 +217,10 @@ def test_under_systemd_a_dead_build_is_cleaned_up_by_a_transient_service(
     result = b.take_result()
     assert result is not None and result.lost
     wait_until(lambda: len(_cleanups(machine)) > 0)
-    calls = [json.loads(line) for line in (machine.home / "systemd-run-calls.jsonl").open()]
+    calls = [
+        json.loads(line)
+        for line in (machine.home / "systemd-run-calls.jsonl").read_text().splitlines()
+    ]
     (argv,) = calls
     assert f"--unit=github-runner-image-builder-0-clean-{'dead' * 3}" in argv
     assert _cleanups(machine) == [

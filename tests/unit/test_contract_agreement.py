@@ -1,9 +1,9 @@
 """The charm and the real CLI give every value of every shared option the same verdict.
 
-For each value of a hostile and edge corpus (app/tests/fakes.py), the charm's verdict — the `run`
-action refused naming the option (the unit is Blocked), or a build started — must equal the real
-CLI's: a usage error (exit 2) or accepted, i.e. `cli.main` got past every check and went to open
-a cloud. When the charm accepts, the CLI runs the very command line and environment the charm
+For each value of the hostile and edge corpus (tests/support/hostile.py), the charm's verdict — the
+`run` action refused naming the option (the unit is Blocked), or a build started — must equal the
+real CLI's: a usage error (exit 2) or accepted, i.e. `cli.main` got past every check and went to
+open a cloud. When the charm accepts, the CLI runs the very command line and environment the charm
 wrote, and must read each value back intact (a flavor `--help` is a flavor). Config text is
 compared stripped, as the charm reads it, and an empty optional value as the flag left out.
 """
@@ -25,8 +25,8 @@ from github_runner_image_builder import cli
 from github_runner_image_builder.cli import build as cli_build
 from image_builder_contract import rules
 
-sys.path.insert(0, str(Path(__file__).parents[2]))  # app.tests.fakes: the shared corpus
-from app.tests.fakes import EDGE_VALUES, hostile_values
+sys.path.insert(0, str(Path(__file__).parents[2]))  # tests.support: the shared corpus
+from tests.support.hostile import EDGE_VALUES, hostile_values
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 CORPUS = hostile_values("0123456789abcdef")

@@ -1,6 +1,6 @@
 """Issue 11 #2: what requirers and clouds write is data: bounded, filtered, never an option.
 
-Every hook that starts a build survives hostile credentials (app/tests/fakes.py's corpus), and
+Every hook that starts a build survives hostile credentials (tests/support/hostile.py), and
 what reaches argv, clouds.yaml, the catalogue, the status and the log is one safe word or line.
 """
 
@@ -37,8 +37,8 @@ from charms.github_runner_image_builder.v0.image import (
 )
 from image_builder_contract import rules
 
-sys.path.insert(0, str(Path(__file__).parents[2]))  # app.tests.fakes: the shared corpus
-from app.tests.fakes import hostile_credentials
+sys.path.insert(0, str(Path(__file__).parents[2]))  # tests.support: the shared corpus
+from tests.support.hostile import hostile_credentials
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 PREFIX = "github-runner-image-builder"

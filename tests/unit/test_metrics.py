@@ -281,6 +281,8 @@ def exporter(tmp_path: Path) -> Iterator[tuple[Path, int, subprocess.Popen[bytes
     if process.poll() is None:
         process.kill()
         process.wait()
+    if process.stderr:
+        process.stderr.close()
 
 
 def test_exporter_serves_the_records_as_they_change_and_nothing_secret(
@@ -367,7 +369,10 @@ def test_the_unit_files_command_serves_as_systemd_would_run_it(tmp_path: Path) -
         wait_until(serving, limit=30)
     finally:
         process.terminate()
-        assert process.wait(timeout=10) == 0
+        code = process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
+    assert code == 0
 
 
 def test_exporter_usage_error_exits_2() -> None:

@@ -41,6 +41,8 @@ def configure(level: str, log_file: str | None = None) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        if isinstance(handler, logging.FileHandler):  # ours, from an earlier call: its file
+            handler.close()
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import openstack
+
 from lcloud import qcow2
 
 POLL = 0.5
@@ -35,8 +37,9 @@ def fake_cloud_image(path: Path, codename: str, arch: str) -> Path:
 
 def upload_base(conn: Any, name: str, path: Path) -> Any:
     """Upload a base image and wait until it is active."""
+    # The bytes, not filename=: openstacksdk leaves a file it opens itself unclosed.
     image = conn.image.create_image(
-        name=name, filename=str(path), disk_format="qcow2", container_format="bare", wait=True
+        name=name, data=path.read_bytes(), disk_format="qcow2", container_format="bare", wait=True
     )
     return conn.image.wait_for_status(conn.image.get_image(image.id), "active", interval=POLL)
 
@@ -48,11 +51,11 @@ def user_data(nonce: str) -> str:
 
 def boot(conn: Any, name: str, image_id: str, script: str, flavor: str = "m1.builder") -> Any:
     """Create a server the way the CLI does and return it (not waited for)."""
-    network = conn.network.find_network("localcloud-net")
+    network = conn.network.find_network("localcloud-net", ignore_missing=False)
     return conn.compute.create_server(
         name=name,
         image_id=image_id,
-        flavor_id=conn.compute.find_flavor(flavor).id,
+        flavor_id=conn.compute.find_flavor(flavor, ignore_missing=False).id,
         networks=[{"uuid": network.id}],
         user_data=base64.b64encode(script.encode()).decode(),
         config_drive=True,
@@ -84,8 +87,11 @@ def snapshot(conn: Any, server: Any, name: str, timeout: float = 90) -> Any:
     image_id = server.create_image(conn.compute, name)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = conn.image.find_image(image_id)
-        if found is None or found.status in ("killed", "deleted"):
+        try:
+            found = conn.image.get_image(image_id)
+        except openstack.exceptions.NotFoundException:
+            return None
+        if found.status in ("killed", "deleted"):
             return None
         if found.status == "active":
             return found
