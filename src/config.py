@@ -1,9 +1,9 @@
 """Charm config and Juju secrets turned into a typed, validated BuildConfig.
 
-Nothing here touches the machine or the cloud. A bad or missing value raises InvalidConfigError
-naming the option and what is expected, which the charm shows as BlockedStatus. Every value the
-CLI receives is checked with the CLI's own rules (image_builder_contract), so whatever the charm
-accepts, the CLI accepts too.
+ConfigReader reads them once per hook. Nothing here touches the machine or the cloud. A bad or
+missing value raises InvalidConfigError naming the option and what is expected, which the charm
+shows as BlockedStatus. Every value the CLI receives is checked with the CLI's own rules
+(image_builder_contract), so whatever the charm accepts, the CLI accepts too.
 """
 
 import functools
