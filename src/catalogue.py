@@ -10,8 +10,8 @@ from collections.abc import Collection, Iterable, Sequence
 
 import pydantic
 
-from build_job import BuiltImage, ImageId
 from charms.github_runner_image_builder.v0.image import PublishedImage, load_json
+from job import BuiltImage, ImageId
 
 # Characters of a stored catalogue parsed at most (a few hundred per image).
 JSON_LIMIT = 1024 * 1024
@@ -122,6 +122,27 @@ class Catalogue(pydantic.BaseModel):
                 continue
             return False
         return True
+
+    def covers_handover(self, handover: "Catalogue", clouds: Collection[str]) -> bool:
+        """Return whether the leader has taken in a unit's handover, for the clouds still there."""
+        return self.covers(i for i in handover.images if i.cloud in clouds)
+
+    def take_in(
+        self,
+        taken: Iterable["Catalogue"],
+        bases: Sequence[str],
+        arch: str,
+        clouds: Collection[str],
+    ) -> "Catalogue":
+        """Return the leader's catalogue once it took in builds and units' handovers.
+
+        Each is merged in (an image at least as new wins its key), then images of old settings
+        settle and clouds whose requirers left are dropped.
+        """
+        catalogue = self
+        for other in taken:
+            catalogue = catalogue.merge(other.images)
+        return catalogue.settle(bases, arch).restrict(clouds)
 
     def settle(self, bases: Sequence[str], arch: str) -> "Catalogue":
         """Drop images of old settings from the clouds that have an image of every current one.

@@ -1,7 +1,7 @@
 """The files the charm keeps on the machine: the CLI's venv, clouds.yaml, cron, logrotate.
 
 Installing is idempotent (every hook that may need it runs it again); each file is written
-durably with its mode from the start (src/state_files.py). Builds themselves are builder.py's.
+durably with its mode from the start (src/durable_files.py). Jobs are job_launcher.py's.
 """
 
 import dataclasses
@@ -15,9 +15,11 @@ import yaml
 from charmlibs import apt
 from crontab import CronTab
 
-import state_files
-from build_job import BUILD_CLOUD
-from builder import BUILD_LOG_MODE, CLI_NAME, Paths, unit_slug
+import durable_files
+from charms.github_runner_image_builder.v0.image import CloudCredentials
+from config import BuildCloud
+from job import BUILD_CLOUD
+from unit_paths import BUILD_LOG_MODE, CLI_NAME, Paths, unit_slug
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,19 @@ class CloudAuth:
     project_name: str
     user_domain_name: str
     username: str
+
+    @classmethod
+    def of(cls, creds: CloudCredentials | BuildCloud) -> "CloudAuth":
+        """Return a requirer's or the build cloud's credentials as clouds.yaml holds them."""
+        password = creds.password
+        return cls(
+            auth_url=creds.auth_url,
+            password=password if isinstance(password, str) else password.get_secret_value(),
+            project_domain_name=creds.project_domain_name,
+            project_name=creds.project_name,
+            user_domain_name=creds.user_domain_name,
+            username=creds.username,
+        )
 
 
 def _cloud_entry(auth: CloudAuth) -> dict[str, object]:
@@ -107,7 +122,7 @@ class MachineFiles:
             "    weekly\n    rotate 8\n    compress\n    delaycompress\n"
             "    missingok\n    notifempty\n    copytruncate\n}\n"
         )
-        state_files.write(self.logrotate_file, text, mode=0o644)
+        durable_files.write(self.logrotate_file, text, mode=0o644)
 
     @property
     def logrotate_file(self) -> Path:
@@ -124,12 +139,12 @@ class MachineFiles:
     ) -> None:
         """Write clouds.yaml (0600 from the start): the build cloud and every requirer cloud.
 
-        Raises state_files.StateWriteError (the old file kept) when it cannot be written.
+        Raises durable_files.WriteError (the old file kept) when it cannot be written.
         """
         clouds = {BUILD_CLOUD: _cloud_entry(build_cloud)}
         for cloud_id, auth in sorted(upload_clouds.items()):
             clouds[cloud_id] = _cloud_entry(auth)
-        state_files.write(self.paths.clouds_yaml, yaml.safe_dump({"clouds": clouds}), mode=0o600)
+        durable_files.write(self.paths.clouds_yaml, yaml.safe_dump({"clouds": clouds}), mode=0o600)
 
     def read_clouds_yaml_auth(self) -> dict[str, dict[str, object]]:
         """Return each clouds.yaml entry's auth block, as written before (for migrations)."""
@@ -171,7 +186,7 @@ class MachineFiles:
         tab = CronTab(user=False)
         job = tab.new(command=command, user="root", comment=f"{self.unit_name} image build")
         job.setall(f"{minute} {hours} * * *")
-        state_files.write(self.cron_file, tab.render(), mode=0o644)
+        durable_files.write(self.cron_file, tab.render(), mode=0o644)
 
 
 def apt_install(packages: list[str]) -> object:

@@ -4,9 +4,9 @@ The charm keeps only the last build's result, so figures that outlive one build 
 success per base/arch, failure counts, the build time of each served image) are folded into
 `metrics-history.json` once per result, identified by its run id. The exporter service
 (src/metrics_exporter.py) reads that history and the charm's own records (current.json,
-result.json, the queued flag, the catalogue) on every scrape; it never writes, never takes the
-build lock, and never reads clouds.yaml or any secret. Labels are only base, arch, cloud id,
-step and outcome.
+result.json, the queued flag, the catalogue, through src/job_records.py) on every scrape; it
+never writes, never takes the build lock, and never reads clouds.yaml or any secret. Labels are
+only base, arch, cloud id, step and outcome.
 """
 
 import datetime
@@ -23,10 +23,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-import state_files
-from build_job import BUILD_CLOUD, BUILD_TIMEOUT, BuildResult, RunRecord
-from builder import Paths
+import durable_files
 from catalogue import Catalogue
+from job import BUILD_CLOUD, BUILD_TIMEOUT, BuildResult, RunRecord
+from job_records import JobRecords
 
 logger = logging.getLogger(__name__)
 
@@ -190,25 +190,14 @@ def history_path(state_dir: Path) -> Path:
     return state_dir / HISTORY_FILE
 
 
-def _read_model(path: Path, model: type[pydantic.BaseModel]) -> pydantic.BaseModel | None:
-    try:
-        return model.model_validate_json(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:  # ValidationError and UnicodeDecodeError are too
-        logger.warning("ignoring unreadable %s: %s", path.name, error)
-        return None
-
-
 def load_history(state_dir: Path) -> History:
     """Return the history, empty when there is none yet or it cannot be read."""
-    read = _read_model(history_path(state_dir), History)
-    return read if isinstance(read, History) else History()
+    return durable_files.peek_model(history_path(state_dir), History) or History()
 
 
 def save_history(state_dir: Path, history: History) -> None:
     """Write the history atomically and durably (0600, like every file in the state folder)."""
-    state_files.write_atomic(history_path(state_dir), history.model_dump_json())
+    durable_files.write_atomic(history_path(state_dir), history.model_dump_json())
 
 
 class Records(pydantic.BaseModel):
@@ -233,22 +222,22 @@ class Records(pydantic.BaseModel):
         return self.last_result is None or self.last_result.run_id != self.current.run_id
 
 
-def read_records(paths: Paths, catalogue: Callable[[], Catalogue | None]) -> Records:
-    """Return the unit's records now: its files as src/builder.py names and writes them."""
-    run = _read_model(paths.current, RunRecord)
-    last = _read_model(paths.result, BuildResult)
+def read_records(records: JobRecords) -> Records:
+    """Return the unit's records now, as `records` reads them (read-only for the metrics)."""
+    run = records.current()
+    last = records.result()
     try:
         served: dict[str, dict[str, str]] = {}
-        for image in (catalogue() or Catalogue()).images:
+        for image in (records.load_catalogue() or Catalogue()).images:
             served.setdefault(image.cloud, {})[series_key(image.base, image.arch)] = image.id
     except (OSError, ValueError, AttributeError) as error:
         logger.warning("ignoring unreadable catalogue: %s", error)
         served = {}
     return Records(
-        history=load_history(paths.state_dir),
-        current=run if isinstance(run, RunRecord) else None,
-        last_result=last if isinstance(last, BuildResult) else None,
-        queued=paths.queued.exists(),
+        history=load_history(records.paths.state_dir),
+        current=run,
+        last_result=last,
+        queued=records.queued(),
         catalogue=served,
     )
 

@@ -18,24 +18,21 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-import builder
 import metrics
+import unit_paths
+from job_records import JobRecords
 
 logger = logging.getLogger("metrics_exporter")
 
 
 def registry_for(charm_dir: Path, unit: str, state_dir: Path | None = None) -> CollectorRegistry:
     """Return a registry whose only collector reads this unit's records on every scrape."""
-    paths = builder.default_paths(charm_dir, unit)
+    paths = unit_paths.default_paths(charm_dir, unit)
     if state_dir is not None:
         paths = dataclasses.replace(paths, state_dir=state_dir)
-    reader = builder.Builder(paths, unit, {})
+    records = JobRecords(paths, repair=False)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        metrics.RecordsCollector(
-            lambda: metrics.read_records(paths, lambda: reader.load_catalogue(repair=False))
-        )
-    )
+    registry.register(metrics.RecordsCollector(lambda: metrics.read_records(records)))
     return registry
 
 

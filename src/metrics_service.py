@@ -16,8 +16,8 @@ from pathlib import Path
 import ops
 from charmlibs import systemd
 
-import builder
 import metrics
+from job_records import JobRecords
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +118,14 @@ class MetricsService(ops.Object):
     def __init__(
         self,
         charm: ops.CharmBase,
-        unit_builder: builder.Builder,
+        records: JobRecords,
         requirer_clouds: Callable[[], Mapping[str, object]],
         build_interval: Callable[[], int | None],
     ) -> None:
         super().__init__(charm, "metrics")
         self._charm = charm
-        self._builder = unit_builder
+        # Read-only, as the exporter reads them: the charm's handlers repair the records.
+        self._records = records.read_only()
         self._requirer_clouds = requirer_clouds
         self._build_interval = build_interval
         self._systemctl = ServiceManager()
@@ -181,11 +182,11 @@ class MetricsService(ops.Object):
             logger.error("build figures not recorded: %s", error)
 
     def _fold_newest(self) -> None:
-        paths = self._builder.paths
+        paths = self._records.paths
         if not paths.state_dir.is_dir():
             return  # before install: nothing to record
         before = metrics.load_history(paths.state_dir)
-        records = metrics.read_records(paths, self._builder.load_catalogue)
+        records = metrics.read_records(self._records)
         history = before
         if records.last_result is not None:
             served = {i for ids in records.catalogue.values() for i in ids.values()}

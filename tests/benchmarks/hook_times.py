@@ -21,8 +21,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT / "tests" / "unit
 
 from ops import testing  # noqa: E402
 
-import builder  # noqa: E402
 import machine_files  # noqa: E402
+import unit_paths  # noqa: E402
 from charm import GithubRunnerImageBuilderCharm  # noqa: E402
 from charm_helpers import (  # noqa: E402
     FAKE_CLI,
@@ -42,10 +42,10 @@ BUDGET = 2.0  # seconds: every hook but install/upgrade must return within this
 
 def machine_in(home: Path) -> Machine:
     """Point the charm's machine paths into a folder with the fake CLI and juju-exec."""
-    paths = builder.Paths.under(home, runner=ROOT / "src" / "build_runner.py")
+    paths = unit_paths.Paths.under(home, runner=ROOT / "src" / "job_runner.py")
     script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
     script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
-    builder.default_paths = lambda charm_dir, unit: paths  # type: ignore[assignment]
+    unit_paths.default_paths = lambda charm_dir, unit: paths  # type: ignore[assignment]
     machine_files.apt_install = lambda packages: None
     return Machine(home=home, paths=paths, apt_calls=[])
 

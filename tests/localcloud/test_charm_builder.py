@@ -1,8 +1,8 @@
-"""The charm's builder module against the local cloud: a real detached build, end to end.
+"""The charm's job launcher against the local cloud: a real detached build, end to end.
 
 The charm runs under Scenario with only its machine paths moved into a temporary folder
-(`builder.default_paths` is patched). Everything below the charm is real: builder.py launches
-src/build_runner.py detached, the runner runs the installed CLI against the local OpenStack,
+(`unit_paths.default_paths` is patched). Everything below the charm is real: job_launcher.py
+launches src/job_runner.py detached, the runner runs the installed CLI against the local OpenStack,
 writes the result and calls "juju-exec" — a recorder here, since there is no Juju; the test then
 dispatches the `build_finished` event into the charm itself, as juju-exec would.
 
@@ -25,11 +25,12 @@ import pytest
 import yaml
 from ops import testing
 
-import build_job
-import builder
-import state
+import job
+import job_launcher
+import unit_paths
 from charm import GithubRunnerImageBuilderCharm
 from charms.github_runner_image_builder.v0.image import CloudCredentials
+from config import PROXY_SETTINGS
 from lcloud import builds, cli, guest, mirror
 from lcloud.cloud import LocalCloud
 
@@ -80,24 +81,24 @@ class Machine:
         self.home = home
         self.base_sha256 = base_sha256  # of the mirror's noble image: every build boots it
         self.calls = home / "juju-exec-calls.jsonl"
-        self.paths = builder.Paths.under(home, runner=SRC / "build_runner.py")
+        self.paths = unit_paths.Paths.under(home, runner=SRC / "job_runner.py")
         real_cli = cli.find_cli()  # the CLI installed in this environment (-e ./app)
         drop = "" if _cli_knows_build_id() else DROP_BUILD_ID
         wrapper = CLI_WRAPPER.format(cli=real_cli, url=mirror_url, drop_build_id=drop)
         _script(self.paths.cli, wrapper)
         recorder = FAKE_JUJU_EXEC.format(python=sys.executable, calls=str(self.calls))
         _script(self.paths.juju_exec, recorder)
-        self.builder = builder.Builder(self.paths, UNIT, {})
+        self.launcher = job_launcher.JobLauncher(self.paths, UNIT, {})
 
     def juju_exec_calls(self) -> list[dict[str, Any]]:
         lines = self.calls.read_text().splitlines() if self.calls.exists() else []
         return [json.loads(line) for line in lines]
 
-    def wait_for_result(self, run_id: str) -> build_job.BuildResult:
+    def wait_for_result(self, run_id: str) -> job.BuildResult:
         """Wait (bounded) until the runner has recorded this build's result and let go."""
         deadline = time.monotonic() + BUILD_LIMIT
         while True:
-            state = self.builder.state()
+            state = self.launcher.builds_now()
             if not state.running and state.last_result and state.last_result.run_id == run_id:
                 return state.last_result
             if time.monotonic() > deadline:
@@ -114,7 +115,7 @@ class Machine:
 
     def wait_idle(self, limit: float) -> bool:
         deadline = time.monotonic() + limit
-        while self.builder.is_running():
+        while self.launcher.is_running():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.5)
@@ -134,8 +135,8 @@ def machine(
     with mirror.serve(tmp_path / "mirror") as images:
         sha256 = images.publish("noble", "amd64")
         got = Machine(tmp_path / "machine", images.url, sha256)
-        monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: got.paths)
-        for name in state.PROXY_SETTINGS:
+        monkeypatch.setattr(unit_paths, "default_paths", lambda charm_dir, unit: got.paths)
+        for name in PROXY_SETTINGS:
             monkeypatch.delenv(name, raising=False)
         yield got
         # Never leave a build behind: a failed test lets the build end, or stops it.
@@ -230,7 +231,7 @@ def _check_callback(machine: Machine, cloud: LocalCloud, count: int) -> None:
     assert len(calls) == count
     call = calls[-1]
     assert call["argv"] == [UNIT, "JUJU_DISPATCH_PATH=hooks/build-finished", "./dispatch"]
-    assert not [k for k in call["env"] if k.startswith(build_job.SECRET_ENV_PREFIX)]
+    assert not [k for k in call["env"] if k.startswith(job.SECRET_ENV_PREFIX)]
     seen = json.dumps(call)
     assert not [secret for secret in _secrets(cloud) if secret in seen]
 
@@ -279,14 +280,14 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     first = str(ctx.action_results["build-id"])
     written = yaml.safe_load(machine.paths.clouds_yaml.read_text())["clouds"]
     ids = {_cloud_id(cloud, name) for name in (LocalCloud.RUNNER_A, LocalCloud.RUNNER_B)}
-    assert set(written) == {build_job.BUILD_CLOUD, *ids}
+    assert set(written) == {job.BUILD_CLOUD, *ids}
     assert machine.paths.clouds_yaml.stat().st_mode & 0o077 == 0
 
     # 2. A second trigger while it runs is queued, not started: the same build is reported.
     state = ctx.run(ctx.on.action("run"), state)
     assert ctx.action_results["result"] == "queued"
     assert ctx.action_results["build-id"] == first
-    build_state = machine.builder.state()
+    build_state = machine.launcher.builds_now()
     assert build_state.queued and build_state.current is not None
     assert build_state.current.run_id == first
 
@@ -294,8 +295,8 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     result = machine.wait_for_result(first)
     assert result.error == "" and result.failures == [] and result.exit_code == 0
     # The build cloud keeps its copy too: the source of later `copy` jobs.
-    assert {i.cloud for i in result.images} == {build_job.BUILD_CLOUD, *ids}
-    served = {i.id for i in result.images if i.cloud != build_job.BUILD_CLOUD}
+    assert {i.cloud for i in result.images} == {job.BUILD_CLOUD, *ids}
+    served = {i.id for i in result.images if i.cloud != job.BUILD_CLOUD}
     _check_callback(machine, cloud, 1)
 
     # The queued rebuild's image will fail its verification: docker does not start.
@@ -314,7 +315,7 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     _check_active_images(cloud, published[rel_b.id], LocalCloud.RUNNER_B, mirror_sha)
     assert published[rel_a.id]["id"] != published[rel_b.id]["id"]
     assert {published[r.id]["id"] for r in (rel_a, rel_b)} == served
-    rebuild = machine.builder.state()
+    rebuild = machine.launcher.builds_now()
     assert rebuild.current is not None and rebuild.current.run_id != first
     assert not rebuild.queued
     second = rebuild.current.run_id
@@ -344,7 +345,7 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
     assert set(protect.split()[0].split(",")) == served
     assert not [secret for secret in _secrets(cloud) if secret in log]
     assert _leftovers(cloud) == []
-    assert not machine.builder.is_running()
+    assert not machine.launcher.is_running()
 
 
 def test_new_requirer_gets_existing_images_without_a_build(
@@ -359,7 +360,7 @@ def test_new_requirer_gets_existing_images_without_a_build(
     state, (rel_b,) = _charm_state(cloud, LocalCloud.RUNNER_B)
 
     state = ctx.run(ctx.on.relation_changed(rel_b, remote_unit=0), state)
-    current = machine.builder.state().current
+    current = machine.launcher.builds_now().current
     runner_b = _cloud_id(cloud, LocalCloud.RUNNER_B)
     assert current is not None and current.clouds == [runner_b]
     result = machine.wait_for_result(current.run_id)

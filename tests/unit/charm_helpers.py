@@ -17,7 +17,8 @@ from typing import Any
 
 from ops import testing
 
-import builder
+import job_launcher
+import unit_paths
 from charm import GithubRunnerImageBuilderCharm
 from charms.github_runner_image_builder.v0.image import CloudCredentials
 from github_runner_image_builder.cli import build_parser
@@ -120,7 +121,7 @@ class Machine:
     """The charm's temporary machine: paths, the fake CLI's plan and what was called."""
 
     home: Path
-    paths: builder.Paths
+    paths: unit_paths.Paths
     apt_calls: list[list[str]]
 
     def plan(self, **plan: Any) -> None:
@@ -168,7 +169,7 @@ def cli_args(argv: list[str]) -> argparse.Namespace:
 def new_machine(home: Path) -> Machine:
     """Return a temporary machine with the fake CLI and juju-exec in place."""
     home.mkdir(parents=True, exist_ok=True)
-    paths = builder.Paths.under(home, runner=SRC / "build_runner.py")
+    paths = unit_paths.Paths.under(home, runner=SRC / "job_runner.py")
     script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
     script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
     return Machine(home=home, paths=paths, apt_calls=[])
@@ -179,8 +180,8 @@ def options(argv: list[str]) -> dict[str, str]:
     return dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
 
 
-def build_running(paths: builder.Paths) -> bool:
-    b = builder.Builder(paths, UNIT, {})
+def build_running(paths: unit_paths.Paths) -> bool:
+    b = job_launcher.JobLauncher(paths, UNIT, {})
     return b.is_running()
 
 

@@ -11,13 +11,14 @@ from ops import testing
 # Test modules import charm_helpers from this folder (pytest runs with importlib mode).
 sys.path.insert(0, str(Path(__file__).parent))
 
-import build_job
-import builder
+import job
+import job_launcher
 import machine_files
 import metrics_service
-import state
+import unit_paths
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import Machine, build_running, new_machine, wait_until
+from config import PROXY_SETTINGS
 
 # charmcraft warns on every import without a private runtime directory.
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
@@ -27,10 +28,10 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
     got = new_machine(tmp_path / "machine")
     paths = got.paths
-    monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: paths)
+    monkeypatch.setattr(unit_paths, "default_paths", lambda charm_dir, unit: paths)
     monkeypatch.setattr(machine_files, "apt_install", got.apt_calls.append)
     _fake_systemd(got.home, monkeypatch)
-    for name in state.PROXY_SETTINGS:
+    for name in PROXY_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     yield got
     # Never leave a build behind: release a waiting fake CLI and wait for the lock to free.
@@ -67,13 +68,15 @@ def ctx() -> testing.Context[GithubRunnerImageBuilderCharm]:
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[build_job.BuildRequest]:
+def started(monkeypatch: pytest.MonkeyPatch) -> list[job.BuildRequest]:
     """Record the build requests the charm starts instead of launching the runner."""
-    requests: list[build_job.BuildRequest] = []
+    requests: list[job.BuildRequest] = []
 
-    def start(self: builder.Builder, request: build_job.BuildRequest) -> build_job.StartOutcome:
+    def start(
+        self: job_launcher.JobLauncher, request: job.BuildRequest
+    ) -> job_launcher.StartOutcome:
         requests.append(request)
-        return build_job.StartOutcome(started=True, run_id="r1")
+        return job_launcher.StartOutcome(started=True, run_id="r1")
 
-    monkeypatch.setattr(builder.Builder, "start", start)
+    monkeypatch.setattr(job_launcher.JobLauncher, "start", start)
     return requests

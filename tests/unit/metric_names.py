@@ -5,7 +5,7 @@ import re
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-import build_job
+import job
 import metrics
 
 USED = re.compile(r"\b(github_runner_image_builder_[a-z_]+)")
@@ -14,8 +14,8 @@ USED = re.compile(r"\b(github_runner_image_builder_[a-z_]+)")
 def exported() -> set[str]:
     """Return every sample name a scrape can serve (a histogram as its three series)."""
     now = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
-    run = build_job.RunRecord(run_id="r2", started_at=now)
-    result = build_job.BuildResult(run_id="r1", started_at=now, finished_at=now, exit_code=0)
+    run = job.RunRecord(run_id="r2", started_at=now)
+    result = job.BuildResult(run_id="r1", started_at=now, finished_at=now, exit_code=0)
     history = metrics.History(requirer_since=now, build_interval_hours=6, last_duration=1.0)
     records = metrics.Records(
         history=history.fold(result, []),

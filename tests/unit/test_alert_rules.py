@@ -15,10 +15,10 @@ import yaml
 from cosl import JujuTopology
 from metric_names import USED, exported
 
-import cos
+import relation_cos
 
 HERE = Path(__file__).parent
-RULES = cos.METRIC_RULES_DIR / "image_builds.rules"
+RULES = relation_cos.METRIC_RULES_DIR / "image_builds.rules"
 RULE_TESTS = HERE / "prometheus_rules_test.yaml"
 
 
@@ -67,7 +67,7 @@ def test_published_rules_with_topology_are_valid(promtool: str, tmp_path: Path) 
     topology = JujuTopology(
         model="m", model_uuid="00000000-0000-4000-8000-000000000000", application="grib"
     )
-    published = cos.metric_alert_rules(cos.METRIC_RULES_DIR, topology)
+    published = relation_cos.metric_alert_rules(relation_cos.METRIC_RULES_DIR, topology)
     rules = [rule for group in published["groups"] for rule in group["rules"]]
     assert {rule["alert"] for rule in rules} == {
         "RunnerImageStale",

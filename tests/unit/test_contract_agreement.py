@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from ops import testing
 
-import build_job
+import job
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import Machine, base_state, image_relation, password_secret, valid_config
 from github_runner_image_builder import cli
@@ -74,8 +74,8 @@ NAMED_INSTEAD: dict[str, tuple[str, ...]] = {"architecture": ("runner-binary-rep
 
 
 def charm_verdict(
-    ctx: Ctx, started: list[build_job.BuildRequest], state: testing.State, option: str
-) -> tuple[bool, build_job.BuildRequest | None]:
+    ctx: Ctx, started: list[job.BuildRequest], state: testing.State, option: str
+) -> tuple[bool, job.BuildRequest | None]:
     """Run the `run` action; return whether the charm started a build, and its request."""
     started.clear()
     try:
@@ -132,11 +132,11 @@ CONFIG_CASES = [
 
 def _agree(
     option: str,
-    charm: tuple[bool, build_job.BuildRequest | None],
+    charm: tuple[bool, job.BuildRequest | None],
     cli_argv: list[str],
     cli_env: Mapping[str, str],
     value: str,
-) -> build_job.BuildRequest | None:
+) -> job.BuildRequest | None:
     """Assert both verdicts are equal; return the charm's request when it accepted."""
     charm_ok, request = charm
     cli_ok, said = cli_verdict(cli_argv, cli_env)
@@ -152,9 +152,9 @@ def _agree(
     return request
 
 
-def _job(request: build_job.BuildRequest) -> build_job.BuildJob:
+def _job(request: job.BuildRequest) -> job.BuildJob:
     """Return the job the runner would get for this request (paths do not matter here)."""
-    return build_job.BuildJob(
+    return job.BuildJob(
         run_id="r1",
         started_at=datetime.datetime.now(datetime.timezone.utc),
         unit="u/0",
@@ -166,21 +166,21 @@ def _job(request: build_job.BuildRequest) -> build_job.BuildJob:
     )
 
 
-def _args(request: build_job.BuildRequest) -> list[str]:
+def _args(request: job.BuildRequest) -> list[str]:
     """Return the `build` command line the runner writes, without the program."""
-    return build_job.build_argv(_job(request))[1:]
+    return job.build_argv(_job(request))[1:]
 
 
-def _secret_env(request: build_job.BuildRequest) -> dict[str, str]:
+def _secret_env(request: job.BuildRequest) -> dict[str, str]:
     """Return the script secrets as the CLI's environment carries them."""
-    return build_job.cli_environment(_job(request))
+    return job.cli_environment(_job(request))
 
 
 @pytest.mark.parametrize(("option", "flag", "attribute", "value"), CONFIG_CASES)
 def test_charm_and_cli_agree_on_every_config_value(
     ctx: Ctx,
     machine: Machine,
-    started: list[build_job.BuildRequest],
+    started: list[job.BuildRequest],
     keep_logging: None,
     option: str,
     flag: str,
@@ -208,7 +208,7 @@ def test_charm_and_cli_agree_on_every_config_value(
 def test_charm_and_cli_agree_on_every_model_proxy(
     ctx: Ctx,
     machine: Machine,
-    started: list[build_job.BuildRequest],
+    started: list[job.BuildRequest],
     keep_logging: None,
     monkeypatch: pytest.MonkeyPatch,
     variable: str,
@@ -255,7 +255,7 @@ SECRET_CASES = [
 def test_charm_and_cli_agree_on_every_script_secret(
     ctx: Ctx,
     machine: Machine,
-    started: list[build_job.BuildRequest],
+    started: list[job.BuildRequest],
     keep_logging: None,
     content: dict[str, str],
 ) -> None:
@@ -276,7 +276,7 @@ def test_charm_and_cli_agree_on_every_script_secret(
 def test_revision_limits_the_charm_accepts_the_cli_accepts(
     ctx: Ctx,
     machine: Machine,
-    started: list[build_job.BuildRequest],
+    started: list[job.BuildRequest],
     keep_logging: None,
     limit: int,
     accepted: bool,
@@ -292,7 +292,7 @@ def test_revision_limits_the_charm_accepts_the_cli_accepts(
 
 @pytest.mark.parametrize("app_name", ["a", "a" * 60, "a" * 61, "image-builder-2"])
 def test_charm_and_cli_agree_on_the_application_name_as_prefix(
-    machine: Machine, started: list[build_job.BuildRequest], keep_logging: None, app_name: str
+    machine: Machine, started: list[job.BuildRequest], keep_logging: None, app_name: str
 ) -> None:
     ctx = testing.Context(GithubRunnerImageBuilderCharm, app_name=app_name, unit_id=0)
     charm = charm_verdict(ctx, started, base_state(image_relation()), "application name")
@@ -300,7 +300,7 @@ def test_charm_and_cli_agree_on_the_application_name_as_prefix(
 
 
 def test_option_like_names_arrive_as_values(
-    ctx: Ctx, machine: Machine, started: list[build_job.BuildRequest], keep_logging: None
+    ctx: Ctx, machine: Machine, started: list[job.BuildRequest], keep_logging: None
 ) -> None:
     state = base_state(image_relation(), **{"build-flavor": "--help", "build-network": "-x"})
     ok, request = charm_verdict(ctx, started, state, "build-flavor")

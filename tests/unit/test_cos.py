@@ -11,9 +11,9 @@ from cosl import LZMABase64
 from metric_names import USED, exported
 from ops import testing
 
-import cos
 import machine_files
 import metrics
+import relation_cos
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     FAKE_JUJU_EXEC,
@@ -199,7 +199,7 @@ def test_broken_dashboard_is_skipped_with_its_name(
     (tmp_path / "broken.json").write_text('{"title": ')
     (tmp_path / "own-tag.json").write_text('{"title": "t", "tags": ["charm: custom"]}')
 
-    (encoded,) = cos.dashboards(tmp_path, APP)
+    (encoded,) = relation_cos.dashboards(tmp_path, APP)
 
     dashboard = json.loads(LZMABase64.decompress(encoded))
     assert dashboard["tags"] == ["charm: custom"]  # a charm tag of its own is kept

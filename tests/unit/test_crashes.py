@@ -16,10 +16,9 @@ import yaml
 from full_disk import FullDisk
 from ops import testing
 
-import build_job
-import builder
+import job_launcher
 import machine_files
-import state
+import unit_paths
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
@@ -36,6 +35,8 @@ from charm_helpers import (
     valid_config,
     wait_until,
 )
+from config import ProxyConfig, load_config
+from job import BuildOptions, BuildRequest, BuiltImage, CleanJob, RunRecord, clean_argv
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 CHARMCRAFT_YAML = Path(__file__).parents[2] / "charmcraft.yaml"
@@ -88,9 +89,9 @@ def test_a_trigger_before_the_callback_publishes_the_finished_build_first(
 def test_a_build_start_with_a_result_waiting_queues_instead_of_overwriting_it(
     machine: Machine,
 ) -> None:
-    b = builder.Builder(machine.paths, UNIT, {})
-    request = build_job.BuildRequest(
-        options=build_job.BuildOptions(
+    b = job_launcher.JobLauncher(machine.paths, UNIT, {})
+    request = BuildRequest(
+        options=BuildOptions(
             bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
         )
     )
@@ -111,14 +112,14 @@ def test_a_failed_launch_is_forgotten_and_the_retried_hook_builds(
 ) -> None:
     relation = image_relation()
     broken = dataclasses.replace(machine.paths, runner_python=Path("/nonexistent/python3"))
-    monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: broken)
+    monkeypatch.setattr(unit_paths, "default_paths", lambda charm_dir, unit: broken)
     st = base_state(relation)
     with pytest.raises(testing.errors.UncaughtCharmError, match="FileNotFoundError"):
         ctx.run(ctx.on.config_changed(), st)
     assert not machine.paths.current.exists()
     assert not machine.paths.fingerprint.exists()
     assert not machine.paths.job.exists()  # its secrets do not stay either
-    monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: machine.paths)
+    monkeypatch.setattr(unit_paths, "default_paths", lambda charm_dir, unit: machine.paths)
     out = ctx.run(ctx.on.update_status(), st)
     assert "killed or rebooted" not in out.unit_status.message
     ctx.run(ctx.on.config_changed(), st)  # Juju retries the hook
@@ -127,9 +128,9 @@ def test_a_failed_launch_is_forgotten_and_the_retried_hook_builds(
 
 
 def test_a_failed_systemd_launch_puts_the_last_build_back(machine: Machine) -> None:
-    b = builder.Builder(machine.paths, UNIT, {})
-    request = build_job.BuildRequest(
-        options=build_job.BuildOptions(
+    b = job_launcher.JobLauncher(machine.paths, UNIT, {})
+    request = BuildRequest(
+        options=BuildOptions(
             bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
         ),
         fingerprint="settings-1",
@@ -141,11 +142,13 @@ def test_a_failed_systemd_launch_puts_the_last_build_back(machine: Machine) -> N
     fail = machine.home / "bin" / "systemd-run"
     fail.write_text("#!/bin/sh\necho 'no bus' >&2\nexit 1\n")
     fail.chmod(0o755)
-    broken = builder.Builder(dataclasses.replace(machine.paths, systemd_run=fail), UNIT, {})
+    broken = job_launcher.JobLauncher(
+        dataclasses.replace(machine.paths, systemd_run=fail), UNIT, {}
+    )
     with pytest.raises(RuntimeError, match="no bus"):
         broken.start(request.model_copy(update={"fingerprint": "settings-2"}))
     assert machine.paths.current.read_text() == before
-    assert b.stored_fingerprint() == "settings-1"
+    assert b.records.stored_fingerprint() == "settings-1"
     assert b.take_result() is None  # nothing new to report, no "killed or rebooted"
 
 
@@ -188,15 +191,16 @@ def test_a_full_disk_keeps_the_old_clouds_yaml_and_blocks_saying_so(
 def test_a_lost_result_on_a_full_disk_says_the_disk_is_full(
     machine: Machine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    b = builder.Builder(machine.paths, UNIT, {})
+    b = job_launcher.JobLauncher(machine.paths, UNIT, {})
     machine.paths.state_dir.mkdir(parents=True)
-    run = build_job.RunRecord(run_id="r9", started_at=STARTED)
+    run = RunRecord(run_id="r9", started_at=STARTED)
     machine.paths.current.write_text(run.model_dump_json())
     monkeypatch.setattr(shutil, "disk_usage", lambda _: type("U", (), {"free": 4096}))
     result = b.take_result()
     assert result is not None
     assert result.error == (
-        f"{builder.LOST}; the unit's disk is full (4096 bytes free in {machine.paths.state_dir})"
+        f"{job_launcher.LOST}; the unit's disk is full "
+        f"(4096 bytes free in {machine.paths.state_dir})"
     )
 
 
@@ -235,11 +239,7 @@ def test_an_unreadable_catalogue_is_recovered_from_the_peer_data(
     ctx: Ctx, machine: Machine
 ) -> None:
     shared = Catalogue.from_built(
-        [
-            build_job.BuiltImage(
-                name="n", base="noble", arch="x64", cloud=RUNNERS, id="img-from-peers"
-            )
-        ],
+        [BuiltImage(name="n", base="noble", arch="x64", cloud=RUNNERS, id="img-from-peers")],
         STARTED,
     )
     peer = testing.PeerRelation("peers", local_app_data={"catalogue": shared.to_json()})
@@ -302,9 +302,7 @@ def test_the_fingerprint_is_keyed_by_an_application_secret_and_reveals_no_script
     defaults = yaml.safe_load(CHARMCRAFT_YAML.read_text())["config"]["options"]
     full = {k: v["default"] for k, v in defaults.items() if "default" in v} | config
     contents = {password.id: password.tracked_content, script.id: script.tracked_content}
-    loaded = state.load_config(
-        full, contents.__getitem__, state.ProxyConfig(), "github-runner-image-builder"
-    )
+    loaded = load_config(full, contents.__getitem__, ProxyConfig(), "github-runner-image-builder")
     # The digest of earlier revisions, which anyone could recompute from a guess, is gone.
     assert stored != loaded.legacy_fingerprint()
     secret_digest = hashlib.sha256(json.dumps({"API_TOKEN": SCRIPT_SECRET}).encode()).hexdigest()
@@ -355,7 +353,7 @@ def test_a_build_found_dead_is_cleaned_up_by_its_id_at_once(ctx: Ctx, machine: M
     current = json.loads(machine.paths.current.read_text())
     machine.paths.current.write_text(json.dumps({**current, "run_id": "vanished"}))
     out = ctx.run(ctx.on.update_status(), out)
-    assert out.unit_status.message.endswith(f"failed: {builder.LOST}")
+    assert out.unit_status.message.endswith(f"failed: {job_launcher.LOST}")
     wait_until(lambda: len(_cleanups(machine)) > 0)
     assert _cleanups(machine) == [
         [
@@ -377,8 +375,8 @@ def test_the_cli_takes_the_build_id_options() -> None:
 
     if not (cli_knows("build", "--build-id") and cli_knows("clean", "--build-id")):
         pytest.skip("this CLI has no --build-id yet (the CLI side of issue 11)")
-    job = build_job.CleanJob(build_id="r1", prefix="p", cli="cli")
-    args = build_parser().parse_args(build_job.clean_argv(job)[1:])
+    job = CleanJob(build_id="r1", prefix="p", cli="cli")
+    args = build_parser().parse_args(clean_argv(job)[1:])
     assert args.build_id == "r1"
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from metric_names import exported
 
-import cos
+import relation_cos
 from github_runner_image_builder.cli import build_parser
 
 ROOT = Path(__file__).parents[2]
@@ -88,7 +88,7 @@ def _alerts(rules_dir: Path) -> set[str]:
 
 def test_every_alert_rule_is_in_the_reference() -> None:
     listed = _quoted((REFERENCE / "alert-rules.md").read_text())
-    alerts = _alerts(cos.METRIC_RULES_DIR) | _alerts(cos.LOG_RULES_DIR)
+    alerts = _alerts(relation_cos.METRIC_RULES_DIR) | _alerts(relation_cos.LOG_RULES_DIR)
     assert len(alerts) >= 6
     assert alerts - listed == set()
 

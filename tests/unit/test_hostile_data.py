@@ -14,7 +14,6 @@ import pytest
 import yaml
 from ops import testing
 
-import build_job
 import machine_files
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
@@ -36,6 +35,7 @@ from charms.github_runner_image_builder.v0.image import (
     InvalidDataError,
 )
 from image_builder_contract import rules
+from job import BUILD_CLOUD, BuildJob, BuildRequest, build_argv, lookup_argv
 
 sys.path.insert(0, str(Path(__file__).parents[2]))  # tests.support: the shared corpus
 from tests.support.hostile import hostile_credentials
@@ -68,8 +68,8 @@ def _fire(ctx: Ctx, event: str, relation: testing.Relation, state: testing.State
         emit(ctx, state, "run")
 
 
-def _job(request: build_job.BuildRequest) -> build_job.BuildJob:
-    return build_job.BuildJob.model_validate(
+def _job(request: BuildRequest) -> BuildJob:
+    return BuildJob.model_validate(
         {
             "run_id": "r1",
             "started_at": "2026-01-01T00:00:00Z",
@@ -86,7 +86,7 @@ def _job(request: build_job.BuildRequest) -> build_job.BuildJob:
 @pytest.mark.parametrize("event", EVENTS)
 @pytest.mark.parametrize("field", FIELDS)
 def test_every_hook_that_builds_survives_hostile_credentials(
-    ctx: Ctx, machine: Machine, started: list[build_job.BuildRequest], field: str, event: str
+    ctx: Ctx, machine: Machine, started: list[BuildRequest], field: str, event: str
 ) -> None:
     for value in hostile_credentials("0123456789abcdef"):
         data = {**requirer_data("runners", "runner"), field: value}
@@ -112,10 +112,10 @@ def test_every_hook_that_builds_survives_hostile_credentials(
             assert request.clouds == (cloud,)
             assert "," not in cloud and not cloud.startswith("-") and len(cloud) < 100
             job = _job(request)
-            args = cli_args(build_job.build_argv(job)[1:])
-            assert args.upload_clouds == [build_job.BUILD_CLOUD, cloud]
+            args = cli_args(build_argv(job)[1:])
+            assert args.upload_clouds == [BUILD_CLOUD, cloud]
             for lookup in request.lookups:
-                assert build_job.lookup_argv(job, lookup)[1:3] == [
+                assert lookup_argv(job, lookup)[1:3] == [
                     f"--os-cloud={cloud}",
                     "latest-build-id",
                 ]

@@ -129,7 +129,7 @@ def test_a_bad_pin_blocks_naming_the_option(
 
 
 def test_changing_a_pin_or_the_runner_repository_changes_the_fingerprint() -> None:
-    import state
+    from config import ProxyConfig, load_config
 
     def fingerprint(**config: str) -> str:
         values: dict[str, str | int] = {
@@ -145,8 +145,8 @@ def test_changing_a_pin_or_the_runner_repository_changes_the_fingerprint() -> No
             "openstack-user-name": "u",
             **config,
         }
-        return state.load_config(
-            values, lambda _id: {"password": "pw"}, state.ProxyConfig(), "image-builder"
+        return load_config(
+            values, lambda _id: {"password": "pw"}, ProxyConfig(), "image-builder"
         ).fingerprint(b"key")
 
     plain = fingerprint()

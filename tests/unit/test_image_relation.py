@@ -7,7 +7,7 @@ import json
 import pytest
 from ops import testing
 
-import charm
+import job_plan
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
@@ -264,7 +264,7 @@ def test_touches_of_a_broken_cloud_start_one_job_and_churn_nobody(
 def test_after_the_interval_a_broken_cloud_is_tried_again_still_without_a_build(
     ctx: Ctx, machine: Machine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(charm, "SERVE_INTERVAL", datetime.timedelta(0))
+    monkeypatch.setattr(job_plan, "SERVE_INTERVAL", datetime.timedelta(0))
     state, alpha, beta, alpha_id = _served_alpha_and_refusing_beta(ctx, machine)
     for touch in range(2):
         state = ctx.run(ctx.on.relation_changed(state.get_relation(beta.id), remote_unit=0), state)

@@ -12,7 +12,7 @@ import yaml
 from crontab import CronTab
 from ops import testing
 
-import builder
+import unit_paths
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
     ALPHA,
@@ -63,8 +63,8 @@ def test_install_builds_the_venv_from_shipped_wheels_only(
     ctx: Ctx, machine: Machine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     venv = tmp_path / "real-venv"
-    paths = builder.Paths(**{**machine.paths.__dict__, "venv": venv})
-    monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: paths)
+    paths = unit_paths.Paths(**{**machine.paths.__dict__, "venv": venv})
+    monkeypatch.setattr(unit_paths, "default_paths", lambda charm_dir, unit: paths)
     _make_wheel(paths.wheels)
     # pip must not reach any index: an unroutable one makes a lookup fail loudly.
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")

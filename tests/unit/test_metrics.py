@@ -18,11 +18,11 @@ from ops import testing
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import build_job
-import builder
+import job
 import machine_files
 import metrics
 import metrics_service
+import unit_paths
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
@@ -39,6 +39,7 @@ from charm_helpers import (
     script_secret,
     wait_until,
 )
+from job_records import JobRecords
 from metrics_service import ServiceManager as RealServiceManager  # before the fixture fakes it
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
@@ -46,8 +47,8 @@ T0 = datetime.datetime(2026, 12, 1, 6, 0, tzinfo=datetime.timezone.utc)
 P = metrics.PREFIX
 
 
-def _result(run_id: str, minutes: int, **fields: object) -> build_job.BuildResult:
-    return build_job.BuildResult.model_validate(
+def _result(run_id: str, minutes: int, **fields: object) -> job.BuildResult:
+    return job.BuildResult.model_validate(
         {
             "run_id": run_id,
             "started_at": T0,
@@ -194,7 +195,7 @@ def test_requirer_since_starts_with_the_first_cloud_and_ends_with_the_last() -> 
 def test_families_compute_ages_and_job_state_at_scrape_time() -> None:
     built = _result("r1", 20, images=[_image("noble", "c_u", "i1"), _image("noble", "d_v", "i9")])
     history = metrics.History().fold(built, ["i1", "i9"]).with_requirers(2, 6, T0)
-    running = build_job.RunRecord(run_id="r2", started_at=T0 + datetime.timedelta(hours=6))
+    running = job.RunRecord(run_id="r2", started_at=T0 + datetime.timedelta(hours=6))
     records = metrics.Records(
         history=history,
         current=running,
@@ -221,7 +222,7 @@ def test_families_compute_ages_and_job_state_at_scrape_time() -> None:
     assert got[(f"{P}_build_duration_seconds_bucket", (("le", "1200.0"),))] == 1
     assert got[(f"{P}_build_duration_seconds_bucket", (("le", "900.0"),))] == 0
     assert got[(f"{P}_build_interval_seconds", ())] == 6 * 3600
-    assert got[(f"{P}_build_timeout_seconds", ())] == build_job.BUILD_TIMEOUT
+    assert got[(f"{P}_build_timeout_seconds", ())] == job.BUILD_TIMEOUT
     assert got[(f"{P}_requirer_since_timestamp_seconds", ())] == T0.timestamp()
 
     # The running job's result has arrived: not running any more.
@@ -255,7 +256,7 @@ def exporter(tmp_path: Path) -> Iterator[tuple[Path, int, subprocess.Popen[bytes
     env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": f"{SRC}:{SRC.parent / 'lib'}",
-        f"{build_job.SECRET_ENV_PREFIX}TOKEN": SCRIPT_SECRET,  # must never be served
+        f"{job.SECRET_ENV_PREFIX}TOKEN": SCRIPT_SECRET,  # must never be served
     }
     process = subprocess.Popen(
         [
@@ -294,14 +295,14 @@ def test_exporter_serves_the_records_as_they_change_and_nothing_secret(
     assert before[(f"{P}_builds_total", (("outcome", "success"),))] == 0
 
     # The charm's records, written the way the charm writes them.
-    paths = builder.Paths.under(state.parent, runner=SRC / "build_runner.py")
+    paths = unit_paths.Paths.under(state.parent, runner=SRC / "job_runner.py")
     clouds = {"clouds": {"builder": {"auth": {"password": PASSWORD}}, "c_u": {"auth": {}}}}
     paths.clouds_yaml.write_text(json.dumps(clouds))
     paths.clouds_yaml.chmod(0o600)
     result = _result("r1", 25, images=[_image("noble", "c_u", "img-1")])
     paths.result.write_text(result.model_dump_json())
-    paths.current.write_text(build_job.RunRecord(run_id="r2", started_at=T0).model_dump_json())
-    reader = builder.Builder(paths, UNIT, {})
+    paths.current.write_text(job.RunRecord(run_id="r2", started_at=T0).model_dump_json())
+    reader = JobRecords(paths)
     reader.save_catalogue(Catalogue.from_json(json.dumps({"c_u": {"noble/x64": "img-1"}})))
     history = metrics.History().fold(result, ["img-1"]).with_requirers(1, 6, T0)
     metrics.save_history(paths.state_dir, history)

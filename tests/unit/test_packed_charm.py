@@ -26,12 +26,13 @@ ROOT = Path(__file__).parents[2]
 IMPORT_CHECK = """
 import importlib.util, json, sys
 sys.path.insert(0, "src")  # dispatch runs ./src/charm.py
-import charm, state, build_job
+import charm, job
+from config import ConfigValidationError, ProxyConfig, load_config
 import image_builder_contract
 config = {"script-url": "https://user:pw@example.com/s.sh", "build-flavor": "--help"}
 try:
-    state.load_config(config, lambda _: {}, state.ProxyConfig(), "app")
-except state.ConfigValidationError as errors:
+    load_config(config, lambda _: {}, ProxyConfig(), "app")
+except ConfigValidationError as errors:
     problems = [str(e) for e in errors.errors]
 print(json.dumps({
     "contract": image_builder_contract.__file__,

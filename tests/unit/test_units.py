@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from ops import testing
 
-import builder
 import machine_files
-import peers
+import relation_peers
+import unit_paths
 from catalogue import Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
@@ -66,7 +66,7 @@ class Model:
 
     def state(self, unit: int) -> testing.State:
         peer = testing.PeerRelation(
-            peers.PEER_RELATION,
+            relation_peers.PEER_RELATION,
             id=PEER_ID,
             local_app_data=dict(self.app_data),
             local_unit_data=dict(self.unit_data.get(unit, {})),
@@ -122,7 +122,7 @@ class Model:
         return self.last[unit].unit_status
 
     def catalogue(self) -> Catalogue:
-        return Catalogue.from_json(self.app_data[peers.CATALOGUE])
+        return Catalogue.from_json(self.app_data[relation_peers.CATALOGUE])
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[in
     for unit, machine in machines.items():  # unit 1's fake CLI builds img-...-101 and so on
         (machine.home / "counter").write_text(str(100 * unit))
     by_unit = {name(unit): m.paths for unit, m in machines.items()}
-    monkeypatch.setattr(builder, "default_paths", lambda charm_dir, unit: by_unit[unit])
+    monkeypatch.setattr(unit_paths, "default_paths", lambda charm_dir, unit: by_unit[unit])
     monkeypatch.setattr(
         machine_files, "apt_install", machines[0].apt_calls.append
     )  # never the real one
@@ -159,7 +159,7 @@ def test_only_the_leader_builds_and_every_unit_publishes_the_same(
     assert model.action_results is not None and model.action_results["result"] == "started"
     _built(model, 0, 1)
     assert model.published[0]["id"] == f"img-{RUNNERS}-noble-1"
-    assert model.app_data[peers.LEADER] == name(0)
+    assert model.app_data[relation_peers.LEADER] == name(0)
 
     # The standby unit refuses to build and names the leader; its schedule builds nothing.
     with pytest.raises(testing.ActionFailed) as failure:
@@ -211,7 +211,7 @@ def test_leader_change_mid_build_hands_the_result_over_and_prunes_nothing_publis
     cluster[0].plan(build={})
     cluster[0].release()
     _built(model, 0, 2)
-    handover = Catalogue.from_json(model.unit_data[0][peers.HANDOVER])
+    handover = Catalogue.from_json(model.unit_data[0][relation_peers.HANDOVER])
     second = handover.get(RUNNERS, "noble", "x64")
     assert second is not None and second.id != first
     # The new leader takes it in and publishes it; unit 2 has not seen it yet.
@@ -230,7 +230,7 @@ def test_leader_change_mid_build_hands_the_result_over_and_prunes_nothing_publis
     for unit in (0, 2):
         model.peers_changed(unit)
     assert {model.published[u]["id"] for u in range(3)} == {model.published[1]["id"]}
-    assert peers.HANDOVER not in model.unit_data[0]  # taken in: the old leader let it go
+    assert relation_peers.HANDOVER not in model.unit_data[0]  # taken in: the old leader let it go
     assert len(cluster[2].cli_calls()) == 0
 
 
@@ -238,13 +238,13 @@ def test_a_late_handover_never_replaces_a_newer_image(cluster: dict[int, Machine
     model = Model({0: cluster[0], 1: cluster[1]}, leader=0)
     model.run(0, run_action)
     _built(model, 0, 1)
-    stale = Catalogue.from_json(model.app_data[peers.CATALOGUE])
+    stale = Catalogue.from_json(model.app_data[relation_peers.CATALOGUE])
     model.leader = 1
     model.run(1, run_action)
     _built(model, 1, 1)
     newer = model.catalogue().get(RUNNERS, "noble", "x64")
     # Unit 0's older build shows up as a handover after unit 1's newer one.
-    model.unit_data[0][peers.HANDOVER] = stale.to_json()
+    model.unit_data[0][relation_peers.HANDOVER] = stale.to_json()
     model.peers_changed(1)
     assert model.catalogue().get(RUNNERS, "noble", "x64") == newer
 
@@ -268,7 +268,7 @@ def test_a_unit_joining_late_serves_the_leaders_images_without_building(
         f"Standby: serving the images of the leader {name(0)} (1 of 1 clouds)"
     )
     # The leader learns what unit 2 publishes, and protects it.
-    assert json.loads(model.unit_data[2][peers.PUBLISHED]) == [model.published[0]["id"]]
+    assert json.loads(model.unit_data[2][relation_peers.PUBLISHED]) == [model.published[0]["id"]]
 
 
 def test_a_unit_that_regains_leadership_takes_in_its_own_handover(
@@ -283,11 +283,11 @@ def test_a_unit_that_regains_leadership_takes_in_its_own_handover(
     later = first.model_copy(
         update={"id": "img-late", "built_at": first.built_at + datetime.timedelta(hours=1)}
     )
-    model.unit_data[0][peers.HANDOVER] = Catalogue.of([later]).to_json()
+    model.unit_data[0][relation_peers.HANDOVER] = Catalogue.of([later]).to_json()
     model.run(0, lambda ctx: ctx.on.leader_elected())
     assert model.catalogue().get(RUNNERS, "noble", "x64") == later
     assert model.published[0]["id"] == "img-late"
-    assert peers.HANDOVER not in model.unit_data[0]
+    assert relation_peers.HANDOVER not in model.unit_data[0]
 
 
 def test_switch_from_canonical_with_two_units_protects_what_each_published(
@@ -327,14 +327,14 @@ def test_a_new_leader_leaves_the_old_leaders_running_job_alone(
     cluster[0].plan(build={"wait": True})
     model.run(0, run_action)  # the first build: no cloud has an image yet
     cluster[0].wait_for_build_waiting()
-    assert json.loads(model.unit_data[0][peers.BUILDING]) == [RUNNERS]
+    assert json.loads(model.unit_data[0][relation_peers.BUILDING]) == [RUNNERS]
     model.leader = 1
     model.run(1, lambda ctx: ctx.on.leader_elected())
     assert cluster[1].cli_calls() == []  # RUNNERS lacks images, but unit 0's job serves it
     cluster[0].plan(build={})
     cluster[0].release()
     _built(model, 0, 1)
-    assert peers.BUILDING not in model.unit_data[0]
+    assert relation_peers.BUILDING not in model.unit_data[0]
     model.peers_changed(1)
     assert model.published[1]["id"] == f"img-{RUNNERS}-noble-1"
     assert model.status(1) == testing.ActiveStatus(

@@ -19,7 +19,6 @@ import yaml
 from ops import testing
 
 import machine_files
-import state
 from catalogue import ADOPTED, Catalogue
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import (
@@ -33,6 +32,7 @@ from charm_helpers import (
     valid_config,
 )
 from charms.github_runner_image_builder.v0.image import CloudCredentials, ProviderImages
+from config import ProxyConfig, load_config
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 APP = "github-runner-image-builder"
@@ -84,8 +84,8 @@ def _settings_digest(config: dict[str, str | int]) -> str:
     options = yaml.safe_load(CHARMCRAFT_YAML.read_text())["config"]["options"]
     defaults = {k: v["default"] for k, v in options.items() if "default" in v}
     full = defaults | config
-    return state.load_config(
-        full, lambda _: {"password": PASSWORD}, state.ProxyConfig(), "github-runner-image-builder"
+    return load_config(
+        full, lambda _: {"password": PASSWORD}, ProxyConfig(), "github-runner-image-builder"
     ).legacy_fingerprint()
 
 

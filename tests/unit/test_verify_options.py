@@ -4,10 +4,10 @@ import datetime
 
 from ops import testing
 
-import build_job
+import job
 from charm import GithubRunnerImageBuilderCharm
 from charm_helpers import Machine, base_state, emit, image_relation
-from status_texts import summary
+from charm_status import summary
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 WHEN = datetime.datetime(2026, 7, 1, 14, 2, tzinfo=datetime.timezone.utc)
@@ -37,12 +37,12 @@ def test_turning_verification_off_says_images_are_unverified(ctx: Ctx, machine: 
     assert status.endswith(" (images unverified: verify-images is off)")
 
 
-def _result(*failures: build_job.BuildFailure, images: int = 0) -> build_job.BuildResult:
+def _result(*failures: job.BuildFailure, images: int = 0) -> job.BuildResult:
     built = [
-        build_job.BuiltImage(name="p-noble-x64", base="noble", arch="x64", cloud="c", id=f"i{n}")
+        job.BuiltImage(name="p-noble-x64", base="noble", arch="x64", cloud="c", id=f"i{n}")
         for n in range(images)
     ]
-    return build_job.BuildResult(
+    return job.BuildResult(
         run_id="r",
         started_at=WHEN,
         finished_at=WHEN,
@@ -53,13 +53,13 @@ def _result(*failures: build_job.BuildFailure, images: int = 0) -> build_job.Bui
 
 
 def test_a_failed_verification_is_the_status_naming_image_and_check() -> None:
-    failure = build_job.BuildFailure(
+    failure = job.BuildFailure(
         base="noble", arch="x64", cloud="builder", step="verify", error="docker: daemon not active"
     )
     assert summary(_result(failure)) == (
         "Last build 14:02 UTC: noble/x64 failed verify: docker: daemon not active"
     )
-    other = build_job.BuildFailure(base="jammy", arch="x64", step="wait", error="apt")
+    other = job.BuildFailure(base="jammy", arch="x64", step="wait", error="apt")
     assert summary(_result(failure, other, images=1)) == (
         "Last build 14:02 UTC: noble/x64 failed verify: docker: daemon not active "
         "(1 built, 1 more failed)"
@@ -68,7 +68,7 @@ def test_a_failed_verification_is_the_status_naming_image_and_check() -> None:
 
 def test_the_runners_record_accepts_the_checks_of_a_failed_verification() -> None:
     # The CLI's JSON carries each check; the runner's record reads it without choking.
-    failure = build_job.BuildFailure.model_validate(
+    failure = job.BuildFailure.model_validate(
         {
             "base": "noble",
             "arch": "x64",

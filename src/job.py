@@ -1,12 +1,11 @@
-"""What a build job is: the job file the charm writes, the runner reads, and the result it writes.
+"""What a job is: the job file the charm writes and the runner reads, the result and the records.
 
-One contract between the charm and its detached runner (src/build_runner.py), both of which
-import this module: pydantic models and pure functions, no I/O. src/builder.py writes the job
-and reads the result; the runner renders the CLI's command lines from the job (`build_argv`,
-`lookup_argv`, `sweep_argv`: the only place that knows the CLI's flags).
+One contract between the charm and its detached runner (src/job_runner.py), both of which
+import this module: pydantic models and pure functions, no I/O. src/job_launcher.py writes the
+job, src/job_records.py reads the result; the runner renders the CLI's command lines from the job
+(`build_argv`, `lookup_argv`, `sweep_argv`: the only place that knows the CLI's flags).
 """
 
-import dataclasses
 import datetime
 from typing import Annotated, Any, Literal
 
@@ -228,24 +227,6 @@ class CleanJob(pydantic.BaseModel):
     env: dict[str, str] = {}  # the CLI's environment (no secrets: `clean` needs none)
     fork: bool = True  # as BuildJob.fork
     timeout: float = CLEAN_TIMEOUT
-
-
-@dataclasses.dataclass(frozen=True)
-class StartOutcome:
-    """What a trigger did: started a build, or queued one after the running build."""
-
-    started: bool
-    run_id: str
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildState:
-    """A snapshot of the unit's builds."""
-
-    running: bool
-    queued: bool
-    current: RunRecord | None
-    last_result: BuildResult | None
 
 
 def found_image(lookup: Lookup, answer: str) -> BuiltImage | None:

@@ -11,17 +11,27 @@ from pathlib import Path
 import pydantic
 import pytest
 
-import build_job
-import build_runner
-import builder
-import state_files
+import durable_files
+import job_launcher
+import job_runner
 from image_builder_contract import report
+from job import (
+    BUILD_TIMEOUT,
+    BuildJob,
+    BuildOptions,
+    BuildRequest,
+    BuildResult,
+    CleanJob,
+    build_argv,
+    cli_environment,
+    sweep_argv,
+)
 
 STARTED = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
 SECRET = "job-secret-5a0e"  # noqa: S105 - test value
 
 
-def _job(tmp_path: Path, cli: str = "cli", **options: object) -> build_job.BuildJob:
+def _job(tmp_path: Path, cli: str = "cli", **options: object) -> BuildJob:
     opts = {
         "bases": ("jammy", "noble"),
         "arch": "x64",
@@ -30,7 +40,7 @@ def _job(tmp_path: Path, cli: str = "cli", **options: object) -> build_job.Build
         "keep_revisions": 5,
         **options,
     }
-    return build_job.BuildJob(
+    return BuildJob(
         run_id="r1",
         started_at=STARTED,
         unit="app/0",
@@ -40,8 +50,8 @@ def _job(tmp_path: Path, cli: str = "cli", **options: object) -> build_job.Build
         lock=str(tmp_path / "build.lock"),
         kill_after=60,
         env={"PATH": os.environ["PATH"]},
-        request=build_job.BuildRequest(
-            options=build_job.BuildOptions.model_validate(opts),
+        request=BuildRequest(
+            options=BuildOptions.model_validate(opts),
             script_secrets={"API_TOKEN": pydantic.SecretStr(SECRET)},
         ),
     )
@@ -50,7 +60,7 @@ def _job(tmp_path: Path, cli: str = "cli", **options: object) -> build_job.Build
 def test_job_file_round_trips_with_its_secrets_and_hides_them_in_reprs(tmp_path: Path) -> None:
     job = _job(tmp_path)
     text = job.model_dump_json()
-    again = build_job.BuildJob.model_validate_json(text)
+    again = BuildJob.model_validate_json(text)
     assert again == job
     assert again.request.script_secrets["API_TOKEN"].get_secret_value() == SECRET
     assert SECRET in text  # the runner can only read them from the 0600 file
@@ -61,7 +71,7 @@ def test_build_command_line_uses_flag_equals_value_and_skips_empty_options(
     tmp_path: Path,
 ) -> None:
     job = _job(tmp_path, flavor="--help", network="-x", protect=("i2", "i1", "i2"))
-    assert build_job.build_argv(job) == [
+    assert build_argv(job) == [
         "cli",
         "--os-cloud=builder",
         "build",
@@ -70,21 +80,21 @@ def test_build_command_line_uses_flag_equals_value_and_skips_empty_options(
         "--prefix=app",
         "--upload-clouds=builder,a_u_1,b_u_2",
         "--keep-revisions=5",
-        f"--timeout={build_job.BUILD_TIMEOUT}",
+        f"--timeout={BUILD_TIMEOUT}",
         "--flavor=--help",
         "--network=-x",
         "--protect=i1,i2",
     ]
     tagged = _job(tmp_path, build_id="r1")
-    assert build_job.build_argv(tagged)[-1] == "--build-id=r1"
-    assert SECRET not in " ".join(build_job.build_argv(job))
+    assert build_argv(tagged)[-1] == "--build-id=r1"
+    assert SECRET not in " ".join(build_argv(job))
 
 
 def test_sweeps_stay_home_in_upload_clouds(tmp_path: Path) -> None:
     # The build cloud is swept whole; an upload cloud (a requirer's project, where no builder
     # runs) only for unfinished images our CLI uploaded: `--upload-cloud`.
     clean = ["clean", "--prefix=app", "--older-than=10800"]
-    assert build_job.sweep_argv(_job(tmp_path)) == [
+    assert sweep_argv(_job(tmp_path)) == [
         ["cli", "--os-cloud=builder", *clean],
         ["cli", "--os-cloud=a_u_1", *clean, "--upload-cloud"],
         ["cli", "--os-cloud=b_u_2", *clean, "--upload-cloud"],
@@ -92,7 +102,7 @@ def test_sweeps_stay_home_in_upload_clouds(tmp_path: Path) -> None:
 
 
 def test_cli_environment_adds_the_secrets_under_their_prefix(tmp_path: Path) -> None:
-    env = build_job.cli_environment(_job(tmp_path))
+    env = cli_environment(_job(tmp_path))
     assert env["IMAGE_BUILDER_SECRET_API_TOKEN"] == SECRET
     assert env["PATH"] == os.environ["PATH"]
 
@@ -102,7 +112,7 @@ def test_result_lists_images_and_failures_of_a_partial_build(tmp_path: Path) -> 
         "images": [{"name": "n", "base": "noble", "arch": "x64", "cloud": "c", "id": "i"}],
         "failures": [{"base": "jammy", "arch": "x64", "cloud": "c", "step": "boot", "error": "e"}],
     }
-    result = build_runner.make_result(_job(tmp_path), 1, json.dumps(answer), "")
+    result = job_runner.make_result(_job(tmp_path), 1, json.dumps(answer), "")
     assert [i.model_dump() for i in result.images] == answer["images"]
     assert [f.model_dump() for f in result.failures] == answer["failures"]
     assert (result.error, result.exit_code, result.run_id) == ("", 1, "r1")
@@ -113,7 +123,7 @@ def test_result_keeps_the_step_times_the_cli_reports(tmp_path: Path) -> None:
     cli_report = report.Report(
         timings=[report.Timing("noble", "x64", {"wait": 61.0, "verify": 88.25}, 3.0, 160.0)]
     )
-    result = build_runner.make_result(_job(tmp_path), 0, cli_report.to_json(), "")
+    result = job_runner.make_result(_job(tmp_path), 0, cli_report.to_json(), "")
     assert [t.model_dump() for t in result.timings] == [
         {"base": "noble", "arch": "x64", "steps": {"wait": 61.0, "verify": 88.25}}
     ]
@@ -130,7 +140,7 @@ def test_result_keeps_the_step_times_the_cli_reports(tmp_path: Path) -> None:
 def test_result_of_a_cli_without_usable_answer_is_an_error(
     tmp_path: Path, code: int, stdout: str, error: str
 ) -> None:
-    assert build_runner.make_result(_job(tmp_path), code, stdout, "").error == error
+    assert job_runner.make_result(_job(tmp_path), code, stdout, "").error == error
 
 
 def _script(path: Path, body: str) -> str:
@@ -151,10 +161,10 @@ def test_cli_overrunning_its_budget_is_stopped_and_its_report_kept(tmp_path: Pat
         "time.sleep(30)\n",
     )
     job = _job(tmp_path).model_copy(update={"kill_after": 1.0})
-    code, stdout, error = build_runner.run_cli(job, [cli], grace=20)
+    code, stdout, error = job_runner.run_cli(job, [cli], grace=20)
     assert code == -1
     assert error == "the CLI ran longer than 1 s and was stopped"
-    result = build_runner.make_result(job, code, stdout, error)
+    result = job_runner.make_result(job, code, stdout, error)
     assert [f.error for f in result.failures] == ["cancelled"]
     assert result.error == error
 
@@ -165,7 +175,7 @@ def test_cli_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
     )
     began = time.monotonic()
     job = _job(tmp_path).model_copy(update={"kill_after": 1.0})
-    code, stdout, error = build_runner.run_cli(job, [stubborn], grace=1.0)
+    code, stdout, error = job_runner.run_cli(job, [stubborn], grace=1.0)
     assert (code, stdout) == (-1, "")
     assert error == (
         "the CLI ran longer than 1 s and was killed when it had not stopped 1 s after SIGTERM"
@@ -175,14 +185,14 @@ def test_cli_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
 
 def test_result_file_is_private_and_is_the_model_the_charm_reads(tmp_path: Path) -> None:
     path = tmp_path / "result.json"
-    result = build_runner.make_result(_job(tmp_path), 0, '{"images": []}', "")
-    build_runner.write_result(path, result)
-    assert build_job.BuildResult.model_validate_json(path.read_text()) == result
+    result = job_runner.make_result(_job(tmp_path), 0, '{"images": []}', "")
+    job_runner.write_result(path, result)
+    assert BuildResult.model_validate_json(path.read_text()) == result
     assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_wrong_usage_exits_2(tmp_path: Path) -> None:
-    assert build_runner.main([]) == 2
+    assert job_runner.main([]) == 2
 
 
 def test_runner_under_the_machines_own_python_finds_the_charms_modules(tmp_path: Path) -> None:
@@ -208,8 +218,8 @@ def test_runner_under_the_machines_own_python_finds_the_charms_modules(tmp_path:
     job = _job(tmp_path, cli=str(cli)).model_copy(update={"fork": False})
     job_file = tmp_path / "job.json"
     job_file.write_text(job.model_dump_json())
-    runner = Path(build_runner.__file__)
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": builder.runner_pythonpath()}
+    runner = Path(job_runner.__file__)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": job_launcher.runner_pythonpath()}
     done = subprocess.run(
         [str(system), "-I", str(runner), str(job_file)],
         capture_output=True,
@@ -226,14 +236,14 @@ def test_runner_under_the_machines_own_python_finds_the_charms_modules(tmp_path:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    result = build_job.BuildResult.model_validate_json(Path(job.result).read_text())
+    result = BuildResult.model_validate_json(Path(job.result).read_text())
     assert (result.run_id, result.exit_code, result.error) == ("r1", 0, "")
 
 
 def test_a_quoted_newline_cannot_forge_a_build_log_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    build_runner.log(
+    job_runner.log(
         "clean-up failed: boom\n2026-12-01T00:00:00Z build_runner: build r0 finished: exit 0"
     )
     lines = capsys.readouterr().out.splitlines()
@@ -243,7 +253,7 @@ def test_a_quoted_newline_cannot_forge_a_build_log_line(
 def test_build_log_lines_never_show_url_credentials(capsys: pytest.CaptureFixture[str]) -> None:
     # The charm refuses credentials in URLs; should one reach a command line anyway (a CLI
     # error quoting a URL, a future option), the build log still shows none.
-    build_runner.log("build r1 starting: --script-url=https://u:s3cret@scripts.example/s.sh")
+    job_runner.log("build r1 starting: --script-url=https://u:s3cret@scripts.example/s.sh")
     line = capsys.readouterr().out
     assert "--script-url=https://***@scripts.example/s.sh" in line and "s3cret" not in line
 
@@ -258,7 +268,7 @@ ANSWER = {
 }
 
 
-def _runnable(tmp_path: Path, body: str) -> build_job.BuildJob:
+def _runnable(tmp_path: Path, body: str) -> BuildJob:
     """Return a job whose CLI is `body` (recording each call) and whose callback is a no-op."""
     calls = tmp_path / "calls.jsonl"
     cli = _script(
@@ -290,9 +300,9 @@ def test_a_disk_that_fills_during_the_build_keeps_the_result_and_no_partial_file
     # The CLI's build fills the disk, then answers.
     job = _runnable(tmp_path, f"open({str(flag)!r}, 'w').close()\nprint(json.dumps({ANSWER!r}))\n")
     disk = FullDisk(tmp_path / "state", flag, monkeypatch)
-    assert build_runner.run(job) == 0
+    assert job_runner.run(job) == 0
     assert disk.full and disk.refused == []  # every byte went into the reserved space
-    result = build_job.BuildResult.model_validate_json(Path(job.result).read_text())
+    result = BuildResult.model_validate_json(Path(job.result).read_text())
     assert [i.id for i in result.images] == ["i"] and result.error == ""
     assert stray_files(tmp_path / "state", {"result.json", "build.lock"}) == []
 
@@ -306,11 +316,11 @@ def test_a_result_too_large_for_the_reserve_keeps_its_images_and_says_disk_full(
     failures = [{"base": "jammy", "arch": "x64", "cloud": "b_u_2", "error": "e" * 500}] * 20
     answer = {**ANSWER, "failures": failures}
     job = _runnable(tmp_path, f"open({str(flag)!r}, 'w').close()\nprint(json.dumps({answer!r}))\n")
-    monkeypatch.setattr(build_runner, "RESULT_RESERVE", 4096)
+    monkeypatch.setattr(job_runner, "RESULT_RESERVE", 4096)
     disk = FullDisk(tmp_path / "state", flag, monkeypatch)
-    build_runner.run(job)
+    job_runner.run(job)
     assert disk.refused  # the whole result did not fit
-    result = build_job.BuildResult.model_validate_json(Path(job.result).read_text())
+    result = BuildResult.model_validate_json(Path(job.result).read_text())
     assert [i.id for i in result.images] == ["i"]  # what was built is still published
     assert result.error.startswith("disk full: the report of 20 failures did not fit in ")
     assert stray_files(tmp_path / "state", {"result.json", "build.lock"}) == []
@@ -330,7 +340,7 @@ def test_no_room_for_the_result_at_the_start_builds_nothing_and_leaves_nothing(
         raise OSError(28, os.strerror(28))
 
     monkeypatch.setattr(os, "posix_fallocate", no_space)
-    build_runner.run(job)
+    job_runner.run(job)
     assert not (tmp_path / "calls.jsonl").exists()  # no build whose result could not be kept
     assert stray_files(tmp_path / "state", {"build.lock"}) == []
 
@@ -349,10 +359,10 @@ def test_result_and_other_state_writes_are_fsynced_file_then_folder(
 
     monkeypatch.setattr(os, "fsync", fsync)
     path = tmp_path / "result.json"
-    build_runner.write_result(path, build_runner.make_result(_job(tmp_path), 0, "{}", ""))
+    job_runner.write_result(path, job_runner.make_result(_job(tmp_path), 0, "{}", ""))
     assert synced == ["file", "folder"]
     synced.clear()
-    state_files.write(tmp_path / "clouds.yaml", "clouds: {}\n")
+    durable_files.write(tmp_path / "clouds.yaml", "clouds: {}\n")
     assert synced == ["file", "folder"]
 
 
@@ -365,7 +375,7 @@ def test_a_cli_that_crashed_gets_its_build_cleaned_up_by_id(tmp_path: Path) -> N
             )
         }
     )
-    build_runner.run(job)
+    job_runner.run(job)
     assert [c[1:] for c in _calls(tmp_path) if c[1] == "clean" and "--build-id=r1" in c] == [
         ["clean", "--prefix=app", "--build-id=r1"]
     ]
@@ -377,17 +387,17 @@ def test_the_runner_deletes_the_job_file_once_read(tmp_path: Path) -> None:
     )
     job_file = tmp_path / "state" / "job.json"
     job_file.write_text(job.model_dump_json())
-    assert build_runner.main([str(job_file)]) == 0
+    assert job_runner.main([str(job_file)]) == 0
     assert not job_file.exists()  # the script secrets do not stay on the disk
     assert Path(job.result).exists()
 
 
 def test_a_clean_job_runs_clean_by_build_id_in_the_build_cloud(tmp_path: Path) -> None:
     job = _runnable(tmp_path, "")
-    clean = build_job.CleanJob(build_id="dead1", prefix="app", cli=job.cli, fork=False)
+    clean = CleanJob(build_id="dead1", prefix="app", cli=job.cli, fork=False)
     job_file = tmp_path / "clean.json"
     job_file.write_text(clean.model_dump_json())
-    assert build_runner.main([str(job_file)]) == 0
+    assert job_runner.main([str(job_file)]) == 0
     assert _calls(tmp_path) == [
         ["--os-cloud=builder", "clean", "--prefix=app", "--build-id=dead1"]
     ]

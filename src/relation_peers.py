@@ -7,7 +7,7 @@ job serves (so a new leader does not start the same job again), and a handover â
 a build it finished after it lost leadership, for the leader to take in. The leader
 protects all of them from pruning.
 
-The fingerprint is an HMAC (state.BuildConfig.fingerprint) under a key kept in a Juju secret
+The fingerprint is an HMAC (config.BuildConfig.fingerprint) under a key kept in a Juju secret
 owned by the application: every unit, the next leader included, computes the same digest, and
 neither a copy of a unit's state folder nor the peer data lets anyone check a guess of a script
 secret against it.

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Runs one build job outside any hook; started by builder.Builder.start with the job file.
+"""Runs one job outside any hook; started by job_launcher.JobLauncher.start with the job file.
 
-Usage: `build_runner.py JOB_FILE`. The job (build_job.BuildJob, written by the charm) says
-everything; the runner imports build_job from the charm's src/ and pydantic from the charm's
+Usage: `job_runner.py JOB_FILE`. The job (job.BuildJob, written by the charm) says
+everything; the runner imports job.py from the charm's src/ and pydantic from the charm's
 venv (the launcher puts both on PYTHONPATH). It takes the build lock (inherited already locked
 in a new session; taken itself under systemd), runs the lookups or the sweeps and the build,
-writes the result (build_job.BuildResult), releases the lock and finally dispatches the charm's
+writes the result (job.BuildResult), releases the lock and finally dispatches the charm's
 `build_finished` event with juju-exec. Secrets live in the job file, which it deletes once read,
 and reach only the CLI's environment.
 
@@ -17,7 +17,7 @@ Nothing of a build is lost to a crash or a full disk:
   that fills during the build cannot lose the result, and no partial file is ever left;
 - a CLI that crashed or was killed gets its build's resources deleted by build id at once.
 
-A clean job (build_job.CleanJob, started by the charm when it learns a build died) only runs
+A clean job (job.CleanJob, started by the charm when it learns a build died) only runs
 `clean --build-id` in the build cloud: no lock, no result.
 """
 
@@ -36,8 +36,10 @@ from pathlib import Path
 
 import pydantic
 
-import state_files
-from build_job import (
+import durable_files
+from image_builder_contract.rules import redact_urls
+from image_builder_contract.text import one_line
+from job import (
     CLEAN_TIMEOUT,
     BuildJob,
     BuildResult,
@@ -55,8 +57,6 @@ from build_job import (
     needs_build,
     sweep_argv,
 )
-from image_builder_contract.rules import redact_urls
-from image_builder_contract.text import one_line
 
 SWEEP_TIMEOUT = CLEAN_TIMEOUT
 # Bytes set aside for the result when the job starts; a result is a few KB.
@@ -71,6 +71,9 @@ STOP_GRACE = 600
 
 # A runner line may quote a whole command line (--protect lists every published ID).
 RUNNER_LINE_LIMIT = 20_000
+# Every runner line carries this word: the Loki rules, the dashboard and operators' queries
+# match it (it predates the module's name, job_runner).
+LOG_TAG = "build_runner"
 
 
 def log(message: str) -> None:
@@ -81,7 +84,7 @@ def log(message: str) -> None:
     """
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     line = one_line(redact_urls(message), RUNNER_LINE_LIMIT)
-    print(f"{now} build_runner: {line}", flush=True)
+    print(f"{now} {LOG_TAG}: {line}", flush=True)
 
 
 def _now() -> datetime.datetime:
@@ -270,7 +273,7 @@ def reserve_result(result: Path) -> None:
         reserve.unlink(missing_ok=True)
         raise
     os.close(fd)
-    state_files.fsync_dir(result.parent)
+    durable_files.fsync_dir(result.parent)
 
 
 def _disk_full(job: BuildJob, error: OSError) -> BuildResult:
@@ -296,7 +299,7 @@ def write_result(path: Path, result: BuildResult, short: BuildResult | None = No
     data = result.model_dump_json().encode()
     if len(data) > size:
         try:
-            state_files.write_atomic(path, data)
+            durable_files.write_atomic(path, data)
         except OSError as error:
             if not size or short is None:
                 raise
@@ -306,7 +309,7 @@ def write_result(path: Path, result: BuildResult, short: BuildResult | None = No
             reserve.unlink(missing_ok=True)
             return result
     fd = os.open(reserve, os.O_WRONLY | os.O_CLOEXEC)
-    state_files.replace_with(fd, reserve, path, data)
+    durable_files.replace_with(fd, reserve, path, data)
     return result
 
 
@@ -432,7 +435,7 @@ def run_clean(job: CleanJob) -> int:
 def main(argv: list[str]) -> int:
     """Read the job; detach from the hook unless systemd already did; run it."""
     if len(argv) != 1:
-        print("usage: build_runner.py JOB_FILE", file=sys.stderr)
+        print("usage: job_runner.py JOB_FILE", file=sys.stderr)
         return 2
     path = Path(argv[0])
     text = path.read_text()

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import build_job
-import builder
+import job_launcher
+import unit_paths
 from charm_helpers import UNIT, Machine, build_running, script
+from job import BuildJob, BuildOptions, BuildRequest, BuildResult, RunRecord
 
 SRC = Path(__file__).parents[2] / "src"
 
@@ -21,13 +22,14 @@ HOOK = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, {src!r})
-import build_job
-import builder
+import job
+import job_launcher
+import unit_paths
 fields = json.loads({paths!r})
-paths = builder.Paths(**{{k: Path(v) if v else None for k, v in fields.items()}})
-b = builder.Builder(paths, {unit!r}, {{}})
-request = build_job.BuildRequest(
-    options=build_job.BuildOptions(
+paths = unit_paths.Paths(**{{k: Path(v) if v else None for k, v in fields.items()}})
+b = job_launcher.JobLauncher(paths, {unit!r}, {{}})
+request = job.BuildRequest(
+    options=job.BuildOptions(
         bases=("noble",), arch="x64", prefix="p", upload_clouds=("c_u_1",), keep_revisions=5
     ),
     script_secrets={{"API_TOKEN": "hook-secret-77"}},
@@ -58,7 +60,7 @@ subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log
 """
 
 
-def _run_hook(paths: builder.Paths) -> dict[str, object]:
+def _run_hook(paths: unit_paths.Paths) -> dict[str, object]:
     fields = {k: str(v) if v else "" for k, v in dataclasses.asdict(paths).items()}
     hook = HOOK.format(src=str(SRC), paths=json.dumps(fields), unit=UNIT)
     # The deadline only guards against a hang: a runner holding the pipes would block here.
@@ -69,17 +71,17 @@ def _run_hook(paths: builder.Paths) -> dict[str, object]:
     return outcome
 
 
-def _check_build_runs_on_after_the_hook(machine: Machine, paths: builder.Paths) -> str:
+def _check_build_runs_on_after_the_hook(machine: Machine, paths: unit_paths.Paths) -> str:
     outcome = _run_hook(paths)
     assert outcome["started"] is True
     machine.wait_for_build_waiting()
     assert build_running(paths)  # the hook is gone; the build holds the lock
-    again = builder.Builder(paths, UNIT, {})
-    assert again.state().running
+    again = job_launcher.JobLauncher(paths, UNIT, {})
+    assert again.builds_now().running
     machine.release()
     machine.wait_for_callbacks(1)
     assert not build_running(paths)
-    result = build_job.BuildResult.model_validate_json(paths.result.read_text())
+    result = BuildResult.model_validate_json(paths.result.read_text())
     assert result.run_id == outcome["run_id"]
     # The build cloud keeps its copy too: the source of later `copy` jobs.
     assert [i.cloud for i in result.images] == ["builder", "c_u_1"]
@@ -114,23 +116,23 @@ def test_under_systemd_the_build_is_a_transient_service(machine: Machine) -> Non
     ]
     (argv,) = calls
     split = argv.index("--")
-    assert argv[split + 1 :] == [sys.executable, str(SRC / "build_runner.py"), str(paths.job)]
+    assert argv[split + 1 :] == [sys.executable, str(SRC / "job_runner.py"), str(paths.job)]
     assert f"--unit=github-runner-image-builder-0-build-{run_id[:12]}" in argv
     assert "--collect" in argv
     assert f"--property=StandardOutput=append:{paths.build_log}" in argv
     (pythonpath,) = [a for a in argv if a.startswith("--setenv=")]
     assert pythonpath.startswith(f"--setenv=PYTHONPATH={SRC}")
     assert "hook-secret-77" not in json.dumps(argv)
-    job = build_job.BuildJob.model_validate_json((machine.home / "systemd-job.json").read_text())
+    job = BuildJob.model_validate_json((machine.home / "systemd-job.json").read_text())
     assert (job.fork, job.lock_fd) == (False, None)  # the service is the runner: no fork
 
 
 def test_under_systemd_a_service_that_cannot_start_is_an_error(machine: Machine) -> None:
     fake = script(machine.home / "bin" / "systemd-run", "#!/bin/sh\necho 'no bus' >&2\nexit 1\n")
     paths = dataclasses.replace(machine.paths, systemd_run=fake)
-    b = builder.Builder(paths, UNIT, {})
-    request = build_job.BuildRequest(
-        options=build_job.BuildOptions(
+    b = job_launcher.JobLauncher(paths, UNIT, {})
+    request = BuildRequest(
+        options=BuildOptions(
             bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
         )
     )
@@ -139,7 +141,7 @@ def test_under_systemd_a_service_that_cannot_start_is_an_error(machine: Machine)
 
 
 def test_systemd_is_used_only_where_it_manages_the_machine(tmp_path: Path) -> None:
-    assert not builder.systemd_manages_machine(tmp_path / "no-such-dir")
+    assert not unit_paths.systemd_manages_machine(tmp_path / "no-such-dir")
 
 
 # A CLI that, like the real one, cancels on SIGTERM and takes its time to clean up; it says
@@ -178,10 +180,10 @@ def test_a_killed_runner_leaves_the_lock_taken_until_its_cli_ends(machine: Machi
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
     # The CLI learns its runner died (SIGTERM: it cancels and cleans up) and keeps the lock.
     wait_until((machine.home / "cli-sigterm").exists)
-    b = builder.Builder(machine.paths, UNIT, {})
+    b = job_launcher.JobLauncher(machine.paths, UNIT, {})
     assert b.is_running()
-    request = build_job.BuildRequest(
-        options=build_job.BuildOptions(
+    request = BuildRequest(
+        options=BuildOptions(
             bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
         )
     )
@@ -209,10 +211,10 @@ def test_under_systemd_a_dead_build_is_cleaned_up_by_a_transient_service(
         FAKE_SYSTEMD_RUN.format(python=sys.executable, home=str(machine.home)),
     )
     paths = dataclasses.replace(machine.paths, systemd_run=fake)
-    b = builder.Builder(paths, UNIT, {})
+    b = job_launcher.JobLauncher(paths, UNIT, {})
     paths.state_dir.mkdir(parents=True)
     when = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
-    run = build_job.RunRecord(run_id="dead" * 8, started_at=when, prefix="p")
+    run = RunRecord(run_id="dead" * 8, started_at=when, prefix="p")
     paths.current.write_text(run.model_dump_json())
     result = b.take_result()
     assert result is not None and result.lost

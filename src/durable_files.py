@@ -1,17 +1,19 @@
-"""The unit's state files: durable writes, and reads that never break a hook.
+"""Durable files: writes that survive a crash or a power cut, and reads that never break a hook.
 
 Writes replace a file atomically and fsync it (the file, then its folder), so neither a crash
 nor a power cut can leave it empty or half written; whatever fails (a full disk included), the
 temporary file is removed and the old file stays as it was. A file that cannot be read (empty,
 cut, wrong shape, not UTF-8, a folder) is moved aside as `<name>.corrupt-<UTC time>`, logged,
-and read as missing. The runner (src/build_runner.py) imports it too: standard library and
-pydantic only.
+and read as missing; `peek_model` only reads (the metrics never move a file). The runner
+(src/job_runner.py) imports it too: standard library and pydantic only.
 """
 
+import contextlib
 import datetime
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,7 +27,7 @@ SET_ASIDE_TIME = "%Y%m%dT%H%M%S%fZ"
 SET_ASIDE_SHOWN = datetime.timedelta(days=1)  # the status mentions a set-aside file this long
 
 
-class StateWriteError(Exception):
+class WriteError(Exception):
     """A state file could not be written (disk full, read-only); the previous one is kept."""
 
     def __init__(self, path: Path, error: OSError) -> None:
@@ -35,6 +37,31 @@ class StateWriteError(Exception):
             f"cannot write {path.name} in {path.parent}: {reason}; the previous file is kept "
             "and no build starts until it can be written (free space on the unit's disk)"
         )
+
+
+class WriteProblems:
+    """The files one hook could not write (each logged; the old ones kept), first one first."""
+
+    def __init__(self) -> None:
+        self.errors: list[WriteError] = []
+
+    def note(self, error: WriteError) -> None:
+        """Log a write that failed and remember it."""
+        logger.error("%s", error)
+        self.errors.append(error)
+
+    @contextlib.contextmanager
+    def noted(self) -> Iterator[None]:
+        """Run a write; a WriteError is noted instead of raised."""
+        try:
+            yield
+        except WriteError as error:
+            self.note(error)
+
+    @property
+    def first(self) -> str | None:
+        """Return what went wrong first, None when every write succeeded."""
+        return str(self.errors[0]) if self.errors else None
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -90,18 +117,18 @@ def write_atomic(path: Path, text: str | bytes, mode: int = 0o600) -> None:
 
 
 def write(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write a file durably; the old one stays whole when that fails (StateWriteError)."""
+    """Write a file durably; the old one stays whole when that fails (WriteError)."""
     try:
         write_atomic(path, text, mode)
     except OSError as error:
-        raise StateWriteError(path, error) from error
+        raise WriteError(path, error) from error
 
 
 def keep(path: Path, text: str) -> None:
     """Write a file whose loss costs little (a record, a marker); a failure is only logged."""
     try:
         write(path, text)
-    except StateWriteError as error:
+    except WriteError as error:
         logger.error("%s", error)
 
 
@@ -141,6 +168,20 @@ def read_model(path: Path, model: type[_Model]) -> _Model | None:
         return model.model_validate_json(text)
     except pydantic.ValidationError as error:
         set_aside(path, f"not a {model.__name__}: {error.error_count()} errors")
+        return None
+
+
+def peek_model(path: Path, model: type[_Model]) -> _Model | None:
+    """Return a file as its model, never moving it: None when missing or unreadable (logged).
+
+    For readers that must not write (the metrics exporter runs on a read-only view).
+    """
+    try:
+        return model.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:  # ValidationError and UnicodeDecodeError are too
+        logger.warning("ignoring unreadable %s: %s", path.name, error)
         return None
 
 

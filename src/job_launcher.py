@@ -1,13 +1,13 @@
-"""Launches builds on this machine and keeps their records (machine_files.py installs the CLI).
+"""Starts the detached job runner on this machine, one job at a time, and clean jobs.
 
-A build is a detached process (src/build_runner.py) that holds a file lock for as long as it
-runs, so "is a build running" is simply "is the lock taken". Launch protocol:
+A job is a detached process (src/job_runner.py) that holds a file lock for as long as it runs,
+so "is a build running" is simply "is the lock taken". Launch protocol:
 
 1. The hook opens and flocks `build.lock` itself (non-blocking). Taken → a build runs: the hook
    writes the `queued` flag and returns. The next finished-build handler starts the follow-up
    with the state of that moment, so any number of triggers coalesce into one rebuild.
-2. Free → the hook writes `current.json` and the job file (build_job.BuildJob, 0600: it holds
-   the script secrets) and starts the runner with that file as its only argument:
+2. Free → the hook writes `current.json` and the job file (job.BuildJob, 0600: it holds the
+   script secrets) and starts the runner with that file as its only argument:
    - where systemd runs, as a transient service (`systemd-run --collect`), so that a restart
      of the Juju agent, which kills the agent's process group, does not kill a build. The
      runner takes the lock itself; the hook lets it go and waits (bounded) until the runner
@@ -17,15 +17,14 @@ runs, so "is a build running" is simply "is the lock taken". Launch protocol:
      waits for a hook's output pipes to close, so the runner must not inherit them). The runner
      forks once more and the hook only waits for that first process, which exits at once: the
      build is orphaned to init and the lock passes to it without a free moment.
-3. The runner runs the CLI, writes `result.json` (build_job.BuildResult), releases the lock,
-   then runs `juju-exec <unit> JUJU_DISPATCH_PATH=hooks/build-finished ./dispatch`, which
-   brings the charm's `build_finished` event. update-status handles a lost callback.
+3. The runner runs the CLI, writes `result.json` (job.BuildResult), releases the lock, then
+   runs `juju-exec <unit> JUJU_DISPATCH_PATH=hooks/build-finished ./dispatch`, which brings the
+   charm's `build_finished` event. update-status handles a lost callback.
 
 Nothing is lost between those steps: a result not yet handled is taken before any new build
 (`start` queues instead of overwriting it); a launch that fails is not remembered as started
 (current.json is put back); a build found dead gets its cloud resources deleted by build id at
-once, by a detached clean job. State files are written durably (src/state_files.py); one that
-cannot be read is moved aside as `<name>.corrupt-<time>`, logged, and read as missing.
+once, by a detached clean job. The records themselves are src/job_records.py's.
 """
 
 import dataclasses
@@ -35,7 +34,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -44,27 +42,15 @@ from pathlib import Path
 
 import pydantic
 
-import build_job
+import durable_files
 import image_builder_contract
-import state_files
-from build_job import (
-    BuildJob,
-    BuildRequest,
-    BuildResult,
-    BuildState,
-    CleanJob,
-    RunRecord,
-    StartOutcome,
-)
-from catalogue import Catalogue
+import job
+from job import KILL_GRACE, BuildJob, BuildRequest, BuildResult, CleanJob, RunRecord
+from job_records import BuildsNow, JobRecords
+from unit_paths import BUILD_LOG_MODE, Paths, unit_slug
 
 logger = logging.getLogger(__name__)
 
-# The build log's mode: root and its group only (logrotate's copytruncate keeps it for the
-# rotated copies).
-BUILD_LOG_MODE = 0o640
-CLI_NAME = "github-runner-image-builder"
-SYSTEMD_RUN = Path("/usr/bin/systemd-run")
 RUNNER_START_TIMEOUT = 30  # seconds a hook waits for the runner it launched to hold the lock
 LOST = "the build process ended without a result (killed or rebooted?)"
 # Below this much free space a lost result is blamed on the disk (the runner reserves 1 MiB).
@@ -72,134 +58,11 @@ LOW_DISK = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
-class Paths:
-    """Every place on the machine the charm uses; tests point them into a temporary folder."""
+class StartOutcome:
+    """What a trigger did: started a build, or queued one after the running build."""
 
-    state_dir: Path
-    log_dir: Path
-    venv: Path
-    wheels: Path
-    cron_dir: Path
-    logrotate_dir: Path
-    juju_exec: Path
-    runner: Path
-    system_python: Path
-    # The interpreter that runs the runner script, by default the charm's own; it finds the
-    # charm's modules through the PYTHONPATH the launcher gives it (runner_pythonpath).
-    runner_python: Path = Path(sys.executable)
-    # systemd-run, where systemd manages the machine; None: the runner starts in a new session.
-    systemd_run: Path | None = None
-    # What Canonical's charm left on the machine (after `juju refresh --switch` to this one): its
-    # cron file would dispatch `run` a second time, its clouds.yaml holds passwords in clear.
-    canonical_cron: Path = Path("/etc/cron.d/build-runner-image")
-    canonical_clouds_yaml: Path = Path("/home/ubuntu/clouds.yaml")
-
-    @classmethod
-    def under(
-        cls,
-        root: Path,
-        runner: Path,
-        python: Path = Path(sys.executable),
-        systemd_run: Path | None = None,
-    ) -> "Paths":
-        """Return paths that all live inside `root` (tests, a developer's machine)."""
-        return cls(
-            state_dir=root / "state",
-            log_dir=root / "log",
-            venv=root / "venv",
-            wheels=root / "wheels",
-            cron_dir=root / "cron.d",
-            logrotate_dir=root / "logrotate.d",
-            juju_exec=root / "bin" / "juju-exec",
-            runner=runner,
-            system_python=python,
-            runner_python=python,
-            systemd_run=systemd_run,
-            canonical_cron=root / "cron.d" / "build-runner-image",
-            canonical_clouds_yaml=root / "home" / "ubuntu" / "clouds.yaml",
-        )
-
-    @property
-    def cli(self) -> Path:
-        """Return the CLI's console script inside the venv."""
-        return self.venv / "bin" / CLI_NAME
-
-    @property
-    def clouds_yaml(self) -> Path:
-        """Return the clouds.yaml the CLI reads (OS_CLIENT_CONFIG_FILE)."""
-        return self.state_dir / "clouds.yaml"
-
-    @property
-    def lock(self) -> Path:
-        """Return the lock a running build holds."""
-        return self.state_dir / "build.lock"
-
-    @property
-    def queued(self) -> Path:
-        """Return the flag that asks for one more build after the running one."""
-        return self.state_dir / "queued"
-
-    @property
-    def current(self) -> Path:
-        """Return the record of the last started build."""
-        return self.state_dir / "current.json"
-
-    @property
-    def result(self) -> Path:
-        """Return the last finished build's result (written by the runner)."""
-        return self.state_dir / "result.json"
-
-    @property
-    def job(self) -> Path:
-        """Return the last started build's job file (0600: it holds the script secrets)."""
-        return self.state_dir / "job.json"
-
-    @property
-    def handled(self) -> Path:
-        """Return the file naming the last result the charm has published."""
-        return self.state_dir / "handled"
-
-    @property
-    def catalogue(self) -> Path:
-        """Return the known images per cloud."""
-        return self.state_dir / "images.json"
-
-    @property
-    def fingerprint(self) -> Path:
-        """Return the digest of the config the last build started with."""
-        return self.state_dir / "fingerprint"
-
-    @property
-    def build_log(self) -> Path:
-        """Return the log the runner and the CLI write to."""
-        return self.log_dir / "build.log"
-
-    @property
-    def cron_log(self) -> Path:
-        """Return the log of the scheduled `juju-exec` calls."""
-        return self.log_dir / "cron.log"
-
-
-def default_paths(charm_dir: Path, unit_name: str) -> Paths:
-    """Return the machine's real paths for this unit."""
-    slug = unit_name.replace("/", "-")
-    return Paths(
-        state_dir=Path("/var/lib/github-runner-image-builder") / slug,
-        log_dir=Path("/var/log/github-runner-image-builder") / slug,
-        venv=Path("/opt/github-runner-image-builder") / slug / "venv",
-        wheels=charm_dir / "app-wheels",
-        cron_dir=Path("/etc/cron.d"),
-        logrotate_dir=Path("/etc/logrotate.d"),
-        juju_exec=Path("/usr/bin/juju-exec"),
-        runner=charm_dir / "src" / "build_runner.py",
-        system_python=Path("/usr/bin/python3"),
-        systemd_run=SYSTEMD_RUN if systemd_manages_machine() else None,
-    )
-
-
-def systemd_manages_machine(booted: Path = Path("/run/systemd/system")) -> bool:
-    """Return whether systemd is PID 1 here (sd_booted's test) and systemd-run exists."""
-    return booted.is_dir() and SYSTEMD_RUN.exists()
+    started: bool
+    run_id: str
 
 
 def _import_root(module: object) -> Path:
@@ -209,7 +72,7 @@ def _import_root(module: object) -> Path:
 
 
 def runner_pythonpath() -> str:
-    """Return the PYTHONPATH on which the runner finds build_job and pydantic, as the charm does.
+    """Return the PYTHONPATH on which the runner finds job.py and pydantic, as the charm does.
 
     The packed charm keeps its modules in src/ and its dependencies in venv/; the runner runs
     with the machine's python, which has neither.
@@ -219,36 +82,29 @@ def runner_pythonpath() -> str:
     import typing_extensions  # noqa: PLC0415
     import typing_inspection  # noqa: PLC0415
 
-    modules = (build_job, image_builder_contract, pydantic, pydantic_core, typing_extensions)
+    modules = (job, image_builder_contract, pydantic, pydantic_core, typing_extensions)
     roots = [_import_root(m) for m in (*modules, annotated_types, typing_inspection)]
     return os.pathsep.join(str(root) for root in dict.fromkeys(roots))
-
-
-def unit_slug(unit_name: str) -> str:
-    """Return the unit's name as a file or service name (app/0 → app-0: no slash, no dot)."""
-    return unit_name.replace("/", "-")
 
 
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-class Builder:
-    """Drives the CLI on this machine: launches builds and clean jobs, keeps their records."""
+class JobLauncher:
+    """Drives the CLI on this machine: launches builds and clean jobs under the build lock."""
 
     def __init__(
         self,
         paths: Paths,
         unit_name: str,
         proxy_env: Mapping[str, str],
+        records: JobRecords | None = None,
     ) -> None:
         self.paths = paths
         self.unit_name = unit_name
+        self.records = records if records is not None else JobRecords(paths)
         self._proxy_env = dict(proxy_env)  # the model's proxy, for the CLI's own API calls
-
-    def drop_queued(self) -> None:
-        """Forget a queued rebuild (this unit is no longer the one that builds)."""
-        self.paths.queued.unlink(missing_ok=True)
 
     # --- builds ----------------------------------------------------------------------------
 
@@ -270,7 +126,7 @@ class Builder:
         try:
             fd = os.open(self.paths.lock, flags, 0o600)
         except IsADirectoryError:  # no runner can hold a folder open for writing
-            state_files.set_aside(self.paths.lock, "a folder")
+            durable_files.set_aside(self.paths.lock, "a folder")
             fd = os.open(self.paths.lock, flags, 0o600)
         try:
             try:
@@ -290,9 +146,9 @@ class Builder:
         Only a build that was launched is remembered (current.json, the fingerprint).
         """
         with self._lock() as fd:
-            if fd is None or self._result_waiting():
-                self.paths.queued.touch(mode=0o600)
-                current = state_files.read_model(self.paths.current, RunRecord)
+            if fd is None or self.records.result_waiting():
+                self.records.queue()
+                current = self.records.current()
                 return StartOutcome(started=False, run_id=current.run_id if current else "")
             run = RunRecord(
                 run_id=uuid.uuid4().hex,
@@ -304,8 +160,7 @@ class Builder:
                 update={"options": request.options.model_copy(update={"build_id": run.run_id})}
             )
             self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-            before = state_files.read_text(self.paths.current)
-            state_files.write(self.paths.current, run.model_dump_json())
+            before = self.records.record_start(run)
             try:
                 if self.paths.systemd_run is None:
                     self._launch_in_session(fd, self._job(run, request, lock_fd=fd))
@@ -320,30 +175,19 @@ class Builder:
                 self._forget(before)
                 raise
         # A build starting now uses the newest state, which is all a queued request asks.
-        self.paths.queued.unlink(missing_ok=True)
-        state_files.keep(self.paths.fingerprint, request.fingerprint)
+        self.records.drop_queued()
+        self.records.remember_fingerprint(request.fingerprint)
         logger.info("build %s started (%s)", run.run_id, ", ".join(request.clouds))
         return StartOutcome(started=True, run_id=run.run_id)
 
-    def _result_waiting(self) -> bool:
-        """Return whether the last started build ended and its result is not taken yet."""
-        current = state_files.read_model(self.paths.current, RunRecord)
-        return current is not None and self._handled() != current.run_id
-
-    def _handled(self) -> str:
-        return (state_files.read_text(self.paths.handled) or "").strip()
-
     def _forget(self, before: str | None) -> None:
         """Undo a launch that failed: the last build stays the last one; no secrets stay."""
-        if before is None:
-            self.paths.current.unlink(missing_ok=True)
-        else:
-            state_files.write(self.paths.current, before)
+        self.records.undo_start(before)
         self.paths.job.unlink(missing_ok=True)
 
     def _job(self, run: RunRecord, request: BuildRequest, lock_fd: int | None = None) -> Path:
         """Write the job file for this run; return its path."""
-        job = BuildJob(
+        build = BuildJob(
             run_id=run.run_id,
             started_at=run.started_at,
             unit=self.unit_name,
@@ -356,11 +200,11 @@ class Builder:
             env=self._env(),
             request=request,
         )
-        state_files.write(self.paths.job, job.model_dump_json(), mode=0o600)
+        durable_files.write(self.paths.job, build.model_dump_json(), mode=0o600)
         return self.paths.job
 
-    def _runner_argv(self, job: Path) -> list[str]:
-        return [str(self.paths.runner_python), str(self.paths.runner), str(job)]
+    def _runner_argv(self, job_file: Path) -> list[str]:
+        return [str(self.paths.runner_python), str(self.paths.runner), str(job_file)]
 
     def _open_build_log(self) -> int:
         """Open the build log for appending, created (or narrowed to) BUILD_LOG_MODE.
@@ -372,12 +216,14 @@ class Builder:
         os.fchmod(fd, BUILD_LOG_MODE)
         return fd
 
-    def _popen_runner(self, job: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    def _popen_runner(
+        self, job_file: Path, pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         """Start the runner's first process in a new session, writing into the build log."""
         env = {**self._env(), "PYTHONPATH": runner_pythonpath()}
         with os.fdopen(self._open_build_log(), "ab") as log:
             return subprocess.Popen(
-                self._runner_argv(job),
+                self._runner_argv(job_file),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -387,8 +233,8 @@ class Builder:
                 start_new_session=True,
             )
 
-    def _launch_in_session(self, lock_fd: int, job: Path) -> None:
-        first = self._popen_runner(job, pass_fds=(lock_fd,))
+    def _launch_in_session(self, lock_fd: int, job_file: Path) -> None:
+        first = self._popen_runner(job_file, pass_fds=(lock_fd,))
         # The runner's first process forks the real build and exits at once.
         try:
             code = first.wait(timeout=RUNNER_START_TIMEOUT)
@@ -409,7 +255,7 @@ class Builder:
         return f"{unit_slug(self.unit_name)}-build-{run_id[:12]}"
 
     def _systemd_argv(
-        self, systemd_run: Path, unit: str, description: str, job: Path
+        self, systemd_run: Path, unit: str, description: str, job_file: Path
     ) -> list[str]:
         log = self.paths.build_log
         # systemd's append: would create it with its own umask (0644): create it first.
@@ -424,18 +270,18 @@ class Builder:
             f"--property=StandardOutput=append:{log}",
             f"--property=StandardError=append:{log}",
             # On stop, SIGTERM reaches the CLI too: let it undo what it created.
-            f"--property=TimeoutStopSec={build_job.KILL_GRACE}",
+            f"--property=TimeoutStopSec={KILL_GRACE}",
             # Not secret; everything else the runner needs is in the job file.
             f"--setenv=PYTHONPATH={runner_pythonpath()}",
             "--",
-            *self._runner_argv(job),
+            *self._runner_argv(job_file),
         ]
 
-    def _launch_under_systemd(self, systemd_run: Path, job: Path) -> None:
-        run_id = BuildJob.model_validate_json(job.read_text()).run_id
+    def _launch_under_systemd(self, systemd_run: Path, job_file: Path) -> None:
+        run_id = BuildJob.model_validate_json(job_file.read_text()).run_id
         log = self.paths.build_log
         description = f"GitHub runner image build {run_id} of {self.unit_name}"
-        argv = self._systemd_argv(systemd_run, self.systemd_unit(run_id), description, job)
+        argv = self._systemd_argv(systemd_run, self.systemd_unit(run_id), description, job_file)
         done = subprocess.run(
             argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False
         )
@@ -447,7 +293,7 @@ class Builder:
         # Wait until the service holds the lock (or already finished), so that the next hook
         # sees the build as running, not as one that vanished without a result.
         deadline = time.monotonic() + RUNNER_START_TIMEOUT
-        while not (self.is_running() or self._finished(run_id)):
+        while not (self.is_running() or self.records.finished(run_id)):
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"the build service {self.systemd_unit(run_id)} did not start within "
@@ -455,23 +301,14 @@ class Builder:
                 )
             time.sleep(0.05)
 
-    def _finished(self, run_id: str) -> bool:
-        result = state_files.read_model(self.paths.result, BuildResult)
-        return result is not None and result.run_id == run_id
-
     def is_running(self) -> bool:
         """Return whether a build holds the lock right now."""
         with self._lock() as fd:
             return fd is None
 
-    def state(self) -> BuildState:
-        """Return the unit's build state (running, queued, last result)."""
-        return BuildState(
-            running=self.is_running(),
-            queued=self.paths.queued.exists(),
-            current=state_files.read_model(self.paths.current, RunRecord),
-            last_result=state_files.read_model(self.paths.result, BuildResult),
-        )
+    def builds_now(self) -> BuildsNow:
+        """Return the unit's builds now (running, queued, last result)."""
+        return self.records.now(self.is_running())
 
     def take_result(self) -> BuildResult | None:
         """Return the newest finished build not yet handled, marking it handled.
@@ -479,13 +316,13 @@ class Builder:
         A build that ended without a result (killed, machine rebooted) is reported as failed,
         and what it left in the build cloud is deleted now by a detached clean job.
         """
-        state = self.state()
-        if state.running:
+        now = self.builds_now()
+        if now.running:
             return None
-        current, result = state.current, state.last_result
+        current, result = now.current, now.last_result
         if current is None and result is not None:  # current.json was unreadable
             current = RunRecord(run_id=result.run_id, started_at=result.started_at)
-        if current is None or self._handled() == current.run_id:
+        if current is None or self.records.handled() == current.run_id:
             return None
         if result is None or result.run_id != current.run_id:
             result = BuildResult(
@@ -496,10 +333,9 @@ class Builder:
                 error=LOST + self._disk_note(),
                 lost=True,
             )
-            state_files.keep(self.paths.result, result.model_dump_json())
+            self.records.keep_result(result)
             self.start_clean(current)
-        # Unwritten (disk full), the result is only taken again: publishing it twice is harmless.
-        state_files.keep(self.paths.handled, result.run_id)
+        self.records.mark_handled(result.run_id)
         return result
 
     def _disk_note(self) -> str:
@@ -517,7 +353,7 @@ class Builder:
         Its SHUTOFF builder holds the build's user-data, secrets included: it goes now, not at
         the next sweep. The hook does not wait for the clean-up.
         """
-        job = CleanJob(
+        clean = CleanJob(
             build_id=run.run_id,
             prefix=run.prefix,
             cli=str(self.paths.cli),
@@ -526,7 +362,7 @@ class Builder:
         )
         path = self.paths.state_dir / f"clean-{run.run_id}.json"
         try:
-            state_files.write(path, job.model_dump_json())
+            durable_files.write(path, clean.model_dump_json())
             self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
             if self.paths.systemd_run is None:
                 self._start_in_session(path)
@@ -537,7 +373,7 @@ class Builder:
                 subprocess.run(
                     argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=True
                 )
-        except (OSError, state_files.StateWriteError, subprocess.SubprocessError) as error:
+        except (OSError, durable_files.WriteError, subprocess.SubprocessError) as error:
             logger.error(
                 "cannot start the clean-up of the dead build %s (%s); the next sweep removes "
                 "what it left",
@@ -547,47 +383,6 @@ class Builder:
             return
         logger.info("build %s died: deleting what it left in the build cloud", run.run_id)
 
-    def _start_in_session(self, job: Path) -> None:
+    def _start_in_session(self, job_file: Path) -> None:
         """Start a runner that needs no lock in a new session (it forks away at once)."""
-        self._popen_runner(job).wait(timeout=RUNNER_START_TIMEOUT)
-
-    def stored_fingerprint(self) -> str:
-        """Return the config digest of the last started build ('' before the first)."""
-        return (state_files.read_text(self.paths.fingerprint) or "").strip()
-
-    def remember_fingerprint(self, fingerprint: str) -> None:
-        """Record the digest the last build stands for (an upgrade carries the old one over)."""
-        state_files.keep(self.paths.fingerprint, fingerprint)
-
-    def set_aside_recently(self) -> list[str]:
-        """Return the state files set aside as unreadable within the last day, newest first."""
-        return state_files.set_aside_recently(self.paths.state_dir, _utcnow())
-
-    # --- catalogue -------------------------------------------------------------------------
-
-    def load_catalogue(self, repair: bool = True) -> Catalogue | None:
-        """Return this unit's copy of the catalogue; None when there is none or it is unreadable.
-
-        An unreadable copy (empty, truncated, wrong shape, not UTF-8) is set aside, unless
-        `repair` is False (the metrics exporter only reads).
-        """
-        path = self.paths.catalogue
-        try:
-            text = state_files.read_text(path) if repair else path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-        if text is None:
-            return None
-        try:
-            return Catalogue.from_json(text)
-        except ValueError as error:  # pydantic.ValidationError is a ValueError too
-            if repair:
-                state_files.set_aside(path, error)
-            return None
-
-    def save_catalogue(self, catalogue: Catalogue) -> None:
-        """Keep this unit's copy of the catalogue (the peer relation holds the shared one).
-
-        Raises state_files.StateWriteError (the old copy kept) when it cannot be written.
-        """
-        state_files.write(self.paths.catalogue, catalogue.model_dump_json(indent=1))
+        self._popen_runner(job_file).wait(timeout=RUNNER_START_TIMEOUT)

@@ -1,15 +1,16 @@
-"""Charm config and Juju secrets turned into typed, validated state.
+"""Charm config and Juju secrets turned into a typed, validated BuildConfig.
 
-Nothing here touches the machine or the cloud. A bad or missing value raises InvalidConfigError
-naming the option and what is expected, which the charm shows as BlockedStatus. Every value the
-CLI receives is checked with the CLI's own rules (image_builder_contract), so whatever the charm
-accepts, the CLI accepts too.
+ConfigReader reads them once per hook. Nothing here touches the machine or the cloud. A bad or
+missing value raises InvalidConfigError naming the option and what is expected, which the charm
+shows as BlockedStatus. Every value the CLI receives is checked with the CLI's own rules
+(image_builder_contract), so whatever the charm accepts, the CLI accepts too.
 """
 
 import functools
 import hashlib
 import hmac
 import json
+import logging
 import urllib.parse
 from collections.abc import Callable, Mapping
 
@@ -17,6 +18,8 @@ import ops
 import pydantic
 
 from image_builder_contract import cli_args, names, platforms, rules
+
+logger = logging.getLogger(__name__)
 
 BUILD_INTERVAL_RANGE = (1, 24)
 REVISION_HISTORY_RANGE = (2, 99)
@@ -505,3 +508,38 @@ def load_config(
     if errors:
         raise ConfigValidationError(errors)
     return BuildConfig.model_validate(values)
+
+
+class ConfigReader:
+    """The charm's options, read and validated once per hook (they cannot change within one)."""
+
+    def __init__(self, model: ops.Model, proxy: ProxyConfig) -> None:
+        self._model = model
+        self._proxy = proxy
+        self._loaded: BuildConfig | ConfigValidationError | None = None
+
+    def _read_secret(self, secret_id: str) -> dict[str, str]:
+        # refresh=True: always build with the newest revision the operator published.
+        return self._model.get_secret(id=secret_id).get_content(refresh=True)
+
+    def read(self) -> BuildConfig | None:
+        """Return the validated config, None when an option is bad (`problem` says which)."""
+        if self._loaded is None:
+            try:
+                self._loaded = load_config(
+                    self._model.config, self._read_secret, self._proxy, self._model.app.name
+                )
+            except ConfigValidationError as errors:
+                self._loaded = errors
+                logger.warning("invalid configuration: %s", "; ".join(map(str, errors.errors)))
+        return self._loaded if isinstance(self._loaded, BuildConfig) else None
+
+    @property
+    def problem(self) -> str | None:
+        """Return what is wrong with the options (read first), None when nothing is."""
+        return str(self._loaded) if isinstance(self._loaded, ConfigValidationError) else None
+
+    def build_interval(self) -> int | None:
+        """Return the build-interval option, None while the config is invalid."""
+        config = self.read()
+        return config.build_interval if config is not None else None
