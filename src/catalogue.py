@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Sequence
 import pydantic
 
 from charms.github_runner_image_builder.v0.image import PublishedImage, load_json
-from job import BuiltImage, ImageId
+from image_builder_contract.report import ImageId, ImageResult
 
 # Characters of a stored catalogue parsed at most (a few hundred per image).
 JSON_LIMIT = 1024 * 1024
@@ -52,7 +52,7 @@ class Catalogue(pydantic.BaseModel):
         return cls(images=tuple(by_key[key] for key in sorted(by_key)))
 
     @classmethod
-    def from_built(cls, images: Iterable[BuiltImage], built_at: datetime.datetime) -> "Catalogue":
+    def from_built(cls, images: Iterable[ImageResult], built_at: datetime.datetime) -> "Catalogue":
         """Return the catalogue of one job's images."""
         return cls.of(
             CatalogueImage(cloud=i.cloud, base=i.base, arch=i.arch, id=i.id, built_at=built_at)

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import ops
 
 from image_builder_contract import text
-from job import BUILD_CLOUD, BuildResult
+from image_builder_contract.names import Step
+from job import BUILD_CLOUD, BuildResult, ResultKind
 from job_launcher import StartOutcome
 from job_records import BuildsNow
 
@@ -116,7 +117,7 @@ def log_result(result: BuildResult) -> None:
         logger.error(
             "build failed: %s/%s cloud %s step %s: %s",
             *(text.one_line(f, 100) for f in (failure.base, failure.arch, failure.cloud)),
-            text.one_line(failure.step, 100),
+            text.one_line(failure.where, 100),
             text.one_line(failure.error),
         )
     if result.error:
@@ -141,20 +142,20 @@ def summary(result: BuildResult) -> str:
     when = result.finished_at.strftime("%H:%M")
     images = len([i for i in result.images if i.cloud != BUILD_CLOUD])
     plural = "" if images == 1 else "s"
-    if result.kind == "lookup":
+    if result.kind == ResultKind.LOOKUP:
         return f"Found {images} existing image{plural} {when} UTC; no build needed"
-    if result.kind == "copy":
+    if result.kind == ResultKind.COPY:
         line = f"Copied {images} image{plural} from the build cloud {when} UTC; no build needed"
         if result.failures:
             first = result.failures[0]
             line += (
                 f" ({len(result.failures)} failed: {first.base}/{first.arch} in {first.cloud} "
-                f"at {first.step}: {text.one_line(first.error, 80)})"
+                f"at {first.where}: {text.one_line(first.error, 80)})"
             )
         return line
     if result.error:
         return f"Last build {when} UTC failed: {text.one_line(result.error, text.STATUS_LIMIT)}"
-    failed_verify = [f for f in result.failures if f.step == "verify"]
+    failed_verify = [f for f in result.failures if f.where == Step.VERIFY]
     if failed_verify:
         # The operator's first question: which image failed which check.
         first = failed_verify[0]
@@ -169,6 +170,6 @@ def summary(result: BuildResult) -> str:
     if result.failures:
         first = result.failures[0]
         where = f" in {first.cloud}" if first.cloud else ""
-        line += f" ({first.base}/{first.arch}{where} at {first.step or 'unknown step'}"
+        line += f" ({first.base}/{first.arch}{where} at {first.where or 'unknown step'}"
         line += f": {text.one_line(first.error, 80)})" if first.error else ")"
     return line

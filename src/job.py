@@ -2,16 +2,20 @@
 
 One contract between the charm and its detached runner (src/job_runner.py), both of which
 import this module: pydantic models and pure functions, no I/O. src/job_launcher.py writes the
-job, src/job_records.py reads the result; the runner renders the CLI's command lines from the job
-(`build_argv`, `lookup_argv`, `sweep_argv`: the only place that knows the CLI's flags).
+job, src/job_records.py reads the result; the runner hands the CLI the job's build spec as a file
+(`build_argv`) and renders the other command lines from the job (`lookup_argv`, `sweep_argv`:
+the only place that knows the CLI's flags). The CLI's answer is the contract's `Report`.
 """
 
 import datetime
-from typing import Annotated, Any, Literal
+import enum
+from typing import Literal
 
 import pydantic
 
 from image_builder_contract import cli_args, names, rules, text
+from image_builder_contract.report import Failure, ImageResult, Report, ResultText, Timing
+from image_builder_contract.spec import BuildSpec
 
 BUILD_CLOUD = "builder"  # requirer cloud ids always hold an underscore, so this cannot clash
 SECRET_ENV_PREFIX = rules.SECRET_ENV_PREFIX
@@ -27,73 +31,15 @@ LEFTOVER_AGE = 3 * 60 * 60
 CLEAN_TIMEOUT = 600
 
 
-# An image ID a cloud answered: checked before it is stored, published or passed to --protect.
-ImageId = Annotated[str, pydantic.AfterValidator(text.check_image_id)]
-# Text a cloud or the CLI wrote (an error body may be megabytes): one line, bounded.
-ResultText = Annotated[str, pydantic.AfterValidator(lambda t: text.one_line(t, text.RESULT_LIMIT))]
-Word = Annotated[str, pydantic.AfterValidator(lambda t: text.one_line(t, 200))]
+class ResultKind(str, enum.Enum):
+    """What a finished job did: built, or found every image already (lookup), or copied them."""
 
+    BUILD = "build"
+    LOOKUP = "lookup"  # every image existed already: no build ran
+    COPY = "copy"  # the missing ones were copied from the build cloud (or failed to)
 
-class BuiltImage(pydantic.BaseModel):
-    """One image the CLI built and uploaded to one cloud."""
-
-    name: Word
-    base: Word
-    arch: Word
-    cloud: Word
-    id: ImageId
-
-
-class BuildFailure(pydantic.BaseModel):
-    """One (base, arch, cloud) the CLI could not build or upload."""
-
-    base: Word
-    arch: Word
-    cloud: Word = ""
-    step: Word = ""
-    error: ResultText = ""
-
-
-class StepTimes(pydantic.BaseModel):
-    """How long each step of one (base, arch) build took, in seconds (the CLI's `timings`)."""
-
-    base: str
-    arch: str
-    steps: dict[str, float] = {}  # step name (e.g. "verify") -> seconds
-
-
-class CliAnswer(pydantic.BaseModel):
-    """What `build` and `copy` print on stdout (extra keys of newer CLIs are ignored).
-
-    An image whose ID is not a safe word is not taken: it becomes a failure of its cloud.
-    """
-
-    images: list[BuiltImage] = []
-    failures: list[BuildFailure] = []
-    timings: list[StepTimes] = []
-
-    @pydantic.model_validator(mode="before")
-    @classmethod
-    def _refuse_unsafe_ids(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-            return data
-        kept, refused = [], []
-        for image in data["images"]:
-            if isinstance(image, dict) and not text.is_image_id(str(image.get("id", ""))):
-                refused.append(
-                    {
-                        **{k: str(image.get(k, "")) for k in ("base", "arch", "cloud")},
-                        "step": "result",
-                        "error": text.one_line(
-                            f"the cloud answered an unsafe image ID {str(image.get('id', ''))!r}",
-                            200,
-                        ),
-                    }
-                )
-            else:
-                kept.append(image)
-        failures = data.get("failures")
-        return {**data, "images": kept, "failures": [*(failures or []), *refused]}
+    def __str__(self) -> str:
+        return self.value
 
 
 class BuildResult(pydantic.BaseModel):
@@ -103,13 +49,11 @@ class BuildResult(pydantic.BaseModel):
     started_at: datetime.datetime
     finished_at: datetime.datetime
     exit_code: int
-    images: list[BuiltImage] = []
-    failures: list[BuildFailure] = []
-    timings: list[StepTimes] = []
+    images: list[ImageResult] = []
+    failures: list[Failure] = []
+    timings: list[Timing] = []
     error: ResultText = ""  # the build as a whole failed (crash, timeout, no JSON)
-    # "lookup": every image existed already; "copy": the missing ones were copied from the
-    # build cloud (or failed to): in both, no build ran.
-    kind: str = "build"
+    kind: ResultKind = ResultKind.BUILD
     # Written by the charm, not the runner: the job ended without a result (killed, rebooted).
     lost: bool = False
 
@@ -132,33 +76,6 @@ class Lookup(pydantic.BaseModel):
     name: str
 
 
-class BuildOptions(pydantic.BaseModel):
-    """The CLI `build` options the charm decided on (secrets are not options: see BuildRequest).
-
-    A new CLI option is one field here and one line in `build_argv`.
-    """
-
-    model_config = pydantic.ConfigDict(frozen=True)
-
-    bases: tuple[str, ...]
-    arch: str
-    prefix: str
-    upload_clouds: tuple[str, ...]
-    keep_revisions: int
-    timeout: int = BUILD_TIMEOUT
-    flavor: str = ""
-    network: str = ""
-    runner_version: str = ""
-    script_url: str = ""
-    runner_binary_repo: str = ""
-    protect: tuple[str, ...] = ()
-    verify_script_url: str = ""
-    verify: bool = True  # False: the CLI copies images without booting them first
-    # The CLI tags the build's servers, groups and images with it (`clean --build-id` finds
-    # them); Builder.start sets it to the job's run_id.
-    build_id: str = ""
-
-
 class BuildRequest(pydantic.BaseModel):
     """A job the charm decided to run: the build, its secrets and what to try before it.
 
@@ -169,7 +86,7 @@ class BuildRequest(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True)
 
-    options: BuildOptions
+    spec: BuildSpec  # upload.clouds: the build cloud first, then every requirer cloud
     # Environment name (without SECRET_ENV_PREFIX) -> value; only ever in the 0600 job file.
     script_secrets: dict[str, pydantic.SecretStr] = {}
     # The model's proxy for the build (http://[user:password@]host:port); "" for none.
@@ -188,8 +105,13 @@ class BuildRequest(pydantic.BaseModel):
 
     @property
     def clouds(self) -> tuple[str, ...]:
-        """Return the clouds this job serves."""
-        return self.options.upload_clouds
+        """Return the requirer clouds this job serves."""
+        return tuple(c for c in self.spec.upload.clouds if c != BUILD_CLOUD)
+
+    def tagged(self, build_id: str) -> "BuildRequest":
+        """Return this request with the build id the CLI tags the build's resources with."""
+        site = self.spec.site.model_copy(update={"build_id": build_id})
+        return self.model_copy(update={"spec": self.spec.model_copy(update={"site": site})})
 
 
 class BuildJob(pydantic.BaseModel):
@@ -229,53 +151,26 @@ class CleanJob(pydantic.BaseModel):
     timeout: float = CLEAN_TIMEOUT
 
 
-def found_image(lookup: Lookup, answer: str) -> BuiltImage | None:
+def found_image(lookup: Lookup, answer: str) -> ImageResult | None:
     """Return the image `latest-build-id` answered for a lookup; None: none, or an unsafe ID."""
     image_id = answer.strip()
     if not text.is_image_id(image_id):
         return None
-    return BuiltImage(id=image_id, **lookup.model_dump())
+    return ImageResult(id=image_id, **lookup.model_dump())
 
 
-def build_argv(job: BuildJob) -> list[str]:
-    """Return the CLI's `build` command line (`--flag=value` words); empty options left out."""
-    opts = job.request.options
-    options = {
-        "--base": ",".join(opts.bases),
-        "--arch": opts.arch,
-        "--prefix": opts.prefix,
-        "--upload-clouds": build_cloud_keeps(opts.upload_clouds),
-        "--keep-revisions": str(opts.keep_revisions),
-        "--timeout": str(opts.timeout),
-        "--flavor": opts.flavor,
-        "--network": opts.network,
-        "--runner-version": opts.runner_version,
-        "--script-url": opts.script_url,
-        "--runner-binary-repo": opts.runner_binary_repo,
-        "--protect": ",".join(sorted(set(opts.protect))),
-        "--verify-script-url": opts.verify_script_url,
-        "--build-id": opts.build_id,
-    }
-    argv = [job.cli, *cli_args.command_line(BUILD_CLOUD, "build", options)]
-    return argv if opts.verify else [*argv, "--no-verify"]
-
-
-def build_cloud_keeps(upload_clouds: tuple[str, ...]) -> str:
-    """Return `--upload-clouds`: the build cloud first, so it keeps every image it built.
-
-    Its copy is the source of `copy` for a cloud that joins later (no rebuild); its revisions
-    are pruned like every cloud's.
-    """
-    return ",".join(dict.fromkeys((BUILD_CLOUD, *upload_clouds)))
+def build_argv(job: BuildJob, spec_file: str) -> list[str]:
+    """Return the CLI's `build` command line: the spec is in `spec_file` (job.request.spec)."""
+    return [job.cli, *cli_args.command_line(BUILD_CLOUD, "build", {"--spec": spec_file})]
 
 
 def copy_argv(job: BuildJob, cloud: str, bases: list[str]) -> list[str]:
     """Return the `copy` command line that gives one cloud the build cloud's current images."""
-    opts = job.request.options
+    image = job.request.spec.image
     options = {
         "--base": ",".join(bases),
-        "--arch": opts.arch,
-        "--prefix": opts.prefix,
+        "--arch": ",".join(arch.github for arch in image.arches),
+        "--prefix": image.prefix,
         "--upload-clouds": cloud,
     }
     return [job.cli, *cli_args.command_line(BUILD_CLOUD, "copy", options)]
@@ -289,7 +184,7 @@ def copy_plan(missing: list[Lookup]) -> dict[str, list[str]]:
     return plan
 
 
-def needs_build(answer: CliAnswer) -> bool:
+def needs_build(answer: Report) -> bool:
     """Return whether a `copy` found no source in the build cloud: only a build can help."""
     return any(failure.step == names.COPY_NO_SOURCE for failure in answer.failures)
 
@@ -306,9 +201,8 @@ def sweep_argv(job: BuildJob) -> list[list[str]]:
     --upload-cloud` deletes nothing but unfinished images our CLI uploaded (by their
     properties), never a server or a security group of the requirer's.
     """
-    opts = job.request.options
-    options = {"--prefix": opts.prefix, "--older-than": str(job.leftover_age)}
-    uploads = [c for c in dict.fromkeys(opts.upload_clouds) if c != BUILD_CLOUD]
+    options = {"--prefix": job.request.spec.image.prefix, "--older-than": str(job.leftover_age)}
+    uploads = job.request.clouds
     return [
         [job.cli, *cli_args.command_line(BUILD_CLOUD, "clean", options)],
         *(

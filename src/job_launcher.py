@@ -154,11 +154,9 @@ class JobLauncher:
                 run_id=uuid.uuid4().hex,
                 started_at=_utcnow(),
                 clouds=list(request.clouds),
-                prefix=request.options.prefix,
+                prefix=request.spec.image.prefix,
             )
-            request = request.model_copy(
-                update={"options": request.options.model_copy(update={"build_id": run.run_id})}
-            )
+            request = request.tagged(run.run_id)
             self.paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
             before = self.records.record_start(run)
             try:

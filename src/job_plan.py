@@ -12,8 +12,17 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from catalogue import Catalogue
 from config import BuildConfig
-from image_builder_contract import names, platforms
-from job import BuildOptions, BuildRequest, Lookup
+from image_builder_contract import names, platforms, text
+from image_builder_contract.spec import (
+    BuildSpec,
+    ImageSpec,
+    PruneSpec,
+    SiteSpec,
+    UploadSpec,
+    VerifySpec,
+    parse_bases,
+)
+from job import BUILD_CLOUD, BUILD_TIMEOUT, BuildRequest, Lookup
 
 logger = logging.getLogger(__name__)
 
@@ -34,22 +43,35 @@ def build_request(
     `protect`: the image IDs no pruning may delete; `fingerprint`: the digest of the settings
     this build stands for (config.BuildConfig.fingerprint).
     """
-    return BuildRequest(
-        options=BuildOptions(
-            bases=tuple(config.base_words()),
-            arch=config.arch,
+    spec = BuildSpec(
+        image=ImageSpec(
+            bases=parse_bases(config.base_words()),
+            arches=(platforms.parse_arch(config.arch),),
             prefix=config.prefix,
-            upload_clouds=tuple(sorted(clouds)),
-            keep_revisions=config.revision_history_limit,
-            flavor=config.flavor,
-            network=config.network,
-            runner_version=config.runner_version,
-            script_url=config.script_url,
-            runner_binary_repo=config.runner_binary_repo,
-            protect=tuple(sorted(protect)),
-            verify_script_url=config.verify_script_url,
-            verify=config.verify_images,
+            runner_version=config.runner_version or None,
+            runner_binary_repo=config.runner_binary_repo or platforms.UPSTREAM_RUNNER_REPO,
+            script_url=config.script_url or None,
         ),
+        site=SiteSpec(
+            cloud=BUILD_CLOUD,
+            flavor=config.flavor or None,
+            network=config.network or None,
+            timeout=BUILD_TIMEOUT,
+        ),
+        verify=VerifySpec(
+            enabled=config.verify_images, script_url=config.verify_script_url or None
+        ),
+        # The build cloud first: it keeps every image it built, the source of `copy` for a
+        # cloud that joins later (no rebuild); its revisions are pruned like every cloud's.
+        upload=UploadSpec(clouds=(BUILD_CLOUD, *sorted(clouds))),
+        # An ID that is not a safe word (from a peer, say) protects nothing: it names no image.
+        prune=PruneSpec(
+            keep_revisions=config.revision_history_limit,
+            protect=frozenset(i for i in protect if text.is_image_id(i)),
+        ),
+    )
+    return BuildRequest(
+        spec=spec,
         script_secrets=dict(config.script_secrets),
         proxy=config.image_proxy,
         fingerprint=fingerprint,

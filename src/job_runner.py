@@ -37,16 +37,16 @@ from pathlib import Path
 import pydantic
 
 import durable_files
+from image_builder_contract.report import ImageResult, Report
 from image_builder_contract.rules import redact_urls
 from image_builder_contract.text import one_line
 from job import (
     CLEAN_TIMEOUT,
     BuildJob,
     BuildResult,
-    BuiltImage,
     CleanJob,
-    CliAnswer,
     Lookup,
+    ResultKind,
     build_argv,
     clean_argv,
     cli_environment,
@@ -175,7 +175,7 @@ def run_cli(
         )
 
 
-def look_up(job: BuildJob, lock_fd: int | None = None) -> tuple[list[BuiltImage], list[Lookup]]:
+def look_up(job: BuildJob, lock_fd: int | None = None) -> tuple[list[ImageResult], list[Lookup]]:
     """Return the looked-up images that exist already, and the lookups that found none."""
     found, missing = [], []
     for lookup in job.request.lookups:
@@ -196,15 +196,15 @@ def look_up(job: BuildJob, lock_fd: int | None = None) -> tuple[list[BuiltImage]
 
 def copy_missing(
     job: BuildJob, missing: list[Lookup], lock_fd: int | None = None
-) -> CliAnswer | None:
+) -> Report | None:
     """Copy what the lookups missed from the build cloud; None when only a build can help."""
-    answer = CliAnswer()
+    answer = Report()
     for cloud, bases in copy_plan(missing).items():
         command = copy_argv(job, cloud, bases)
         log(f"copy {job.run_id}: {' '.join(command[1:])}")
         code, stdout, error = run_cli(job, command, lock_fd=lock_fd)
         try:
-            copied = CliAnswer.model_validate_json(stdout)
+            copied = Report.from_json(stdout)
         except pydantic.ValidationError:
             log(f"copy to {cloud} gave no JSON answer (exit {code} {error}): building")
             return None
@@ -241,7 +241,7 @@ def make_result(job: BuildJob, code: int, stdout: str, error: str) -> BuildResul
     if error and not stdout.strip():
         return result
     try:
-        answer = CliAnswer.model_validate_json(stdout)
+        answer = Report.from_json(stdout)
     except pydantic.ValidationError:
         result.error = error or f"the CLI exited {code} without a JSON answer; see the build log"
         return result
@@ -252,6 +252,11 @@ def make_result(job: BuildJob, code: int, stdout: str, error: str) -> BuildResul
     if code != 0 and not result.failures:
         result.error = f"the CLI exited {code}; see the build log"
     return result
+
+
+def spec_path(job: BuildJob) -> Path:
+    """Return the file the build's spec is handed to the CLI in, beside the result."""
+    return Path(job.result).with_name(f"spec-{job.run_id}.json")
 
 
 def reserve_path(result: Path) -> Path:
@@ -357,8 +362,8 @@ def take_lock(job: BuildJob) -> int | None:
 
 def clean_up(job: BuildJob, lock_fd: int | None = None) -> None:
     """Delete this build's resources by its id: its CLI crashed or was killed mid-way."""
-    opts = job.request.options
-    clean = CleanJob(build_id=job.run_id, prefix=opts.prefix, cli=job.cli, env=job.env)
+    prefix = job.request.spec.image.prefix
+    clean = CleanJob(build_id=job.run_id, prefix=prefix, cli=job.cli, env=job.env)
     shown = " ".join(clean_argv(clean)[1:])
     try:
         done = call(job, clean_argv(clean), clean.timeout, lock_fd)
@@ -375,14 +380,25 @@ def build(job: BuildJob, lock_fd: int) -> BuildResult:
         # when the build cloud has none does it get a build (which serves every cloud).
         copied = copy_missing(job, missing, lock_fd)
         if copied is not None:
-            answer = CliAnswer(images=found + copied.images, failures=copied.failures)
-            result = make_result(job, 1 if copied.failures else 0, answer.model_dump_json(), "")
-            result.kind = "copy" if missing else "lookup"
+            answer = Report(images=found + copied.images, failures=copied.failures)
+            result = make_result(job, 1 if copied.failures else 0, answer.to_json(), "")
+            result.kind = ResultKind.COPY if missing else ResultKind.LOOKUP
             return result
     sweep(job, lock_fd)
-    command = build_argv(job)
+    spec_file = spec_path(job)
+    # The spec holds no secret (they reach the CLI in its environment); the operator reads it
+    # here to know what this build was asked to do.
+    log(f"build {job.run_id} spec: {job.request.spec.model_dump_json()}")
+    try:
+        durable_files.write_atomic(spec_file, job.request.spec.model_dump_json())
+    except OSError as error:
+        return make_result(job, -1, "", f"cannot write the build spec {spec_file}: {error}")
+    command = build_argv(job, str(spec_file))
     log(f"build {job.run_id} starting: {' '.join(command[1:])}")
-    result = make_result(job, *run_cli(job, command, lock_fd=lock_fd))
+    try:
+        result = make_result(job, *run_cli(job, command, lock_fd=lock_fd))
+    finally:
+        spec_file.unlink(missing_ok=True)
     if result.error:  # crashed, killed or stopped: it may not have undone everything
         clean_up(job, lock_fd)
     return result

@@ -25,7 +25,8 @@ from prometheus_client.registry import Collector
 
 import durable_files
 from catalogue import Catalogue
-from job import BUILD_CLOUD, BUILD_TIMEOUT, BuildResult, RunRecord
+from image_builder_contract.names import Step
+from job import BUILD_CLOUD, BUILD_TIMEOUT, BuildResult, ResultKind, RunRecord
 from job_records import JobRecords
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ PORT = 9467  # loopback only; the COS collector on the machine scrapes it
 DURATION_BUCKETS = (300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0, 9000.0)
 # Upper bounds (seconds) of the verification duration histogram: 1 min to an hour.
 VERIFY_BUCKETS = (60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0)
-VERIFY_STEP = "verify"  # the CLI's name of the step that boots and checks a new image
+VERIFY_STEP = Step.VERIFY.value  # the step that boots and checks a new image
 OUTCOMES = ("success", "partial", "failed", "lookup")
 JOB_STEP = "job"  # the step label of a failure of the whole job (crash, timeout, no result)
 
@@ -49,7 +50,8 @@ def series_key(base: str, arch: str) -> str:
 
 def outcome(result: BuildResult) -> str:
     """Return what a finished job amounted to: success, partial, failed or lookup."""
-    if result.kind in ("lookup", "copy"):  # no build ran: existing images were served
+    # No build ran: existing images were served.
+    if result.kind in (ResultKind.LOOKUP, ResultKind.COPY):
         return "lookup"
     if result.error or not result.images:
         return "failed"
@@ -118,7 +120,7 @@ class History(pydantic.BaseModel):
         for image in images:
             data.last_success[series_key(image.base, image.arch)] = result.finished_at
         for failure in result.failures:
-            data._count_failure(failure.base, failure.arch, failure.step or "unknown")
+            data._count_failure(failure.base, failure.arch, failure.where or "unknown")
         if result.error:
             data._count_failure("", "", JOB_STEP)
         data.consecutive_failed = 0 if kind == "success" else data.consecutive_failed + 1

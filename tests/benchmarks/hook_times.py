@@ -25,6 +25,7 @@ import machine_files  # noqa: E402
 import unit_paths  # noqa: E402
 from charm import GithubRunnerImageBuilderCharm  # noqa: E402
 from charm_helpers import (  # noqa: E402
+    CONTRACT,
     FAKE_CLI,
     FAKE_JUJU_EXEC,
     Machine,
@@ -43,7 +44,9 @@ BUDGET = 2.0  # seconds: every hook but install/upgrade must return within this
 def machine_in(home: Path) -> Machine:
     """Point the charm's machine paths into a folder with the fake CLI and juju-exec."""
     paths = unit_paths.Paths.under(home, runner=ROOT / "src" / "job_runner.py")
-    script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
+    script(
+        paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home), contract=str(CONTRACT))
+    )
     script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
     unit_paths.default_paths = lambda charm_dir, unit: paths  # type: ignore[assignment]
     machine_files.apt_install = lambda packages: None

@@ -7,23 +7,29 @@ exercised for real: it forks, holds the lock, runs the "CLI", writes the result 
 """
 
 import argparse
+import atexit
 import dataclasses
 import json
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ops import testing
 
+import job
 import job_launcher
 import unit_paths
 from charm import GithubRunnerImageBuilderCharm
 from charms.github_runner_image_builder.v0.image import CloudCredentials
 from github_runner_image_builder.cli import build_parser
+from image_builder_contract.spec import BuildSpec
 
 SRC = Path(__file__).parents[2] / "src"
+CONTRACT = Path(__file__).parents[2] / "app" / "src"  # the fake CLI reads and writes its types
 PASSWORD = "build-cloud-pw-7f3a9"  # noqa: S105 - test value; checked to never reach a log
 SCRIPT_SECRET = "script-token-c41d2"  # noqa: S105 - test value
 REQUIRER_PASSWORD = "requirer-pw-92be1"  # noqa: S105 - test value
@@ -35,17 +41,27 @@ UNIT = "github-runner-image-builder/0"
 FAKE_CLI = """#!{python}
 import json, os, sys, time
 from pathlib import Path
+sys.path.insert(0, {contract!r})
+from image_builder_contract.report import Failure, ImageResult, Report
+from image_builder_contract.spec import BuildSpec
 home = Path({home!r})
 plan = json.loads((home / "plan.json").read_text()) if (home / "plan.json").exists() else {{}}
 argv = sys.argv[1:]
 secrets = {{k: v for k, v in os.environ.items() if k.startswith("IMAGE_BUILDER_SECRET_")}}
 env = {{k: os.environ.get(k, "") for k in ("OS_CLIENT_CONFIG_FILE", "http_proxy", "HTTPS_PROXY",
                                          "IMAGE_BUILDER_PROXY")}}
-with (home / "cli-calls.jsonl").open("a") as calls:
-    calls.write(json.dumps({{"argv": argv, "secrets": secrets, "env": env}}) + "\\n")
-# The charm writes `--os-cloud=NAME COMMAND --flag=value ...`.
+# The charm writes `--os-cloud=NAME COMMAND --flag=value ...`; a build's spec is a file.
 opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
 command = argv[1]
+spec = BuildSpec.from_json(Path(opts["spec"]).read_text()) if "spec" in opts else None
+with (home / "cli-calls.jsonl").open("a") as calls:
+    document = spec.model_dump(mode="json") if spec else None
+    calls.write(json.dumps({{"argv": argv, "secrets": secrets, "env": env, "spec": document}}))
+    calls.write("\\n")
+if spec is not None:
+    opts.update(base=",".join(w for w in document["image"]["bases"]),
+                arch=document["image"]["arches"][0], prefix=spec.image.prefix)
+    opts["upload-clouds"] = ",".join(spec.upload.clouds)
 if command == "clean":
     print(json.dumps({{"servers": [], "security_groups": [], "images": [], "errors": []}}))
     sys.exit(0)
@@ -62,12 +78,11 @@ if command == "copy":
             step = "copy" if cloud in plan.get("copy_fail", []) else ""
             step = step if name in held else "find"
             if step:
-                failures.append({{"base": base, "arch": opts["arch"], "cloud": cloud,
-                                  "step": step, "error": "401 Unauthorized"}})
+                failures.append(Failure(base, opts["arch"], cloud, step, "401 Unauthorized"))
             else:
-                images.append({{"name": name, "base": base, "arch": opts["arch"],
-                                "cloud": cloud, "id": "copy-" + cloud + "-" + held[name]}})
-    print(json.dumps({{"images": images, "failures": failures}}))
+                images.append(ImageResult(name, base, opts["arch"], cloud,
+                                          "copy-" + cloud + "-" + held[name]))
+    print(Report(images, failures).to_json())
     sys.exit(1 if failures else 0)
 build = plan.get("build", {{}})
 if build.get("wait"):
@@ -87,17 +102,17 @@ for base in (word.split("@")[0] for word in opts["base"].split(",")):
         if base in failed and cloud == "builder":
             continue  # the build cloud's copy is kept quietly (the real CLI names one cloud)
         if base in failed:
-            failures.append({{"base": base, "arch": opts["arch"], "cloud": cloud,
-                              "step": "boot", "error": "builder VM never reached SHUTOFF"}})
+            failures.append(Failure(base, opts["arch"], cloud, "wait",
+                                    "builder VM never reached SHUTOFF"))
         else:
-            images.append({{"name": opts["prefix"] + "-" + base + "-" + opts["arch"],
-                            "base": base, "arch": opts["arch"], "cloud": cloud,
-                            "id": "img-" + cloud + "-" + base + "-" + str(n)}})
+            images.append(ImageResult(opts["prefix"] + "-" + base + "-" + opts["arch"],
+                                      base, opts["arch"], cloud,
+                                      "img-" + cloud + "-" + base + "-" + str(n)))
 for image in images:
-    if image["cloud"] == "builder":
-        held[image["name"]] = image["id"]
+    if image.cloud == "builder":
+        held[image.name] = image.id
 kept.write_text(json.dumps(held))
-print(json.dumps({{"images": images, "failures": failures}}))
+print(Report(images, failures).to_json())
 sys.exit(1 if failures else 0)
 """
 
@@ -135,6 +150,10 @@ class Machine:
     def build_calls(self) -> list[dict[str, Any]]:
         return [c for c in self.cli_calls() if c["argv"][1] == "build"]
 
+    def build_specs(self) -> list[BuildSpec]:
+        """Return the spec of every build the charm asked for, as the CLI read it."""
+        return [BuildSpec.model_validate(c["spec"]) for c in self.build_calls()]
+
     def juju_exec_calls(self) -> list[list[str]]:
         calls = self.home / "juju-exec-calls.jsonl"
         lines = calls.read_text().splitlines() if calls.exists() else []
@@ -150,6 +169,39 @@ class Machine:
 
     def wait_for_build_waiting(self) -> None:
         wait_until((self.home / "build-waiting").exists)
+
+
+def request_spec(
+    prefix: str = "p",
+    clouds: tuple[str, ...] = ("c",),
+    keep_revisions: int = 2,
+    **parts: dict[str, object],
+) -> BuildSpec:
+    """Return a build spec as the charm writes one: the build cloud first, then the requirers'.
+
+    `parts`: fields of the spec's parts to set, e.g. `site={"flavor": "m1"}`.
+    """
+    document: dict[str, dict[str, object]] = {
+        "image": {"bases": ["noble"], "arches": ["x64"], "prefix": prefix},
+        "site": {"cloud": job.BUILD_CLOUD, "timeout": job.BUILD_TIMEOUT},
+        "upload": {"clouds": [job.BUILD_CLOUD, *clouds]},
+        "prune": {"keep_revisions": keep_revisions},
+    }
+    for part, fields in parts.items():
+        document.setdefault(part, {}).update(fields)
+    return BuildSpec.model_validate(document)
+
+
+# Where `spec_argv` writes the spec files of the command lines it returns (removed at exit).
+_SPECS = tempfile.TemporaryDirectory(prefix="grib-test-specs-")
+atexit.register(_SPECS.cleanup)
+
+
+def spec_argv(build_job: job.BuildJob) -> list[str]:
+    """Return the `build` command line the runner writes for a job, its spec file written."""
+    spec_file = Path(_SPECS.name) / f"spec-{uuid.uuid4().hex}.json"
+    spec_file.write_text(build_job.request.spec.model_dump_json())
+    return job.build_argv(build_job, str(spec_file))
 
 
 def cli_knows(command: str, flag: str) -> bool:
@@ -170,7 +222,9 @@ def new_machine(home: Path) -> Machine:
     """Return a temporary machine with the fake CLI and juju-exec in place."""
     home.mkdir(parents=True, exist_ok=True)
     paths = unit_paths.Paths.under(home, runner=SRC / "job_runner.py")
-    script(paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home)))
+    script(
+        paths.cli, FAKE_CLI.format(python=sys.executable, home=str(home), contract=str(CONTRACT))
+    )
     script(paths.juju_exec, FAKE_JUJU_EXEC.format(python=sys.executable, home=str(home)))
     return Machine(home=home, paths=paths, apt_calls=[])
 

@@ -16,7 +16,6 @@ from charm_helpers import (
     base_state,
     emit,
     image_relation,
-    options,
     password_secret,
     script_secret,
     valid_config,
@@ -62,10 +61,12 @@ def test_build_started_then_finished_publishes(ctx: Ctx, machine: Machine) -> No
     ]
     argv = machine.build_calls()[0]["argv"]
     assert argv[:2] == ["--os-cloud=builder", "build"]
-    assert options(argv)["upload-clouds"] == f"builder,{RUNNERS}"
-    assert options(argv)["keep-revisions"] == "5"
-    assert options(argv)["prefix"] == "github-runner-image-builder"
-    assert "protect" not in options(argv)  # nothing is published yet
+    assert [word.split("=")[0] for word in argv[2:]] == ["--spec"]
+    [spec] = machine.build_specs()
+    assert spec.upload.clouds == ("builder", RUNNERS)
+    assert spec.prune.keep_revisions == 5
+    assert spec.image.prefix == "github-runner-image-builder"
+    assert spec.prune.protect == frozenset()  # nothing is published yet
 
     out = emit(ctx, out, "build_finished")
     assert _published(out, relation) == {
@@ -132,8 +133,7 @@ def test_trigger_while_running_queues_one_follow_up(ctx: Ctx, machine: Machine) 
     state = emit(ctx, state, "build_finished")
     assert _published(state, relation)["id"] == f"img-{RUNNERS}-noble-2"
     # The follow-up protected the image the first build published.
-    argv = machine.build_calls()[1]["argv"]
-    assert options(argv)["protect"] == f"img-{RUNNERS}-noble-1"
+    assert machine.build_specs()[1].prune.protect == {f"img-{RUNNERS}-noble-1"}
     assert len(machine.build_calls()) == 2
 
 
@@ -160,7 +160,7 @@ def test_failed_build_keeps_published_images_and_says_what_failed(
     message = state.unit_status.message
     assert isinstance(state.unit_status, testing.ActiveStatus)
     assert message.endswith(
-        f" UTC: 1 image, 1 failed (jammy/x64 in {RUNNERS} at boot: "
+        f" UTC: 1 image, 1 failed (jammy/x64 in {RUNNERS} at wait: "
         "builder VM never reached SHUTOFF)"
     )
 
@@ -246,8 +246,7 @@ def test_image_settings_change_rebuilds_but_schedule_change_does_not(
     image = base_state(relation, **{"runner-version": "2.321.0"})
     ctx.run(ctx.on.config_changed(), replace(image, secrets=image.secrets | key))
     machine.wait_for_callbacks(2)
-    argv = machine.build_calls()[1]["argv"]
-    assert options(argv)["runner-version"] == "2.321.0"
+    assert machine.build_specs()[1].image.runner_version == "2.321.0"
 
 
 def test_script_secret_reaches_the_cli_only_through_its_environment(
@@ -268,10 +267,9 @@ def test_script_secret_reaches_the_cli_only_through_its_environment(
     call = machine.build_calls()[0]
     assert call["secrets"] == {"IMAGE_BUILDER_SECRET_API_TOKEN": SCRIPT_SECRET}
     assert SCRIPT_SECRET not in " ".join(call["argv"])
-    argv = call["argv"]
-    assert options(argv)["script-url"] == "https://example.com/setup.sh"
+    assert machine.build_specs()[0].image.script_url == "https://example.com/setup.sh"
     # The model's proxy may carry credentials: the CLI gets it in its environment only.
-    assert "proxy" not in options(argv)
+    assert "proxy" not in json.dumps(call["spec"]) and "proxy" not in " ".join(call["argv"])
     assert call["env"]["IMAGE_BUILDER_PROXY"] == "http://proxy.internal:3128"
     assert call["env"]["http_proxy"] == "http://proxy.internal:3128"
     assert call["env"]["OS_CLIENT_CONFIG_FILE"] == str(machine.paths.clouds_yaml)
@@ -298,8 +296,7 @@ def test_base_change_keeps_the_old_image_published_until_the_new_one_exists(
     machine.wait_for_build_waiting()
     # While jammy builds, the runners keep booting the noble image.
     assert _published(state, relation)["id"] == f"img-{RUNNERS}-noble-1"
-    argv = machine.build_calls()[1]["argv"]
-    assert options(argv)["protect"] == f"img-{RUNNERS}-noble-1"
+    assert machine.build_specs()[1].prune.protect == {f"img-{RUNNERS}-noble-1"}
 
     machine.plan(build={})
     machine.release()

@@ -13,7 +13,8 @@ from charm_status import (
     compute_status,
     run_results,
 )
-from job import BuildFailure, BuildResult, BuiltImage, RunRecord
+from image_builder_contract.report import Failure, ImageResult
+from job import BuildResult, RunRecord
 from job_launcher import StartOutcome
 from job_records import BuildsNow
 
@@ -45,8 +46,8 @@ def _finished(**result: object) -> BuildsNow:
     return BuildsNow(running=False, queued=False, current=None, last_result=last)
 
 
-def _image(cloud: str) -> BuiltImage:
-    return BuiltImage(name="app-noble-x64", base="noble", arch="x64", cloud=cloud, id="img-1")
+def _image(cloud: str) -> ImageResult:
+    return ImageResult(name="app-noble-x64", base="noble", arch="x64", cloud=cloud, id="img-1")
 
 
 @pytest.mark.parametrize(
@@ -104,7 +105,7 @@ def test_the_leader_sums_up_its_last_build() -> None:
 
 
 def test_a_failed_verification_is_named_and_unverified_images_are_said() -> None:
-    failure = BuildFailure(base="noble", arch="x64", step="verify", error="no runner binary")
+    failure = Failure(base="noble", arch="x64", step="verify", error="no runner binary")
     status = compute_status(_ready(builds=_finished(failures=[failure]), verify_images=False))
     expected = (
         "Last build 14:47 UTC: noble/x64 failed verify: no runner binary"

@@ -9,7 +9,6 @@ from charm_helpers import (
     base_state,
     cli_args,
     image_relation,
-    options,
     password_secret,
     valid_config,
 )
@@ -273,8 +272,7 @@ def test_base_words_reach_the_cli_as_codenames(
 ) -> None:
     ctx.run(ctx.on.action("run"), base_state(image_relation(), **{"base-image": words}))
     machine.wait_for_callbacks(1)
-    argv = machine.build_calls()[0]["argv"]
-    assert options(argv)["base"] == ",".join(bases)
+    assert machine.build_calls()[0]["spec"]["image"]["bases"] == bases
 
 
 @pytest.mark.parametrize(
@@ -285,5 +283,4 @@ def test_architecture_reaches_the_cli_in_github_words(
 ) -> None:
     ctx.run(ctx.on.action("run"), base_state(image_relation(), architecture=word))
     machine.wait_for_callbacks(1)
-    argv = machine.build_calls()[0]["argv"]
-    assert options(argv)["arch"] == github
+    assert machine.build_calls()[0]["spec"]["image"]["arches"] == [github]

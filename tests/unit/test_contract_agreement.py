@@ -20,7 +20,14 @@ from ops import testing
 
 import job
 from charm import GithubRunnerImageBuilderCharm
-from charm_helpers import Machine, base_state, image_relation, password_secret, valid_config
+from charm_helpers import (
+    Machine,
+    base_state,
+    image_relation,
+    password_secret,
+    spec_argv,
+    valid_config,
+)
 from github_runner_image_builder import cli
 from github_runner_image_builder.cli import build as cli_build
 from image_builder_contract import rules
@@ -168,7 +175,7 @@ def _job(request: job.BuildRequest) -> job.BuildJob:
 
 def _args(request: job.BuildRequest) -> list[str]:
     """Return the `build` command line the runner writes, without the program."""
-    return job.build_argv(_job(request))[1:]
+    return spec_argv(_job(request))[1:]
 
 
 def _secret_env(request: job.BuildRequest) -> dict[str, str]:
@@ -287,7 +294,8 @@ def test_revision_limits_the_charm_accepts_the_cli_accepts(
     assert charm_ok == accepted
     if request is not None:
         assert cli_verdict(_args(request), {}) == (True, "")
-        assert cli.build_parser().parse_args(_args(request)).keep_revisions == limit
+        spec = cli_build.spec_of(cli.build_parser().parse_args(_args(request)))
+        assert spec.prune.keep_revisions == limit
 
 
 @pytest.mark.parametrize("app_name", ["a", "a" * 60, "a" * 61, "image-builder-2"])

@@ -29,14 +29,15 @@ from charm_helpers import (
     base_state,
     emit,
     image_relation,
-    options,
     password_secret,
+    request_spec,
     script_secret,
     valid_config,
     wait_until,
 )
 from config import ProxyConfig, load_config
-from job import BuildOptions, BuildRequest, BuiltImage, CleanJob, RunRecord, clean_argv
+from image_builder_contract.report import ImageResult
+from job import BuildRequest, CleanJob, RunRecord, clean_argv
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
 CHARMCRAFT_YAML = Path(__file__).parents[2] / "charmcraft.yaml"
@@ -78,8 +79,8 @@ def test_a_trigger_before_the_callback_publishes_the_finished_build_first(
     assert ctx.action_results is not None and ctx.action_results["result"] == "started"
     assert _published_id(out, relation) == f"img-{RUNNERS}-noble-1"
     machine.wait_for_build_waiting()
-    second = machine.build_calls()[1]["argv"]
-    assert options(second)["protect"] == f"img-{RUNNERS}-noble-1"  # never pruned
+    second = machine.build_specs()[1]
+    assert second.prune.protect == {f"img-{RUNNERS}-noble-1"}  # never pruned
     machine.release()
     machine.wait_for_callbacks(2)
     out = emit(ctx, out, "build_finished")  # the first build's late callback, then the second's
@@ -90,11 +91,7 @@ def test_a_build_start_with_a_result_waiting_queues_instead_of_overwriting_it(
     machine: Machine,
 ) -> None:
     b = job_launcher.JobLauncher(machine.paths, UNIT, {})
-    request = BuildRequest(
-        options=BuildOptions(
-            bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
-        )
-    )
+    request = BuildRequest(spec=request_spec())
     first = b.start(request)
     machine.wait_for_callbacks(1)
     again = b.start(request)  # no take_result in between
@@ -130,9 +127,7 @@ def test_a_failed_launch_is_forgotten_and_the_retried_hook_builds(
 def test_a_failed_systemd_launch_puts_the_last_build_back(machine: Machine) -> None:
     b = job_launcher.JobLauncher(machine.paths, UNIT, {})
     request = BuildRequest(
-        options=BuildOptions(
-            bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
-        ),
+        spec=request_spec(),
         fingerprint="settings-1",
     )
     b.start(request)
@@ -239,7 +234,7 @@ def test_an_unreadable_catalogue_is_recovered_from_the_peer_data(
     ctx: Ctx, machine: Machine
 ) -> None:
     shared = Catalogue.from_built(
-        [BuiltImage(name="n", base="noble", arch="x64", cloud=RUNNERS, id="img-from-peers")],
+        [ImageResult(name="n", base="noble", arch="x64", cloud=RUNNERS, id="img-from-peers")],
         STARTED,
     )
     peer = testing.PeerRelation("peers", local_app_data={"catalogue": shared.to_json()})
@@ -342,8 +337,8 @@ def test_every_build_is_tagged_with_its_id(ctx: Ctx, machine: Machine) -> None:
     ctx.run(ctx.on.action("run"), base_state(image_relation()))
     assert ctx.action_results is not None
     machine.wait_for_callbacks(1)
-    (call,) = machine.build_calls()
-    assert options(call["argv"])["build-id"] == ctx.action_results["build-id"]
+    (spec,) = machine.build_specs()
+    assert spec.site.build_id == ctx.action_results["build-id"]
 
 
 def test_a_build_found_dead_is_cleaned_up_by_its_id_at_once(ctx: Ctx, machine: Machine) -> None:

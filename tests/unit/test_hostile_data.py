@@ -26,6 +26,7 @@ from charm_helpers import (
     image_relation,
     options,
     requirer_data,
+    spec_argv,
 )
 from charms.github_runner_image_builder.v0.image import (
     NAME_LIMIT,
@@ -34,8 +35,9 @@ from charms.github_runner_image_builder.v0.image import (
     CloudCredentials,
     InvalidDataError,
 )
+from github_runner_image_builder.cli import build as cli_build
 from image_builder_contract import rules
-from job import BUILD_CLOUD, BuildJob, BuildRequest, build_argv, lookup_argv
+from job import BUILD_CLOUD, BuildJob, BuildRequest, lookup_argv
 
 sys.path.insert(0, str(Path(__file__).parents[2]))  # tests.support: the shared corpus
 from tests.support.hostile import hostile_credentials
@@ -112,8 +114,8 @@ def test_every_hook_that_builds_survives_hostile_credentials(
             assert request.clouds == (cloud,)
             assert "," not in cloud and not cloud.startswith("-") and len(cloud) < 100
             job = _job(request)
-            args = cli_args(build_argv(job)[1:])
-            assert args.upload_clouds == [BUILD_CLOUD, cloud]
+            spec = cli_build.spec_of(cli_args(spec_argv(job)[1:]))
+            assert spec.upload.clouds == (BUILD_CLOUD, cloud)
             for lookup in request.lookups:
                 assert lookup_argv(job, lookup)[1:3] == [
                     f"--os-cloud={cloud}",

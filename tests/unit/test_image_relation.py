@@ -19,7 +19,6 @@ from charm_helpers import (
     base_state,
     emit,
     image_relation,
-    options,
 )
 
 Ctx = testing.Context[GithubRunnerImageBuilderCharm]
@@ -94,9 +93,8 @@ def test_new_cloud_without_all_images_gets_a_build(ctx: Ctx, machine: Machine) -
         ["--os-cloud=builder", *clean],
         [f"--os-cloud={RUNNERS}", *clean, "--upload-cloud"],
     ]
-    argv = machine.build_calls()[0]["argv"]
     # The build cloud keeps its image: the source of later copies.
-    assert options(argv)["upload-clouds"] == f"builder,{RUNNERS}"
+    assert machine.build_specs()[0].upload.clouds == ("builder", RUNNERS)
     out = emit(ctx, out, "build_finished")
     assert json.loads(_published(out, relation)["images"]) == [
         {"id": f"img-{RUNNERS}-jammy-1", "tags": "x64,jammy"},
@@ -136,8 +134,7 @@ def test_two_requirer_clouds_each_get_their_own_ids(ctx: Ctx, machine: Machine) 
     alpha, beta = image_relation("alpha", "bot"), image_relation("beta", "bot")
     state = ctx.run(ctx.on.action("run"), base_state(alpha, beta))
     machine.wait_for_callbacks(1)
-    argv = machine.build_calls()[0]["argv"]
-    assert options(argv)["upload-clouds"] == f"builder,{ALPHA},{BETA}"
+    assert machine.build_specs()[0].upload.clouds == ("builder", ALPHA, BETA)
     state = emit(ctx, state, "build_finished")
     assert _published(state, alpha)["id"] == f"img-{ALPHA}-noble-1"
     assert _published(state, beta)["id"] == f"img-{BETA}-noble-1"
@@ -207,9 +204,7 @@ def test_a_copycat_relation_cannot_change_another_clouds_password_or_images(
     state = emit(ctx, state, "build_finished")
     assert _published(state, victim)["id"] == f"img-{RUNNERS}-noble-1"
     assert _published(state, copycat) == {}
-    assert [options(c["argv"])["upload-clouds"] for c in machine.build_calls()] == [
-        f"builder,{RUNNERS}"
-    ]
+    assert [spec.upload.clouds for spec in machine.build_specs()] == [("builder", RUNNERS)]
 
 
 def _with(state: testing.State, *relations: testing.Relation) -> testing.State:

@@ -11,8 +11,8 @@ import pytest
 
 import job_launcher
 import unit_paths
-from charm_helpers import UNIT, Machine, build_running, script
-from job import BuildJob, BuildOptions, BuildRequest, BuildResult, RunRecord
+from charm_helpers import UNIT, Machine, build_running, request_spec, script
+from job import BuildJob, BuildRequest, BuildResult, RunRecord
 
 SRC = Path(__file__).parents[2] / "src"
 
@@ -25,12 +25,14 @@ sys.path.insert(0, {src!r})
 import job
 import job_launcher
 import unit_paths
+from image_builder_contract.spec import BuildSpec
 fields = json.loads({paths!r})
 paths = unit_paths.Paths(**{{k: Path(v) if v else None for k, v in fields.items()}})
 b = job_launcher.JobLauncher(paths, {unit!r}, {{}})
 request = job.BuildRequest(
-    options=job.BuildOptions(
-        bases=("noble",), arch="x64", prefix="p", upload_clouds=("c_u_1",), keep_revisions=5
+    spec=BuildSpec.model_validate(
+        {{"image": {{"prefix": "p"}}, "site": {{"cloud": "builder"}},
+          "upload": {{"clouds": ["builder", "c_u_1"]}}}}
     ),
     script_secrets={{"API_TOKEN": "hook-secret-77"}},
     fingerprint="f",
@@ -131,11 +133,7 @@ def test_under_systemd_a_service_that_cannot_start_is_an_error(machine: Machine)
     fake = script(machine.home / "bin" / "systemd-run", "#!/bin/sh\necho 'no bus' >&2\nexit 1\n")
     paths = dataclasses.replace(machine.paths, systemd_run=fake)
     b = job_launcher.JobLauncher(paths, UNIT, {})
-    request = BuildRequest(
-        options=BuildOptions(
-            bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
-        )
-    )
+    request = BuildRequest(spec=request_spec())
     with pytest.raises(RuntimeError, match=r"systemd-run could not start the build .*no bus"):
         b.start(request)
 
@@ -182,11 +180,7 @@ def test_a_killed_runner_leaves_the_lock_taken_until_its_cli_ends(machine: Machi
     wait_until((machine.home / "cli-sigterm").exists)
     b = job_launcher.JobLauncher(machine.paths, UNIT, {})
     assert b.is_running()
-    request = BuildRequest(
-        options=BuildOptions(
-            bases=("noble",), arch="x64", prefix="p", upload_clouds=("c",), keep_revisions=2
-        )
-    )
+    request = BuildRequest(spec=request_spec())
     assert b.start(request).started is False  # a trigger now queues behind the live CLI
     assert b.take_result() is None
     machine.release()

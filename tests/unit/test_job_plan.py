@@ -10,7 +10,8 @@ import job_plan
 from catalogue import Catalogue, CatalogueImage
 from config import BuildConfig, ProxyConfig, load_config
 from image_builder_contract import platforms
-from job import BuildOptions, BuildRequest, Lookup
+from image_builder_contract.spec import BuildSpec
+from job import BUILD_TIMEOUT, BuildRequest, Lookup
 
 NOW = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
 
@@ -43,16 +44,20 @@ def test_the_request_carries_every_option_the_config_decided() -> None:
         config, {"b_u_2": 1, "a_u_1": 2}, {"img-9", "img-1"}, "digest", [lookup]
     )
     assert request == BuildRequest(
-        options=BuildOptions(
-            bases=("jammy", "noble@20260715"),
-            arch="x64",
-            prefix="image-builder",
-            upload_clouds=("a_u_1", "b_u_2"),  # sorted: the same clouds, the same argv
-            keep_revisions=5,
-            flavor="m1.large",
-            runner_binary_repo=platforms.UPSTREAM_RUNNER_REPO,
-            protect=("img-1", "img-9"),
-            verify=False,
+        spec=BuildSpec.model_validate(
+            {
+                "image": {
+                    "bases": ["jammy", "noble@20260715"],
+                    "arches": ["x64"],
+                    "prefix": "image-builder",
+                    "runner_binary_repo": platforms.UPSTREAM_RUNNER_REPO,
+                },
+                "site": {"cloud": "builder", "flavor": "m1.large", "timeout": BUILD_TIMEOUT},
+                "verify": {"enabled": False},
+                # The build cloud first, then the requirers' sorted: the same clouds, one spec.
+                "upload": {"clouds": ["builder", "a_u_1", "b_u_2"]},
+                "prune": {"keep_revisions": 5, "protect": ["img-1", "img-9"]},
+            }
         ),
         script_secrets={"API_TOKEN": pydantic.SecretStr("t0k")},
         proxy=pydantic.SecretStr("http://proxy.internal:3128"),
@@ -98,3 +103,11 @@ def test_served_records_when_each_cloud_was_served() -> None:
     after = job_plan.served(before, ["a_u_1", "b_u_2"], NOW)
     assert after == {"a_u_1": NOW.isoformat(), "b_u_2": NOW.isoformat()}
     assert before == {"a_u_1": "2026-11-23T13:00:00+00:00"}  # a new mapping, for StoredState
+
+
+def test_an_image_id_that_is_no_safe_word_protects_nothing_and_breaks_nothing() -> None:
+    # Peer data and stored state are input: a hostile ID must neither crash the hook nor reach
+    # the CLI (it names no image of ours anyway).
+    hostile = {"img-1", "-rf", "a,b", "x" * 200, "nul\0", ""}
+    request = job_plan.build_request(_config(), {"a_u_1": 1}, hostile, "digest")
+    assert request.spec.prune.protect == {"img-1"}

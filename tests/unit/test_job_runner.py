@@ -14,11 +14,13 @@ import pytest
 import durable_files
 import job_launcher
 import job_runner
+from charm_helpers import request_spec
+from github_runner_image_builder.cli import build as cli_build
+from github_runner_image_builder.cli import build_parser
 from image_builder_contract import report
 from job import (
     BUILD_TIMEOUT,
     BuildJob,
-    BuildOptions,
     BuildRequest,
     BuildResult,
     CleanJob,
@@ -31,15 +33,10 @@ STARTED = datetime.datetime(2026, 11, 23, 14, 2, tzinfo=datetime.timezone.utc)
 SECRET = "job-secret-5a0e"  # noqa: S105 - test value
 
 
-def _job(tmp_path: Path, cli: str = "cli", **options: object) -> BuildJob:
-    opts = {
-        "bases": ("jammy", "noble"),
-        "arch": "x64",
-        "prefix": "app",
-        "upload_clouds": ("a_u_1", "b_u_2"),
-        "keep_revisions": 5,
-        **options,
-    }
+def _job(tmp_path: Path, cli: str = "cli", **parts: dict[str, object]) -> BuildJob:
+    """Return a job of prefix "app" for two requirer clouds; `parts`: fields of its spec."""
+    image = {"bases": ["jammy", "noble"], **parts.pop("image", {})}
+    spec = request_spec("app", ("a_u_1", "b_u_2"), 5, image=image, **parts)
     return BuildJob(
         run_id="r1",
         started_at=STARTED,
@@ -51,7 +48,7 @@ def _job(tmp_path: Path, cli: str = "cli", **options: object) -> BuildJob:
         kill_after=60,
         env={"PATH": os.environ["PATH"]},
         request=BuildRequest(
-            options=BuildOptions.model_validate(opts),
+            spec=spec,
             script_secrets={"API_TOKEN": pydantic.SecretStr(SECRET)},
         ),
     )
@@ -67,27 +64,26 @@ def test_job_file_round_trips_with_its_secrets_and_hides_them_in_reprs(tmp_path:
     assert SECRET not in repr(job) and SECRET not in str(job.model_dump())
 
 
-def test_build_command_line_uses_flag_equals_value_and_skips_empty_options(
+def test_the_cli_reads_the_jobs_spec_from_a_file_and_no_secret_travels_in_it(
     tmp_path: Path,
 ) -> None:
-    job = _job(tmp_path, flavor="--help", network="-x", protect=("i2", "i1", "i2"))
-    assert build_argv(job) == [
-        "cli",
-        "--os-cloud=builder",
-        "build",
-        "--base=jammy,noble",
-        "--arch=x64",
-        "--prefix=app",
-        "--upload-clouds=builder,a_u_1,b_u_2",
-        "--keep-revisions=5",
-        f"--timeout={BUILD_TIMEOUT}",
-        "--flavor=--help",
-        "--network=-x",
-        "--protect=i1,i2",
-    ]
-    tagged = _job(tmp_path, build_id="r1")
-    assert build_argv(tagged)[-1] == "--build-id=r1"
-    assert SECRET not in " ".join(build_argv(job))
+    job = _job(
+        tmp_path,
+        site={"flavor": "--help", "network": "-x", "build_id": "r1"},
+        prune={"protect": ["i2", "i1", "i2"]},
+    )
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(job.request.spec.model_dump_json())
+    argv = build_argv(job, str(spec_file))
+    assert argv == ["cli", "--os-cloud=builder", "build", f"--spec={spec_file}"]
+    # The real CLI's reading of that command line: the charm's spec, whole.
+    spec = cli_build.spec_of(build_parser().parse_args(argv[1:]))
+    assert spec == job.request.spec
+    assert [b.codename for b in spec.image.bases] == ["jammy", "noble"]
+    assert spec.upload.clouds == ("builder", "a_u_1", "b_u_2")
+    assert (spec.site.flavor, spec.site.network, spec.site.build_id) == ("--help", "-x", "r1")
+    assert spec.site.timeout == BUILD_TIMEOUT and spec.prune.protect == {"i1", "i2"}
+    assert SECRET not in " ".join(argv) and SECRET not in spec_file.read_text()
 
 
 def test_sweeps_stay_home_in_upload_clouds(tmp_path: Path) -> None:
@@ -113,8 +109,8 @@ def test_result_lists_images_and_failures_of_a_partial_build(tmp_path: Path) -> 
         "failures": [{"base": "jammy", "arch": "x64", "cloud": "c", "step": "boot", "error": "e"}],
     }
     result = job_runner.make_result(_job(tmp_path), 1, json.dumps(answer), "")
-    assert [i.model_dump() for i in result.images] == answer["images"]
-    assert [f.model_dump() for f in result.failures] == answer["failures"]
+    assert [(i.name, i.cloud, i.id) for i in result.images] == [("n", "c", "i")]
+    assert [(f.base, f.step, f.error) for f in result.failures] == [("jammy", "boot", "e")]
     assert (result.error, result.exit_code, result.run_id) == ("", 1, "r1")
 
 
@@ -124,8 +120,8 @@ def test_result_keeps_the_step_times_the_cli_reports(tmp_path: Path) -> None:
         timings=[report.Timing("noble", "x64", {"wait": 61.0, "verify": 88.25}, 3.0, 160.0)]
     )
     result = job_runner.make_result(_job(tmp_path), 0, cli_report.to_json(), "")
-    assert [t.model_dump() for t in result.timings] == [
-        {"base": "noble", "arch": "x64", "steps": {"wait": 61.0, "verify": 88.25}}
+    assert [(t.base, t.arch, t.steps) for t in result.timings] == [
+        ("noble", "x64", {"wait": 61.0, "verify": 88.25})
     ]
 
 
@@ -368,13 +364,7 @@ def test_result_and_other_state_writes_are_fsynced_file_then_folder(
 
 def test_a_cli_that_crashed_gets_its_build_cleaned_up_by_id(tmp_path: Path) -> None:
     job = _runnable(tmp_path, "print('Traceback: boom')\nsys.exit(3)\n")
-    job = job.model_copy(
-        update={
-            "request": job.request.model_copy(
-                update={"options": job.request.options.model_copy(update={"build_id": "r1"})}
-            )
-        }
-    )
+    job = job.model_copy(update={"request": job.request.tagged("r1")})
     job_runner.run(job)
     assert [c[1:] for c in _calls(tmp_path) if c[1] == "clean" and "--build-id=r1" in c] == [
         ["clean", "--prefix=app", "--build-id=r1"]

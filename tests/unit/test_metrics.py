@@ -492,7 +492,7 @@ def test_finished_builds_reach_the_history_once(ctx: Ctx, machine: Machine) -> N
     history = metrics.load_history(machine.paths.state_dir)
     assert history.outcomes == {"partial": 1}
     assert set(history.last_success) == {"noble/x64"}
-    assert [(f.base, f.step, f.count) for f in history.failures] == [("jammy", "boot", 1)]
+    assert [(f.base, f.step, f.count) for f in history.failures] == [("jammy", "wait", 1)]
     assert history.consecutive_failed == 1
     assert history.requirer_clouds == 1
     assert history.requirer_since is not None

@@ -27,7 +27,6 @@ from charm_helpers import (
     build_running,
     image_relation,
     new_machine,
-    options,
     password_secret,
     valid_config,
     wait_until,
@@ -224,7 +223,7 @@ def test_leader_change_mid_build_hands_the_result_over_and_prunes_nothing_publis
     # A build now must spare both the new image and the one unit 2 still publishes.
     model.run(1, run_action)
     cluster[1].wait_for_callbacks(1)
-    protect = set(options(cluster[1].build_calls()[0]["argv"])["protect"].split(","))
+    protect = set(cluster[1].build_specs()[0].prune.protect)
     assert {first, second.id} <= protect
     model.emit(1, "build_finished")
     for unit in (0, 2):
@@ -307,7 +306,7 @@ def test_switch_from_canonical_with_two_units_protects_what_each_published(
     assert model.published[1]["id"] == "can-1"
     model.run(0, lambda ctx: ctx.on.upgrade_charm())
     cluster[0].wait_for_build_waiting()
-    protect = set(options(cluster[0].build_calls()[0]["argv"])["protect"].split(","))
+    protect = set(cluster[0].build_specs()[0].prune.protect)
     assert {"can-0", "can-1"} <= protect
     # Until our first build is in, each unit keeps publishing what it published.
     model.peers_changed(1)

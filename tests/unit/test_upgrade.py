@@ -26,7 +26,6 @@ from charm_helpers import (
     RUNNERS,
     Machine,
     emit,
-    options,
     password_secret,
     requirer_data,
     valid_config,
@@ -210,8 +209,8 @@ def test_switch_from_canonical_keeps_its_id_published_and_protected_until_our_bu
     assert _same_images(_published(out.get_relation(relation.id)), _published(relation))
     machine.wait_for_build_waiting()
     # ... which protects them from pruning.
-    protect = options(machine.build_calls()[0]["argv"])["protect"].split(",")
-    assert {"can-jammy", "can-noble"} <= set(protect)
+    protect = machine.build_specs()[0].prune.protect
+    assert {"can-jammy", "can-noble"} <= protect
 
     machine.plan(build={})
     machine.release()
@@ -247,4 +246,4 @@ def test_switch_from_canonical_with_a_failed_first_build_keeps_its_ids(
     # The next build still protects it.
     out = ctx.run(ctx.on.action("run"), out)
     machine.wait_for_callbacks(2)
-    assert "can-noble" in options(machine.build_calls()[1]["argv"])["protect"].split(",")
+    assert "can-noble" in machine.build_specs()[1].prune.protect
