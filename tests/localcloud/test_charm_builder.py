@@ -341,8 +341,8 @@ def test_charm_builds_publishes_queues_and_keeps_images_on_failure(
 
     # 6. The rebuild was told to protect what is published, and nothing was left behind.
     log = machine.paths.build_log.read_text(errors="replace")
-    protect = log.split(f"build {second} starting: ", 1)[1].splitlines()[0].split("--protect=")[1]
-    assert set(protect.split()[0].split(",")) == served
+    spec = json.loads(log.split(f"build {second} spec: ", 1)[1].splitlines()[0])
+    assert set(spec["prune"]["protect"]) == served
     assert not [secret for secret in _secrets(cloud) if secret in log]
     assert _leftovers(cloud) == []
     assert not machine.launcher.is_running()
