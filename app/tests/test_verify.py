@@ -349,6 +349,14 @@ def test_the_guests_secret_search_finds_values_by_digest_only(tmp_path: Path) ->
     found = {Path(line).name for line in done.stdout.split()}
     assert found == {"app.env", "app.yaml"}
     assert SECRET not in digests
+    # Nothing found, nothing printed: the guest's script takes any output for a leak.
+    clean = subprocess.run(
+        ["python3", str(program), salt, digests, str(tmp_path / "etc" / "clean.conf")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert clean.stdout == ""
 
 
 def test_a_listed_check_without_its_function_fails_rendering(
