@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from github_runner_image_builder.guest import contents, marker, templating, userdata
+from github_runner_image_builder.guest import contents, marker, templating, userdata, verification
 from image_builder_contract import platforms, rules
 from image_builder_contract import platforms as contract_platforms
 from tests.support.hostile import hostile_values
@@ -267,14 +267,30 @@ def test_the_quoting_guard_holds_in_included_templates_and_macros() -> None:
         environment.get_template("calls-macro").render(value="x")
 
 
-def test_the_shared_parts_are_in_both_scripts_once() -> None:
+@pytest.mark.parametrize("verify_script_url", [None, "https://example.com/smoke.sh"])
+def test_the_shared_parts_are_in_both_scripts_once(verify_script_url: str | None) -> None:
     builder = userdata.render_user_data(options(script_url="https://example.com/s.sh"))
-    for function in ("grib_log", "grib_console", "grib_power_off", "grib_finish", "main"):
-        assert builder.count(f"\n{function}() {{\n") == 1, function
-    assert builder.count("readonly -a GRIB_CURL=(") == 1
-    assert builder.endswith(
-        "\ntrap grib_finish EXIT\ntrap 'exit 143' HUP INT TERM\nmain \"$@\"; exit\n"
+    verify = verification.render_verify_user_data(
+        verification.VerifyOptions(
+            platforms.parse_base("noble"),
+            platforms.parse_arch("x64"),
+            NONCE,
+            "fedcba9876543210",
+            "builder-id",
+            script_url=verify_script_url,
+        )
     )
+    for script in (builder, verify):
+        for function in ("grib_log", "grib_console", "grib_power_off", "grib_finish", "main"):
+            assert script.count(f"\n{function}() {{\n") == 1, function
+        assert script.endswith(
+            "\ntrap grib_finish EXIT\ntrap 'exit 143' HUP INT TERM\nmain \"$@\"; exit\n"
+        )
+    assert builder.count("readonly -a GRIB_CURL=(") == 1
+    # The test server downloads only an operator's smoke test.
+    assert verify.count("readonly -a GRIB_CURL=(") == (1 if verify_script_url else 0)
+    assert "printf '%s: %s\\n' grib \"$*\"" in builder
+    assert "printf '%s: %s\\n' grib-verify \"$*\"" in verify
     # No program is embedded in the template's text: each comes from its own file.
     release = templating.program("runner_release.py")
     assert f"readonly GRIB_RELEASE_PY={shlex.quote(release)}\n" in builder
