@@ -133,6 +133,7 @@ def user_data_script(options: UserDataOptions) -> templating.Script:
     problem = rules.user_data_room_problem(options.script_secrets, options.script_url or "", proxy)
     if problem:
         raise ValueError(problem)
+    functions = [templating.step_function(step) for step in steps]
     return templating.Script(
         template=TEMPLATE,
         values=dict(
@@ -164,7 +165,7 @@ def user_data_script(options: UserDataOptions) -> templating.Script:
             runner_version_fact=marker.RUNNER_VERSION_FACT,
             gh_from_github=options.base.codename in _GH_FROM_GITHUB,
             console=serial_console(options.arch),
-            step_functions=[templating.step_function(step) for step in steps],
+            step_functions=functions,
             success_line=marker.success_line(options.nonce),
             failure_lines={step: marker.failure_line(options.nonce, step) for step in steps},
             unknown_line=marker.failure_line(options.nonce, UNKNOWN_STEP),
@@ -172,7 +173,7 @@ def user_data_script(options: UserDataOptions) -> templating.Script:
             log_prefix=LOG_PREFIX,
             downloads=True,
         ),
-        functions=[templating.step_function(step) for step in steps],
+        functions=functions,
     )
 
 

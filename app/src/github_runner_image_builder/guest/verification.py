@@ -125,12 +125,13 @@ def verify_script(options: VerifyOptions) -> templating.Script:
     half = len(options.canary) // 2
     salt = secrets.token_hex(16)
     checks = options.checks()
+    functions = [templating.check_function(c) for c in checks]
     return templating.Script(
         template=TEMPLATE,
         values=dict(
             nonce=options.nonce,
             checks=" ".join(checks),
-            check_functions=[templating.check_function(c) for c in checks],
+            check_functions=functions,
             console=userdata.serial_console(options.arch),
             builder_instance_id=options.builder_instance_id,
             builder_machine_id=options.builder_machine_id,
@@ -164,7 +165,7 @@ def verify_script(options: VerifyOptions) -> templating.Script:
             log_prefix=LOG_PREFIX,
             downloads=bool(options.script_url),
         ),
-        functions=[templating.check_function(c) for c in checks],
+        functions=functions,
     )
 
 
