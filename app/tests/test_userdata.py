@@ -1,15 +1,18 @@
 """Tests of the user-data options, the rendered script's text, and shellcheck on every variant."""
 
 import itertools
+import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 
-from github_runner_image_builder.guest import contents, marker, userdata
+from github_runner_image_builder.guest import contents, marker, templating, userdata, verification
 from image_builder_contract import platforms, rules
 from image_builder_contract import platforms as contract_platforms
 from tests.support.hostile import hostile_values
@@ -221,14 +224,15 @@ def test_redirections_only_reach_consoles_null_and_the_work_directory() -> None:
         options(proxy="p:1", script_url="https://example.com/s.sh")
     )
     allowed = {'"$GRIB_CONSOLE"', "/dev/console", "/dev/null", "&1", "&2"}
-    code = rendered.split("readonly GRIB_RELEASE_PY='", 1)[1].split("\n'\n", 1)[1]
+    program = shlex.quote(templating.program("runner_release.py"))
+    code = rendered.split(program, 1)[1]
     targets = re.findall(r"(?<![<>&0-9])[0-9]?>>?\s*([^\s;)]+)", code)
     assert targets
     assert set(targets) <= allowed, set(targets) - allowed
 
 
 def test_unquoted_template_output_is_refused() -> None:
-    environment = userdata.template_environment()
+    environment = templating.environment()
     with pytest.raises(TypeError, match="not shell-quoted"):
         environment.from_string("echo {{ value }}").render(value="$(reboot)")
     assert (
@@ -239,13 +243,146 @@ def test_unquoted_template_output_is_refused() -> None:
         environment.from_string("{{ value | shquote }}").render(value=3)
 
 
+def test_the_quoting_guard_holds_in_included_templates_and_macros() -> None:
+    environment = templating.environment(
+        jinja2.DictLoader(
+            {
+                "main": 'echo start\n{% include "part" %}echo end\n',
+                "part": "echo {{ value }}\n",
+                "quoted": "echo {{ value | shquote }}\n",
+                "uses-quoted": '{% include "quoted" %}',
+                "macros": "{% macro say(word) %}echo {{ word | shquote }}{% endmacro %}",
+                "calls-macro": '{% import "macros" as m %}{{ m.say(value) }}\n',
+            }
+        )
+    )
+    with pytest.raises(TypeError, match="not shell-quoted"):
+        environment.get_template("main").render(value="$(reboot)")
+    assert environment.get_template("uses-quoted").render(value="$(reboot)") == (
+        "echo '$(reboot)'\n"
+    )
+    # A macro's output is a plain string: `{{ macro() }}` is refused like any unquoted value,
+    # which is why the shared parts are included, not imported.
+    with pytest.raises(TypeError, match="not shell-quoted"):
+        environment.get_template("calls-macro").render(value="x")
+
+
+@pytest.mark.parametrize("verify_script_url", [None, "https://example.com/smoke.sh"])
+def test_the_shared_parts_are_in_both_scripts_once(verify_script_url: str | None) -> None:
+    builder = userdata.render_user_data(options(script_url="https://example.com/s.sh"))
+    verify = verification.render_verify_user_data(
+        verification.VerifyOptions(
+            platforms.parse_base("noble"),
+            platforms.parse_arch("x64"),
+            NONCE,
+            "fedcba9876543210",
+            "builder-id",
+            script_url=verify_script_url,
+        )
+    )
+    for script in (builder, verify):
+        for function in ("grib_log", "grib_console", "grib_power_off", "grib_finish", "main"):
+            assert script.count(f"\n{function}() {{\n") == 1, function
+        assert script.endswith(
+            "\ntrap grib_finish EXIT\ntrap 'exit 143' HUP INT TERM\nmain \"$@\"; exit\n"
+        )
+    assert builder.count("readonly -a GRIB_CURL=(") == 1
+    # The test server downloads only an operator's smoke test.
+    assert verify.count("readonly -a GRIB_CURL=(") == (1 if verify_script_url else 0)
+    assert "printf '%s: %s\\n' grib \"$*\"" in builder
+    assert "printf '%s: %s\\n' grib-verify \"$*\"" in verify
+    # No program is embedded in the template's text: each comes from its own file.
+    release = templating.program("runner_release.py")
+    assert f"readonly GRIB_RELEASE_PY={shlex.quote(release)}\n" in builder
+    template = (Path(userdata.__file__).parent / "templates" / userdata.TEMPLATE).read_text()
+    assert "import json" not in template
+
+
+@pytest.mark.parametrize(
+    ("release", "arch", "expected"),
+    [
+        ({"tag_name": "v2.321.0", "assets": [{"name": "actions-runner-linux-x64-2.321.0.tar.gz",
+          "digest": "sha256:" + "a" * 64}]}, "x64", "2.321.0 yes " + "a" * 64),
+        ({"tag_name": "v2.321.0", "assets": [{"name": "actions-runner-linux-x64-2.321.0.tar.gz",
+          "digest": None}], "body": "<!-- BEGIN SHA linux-arm64 -->" + "b" * 64 +
+          "<!-- END SHA linux-arm64 -->"}, "arm64", "2.321.0 no " + "b" * 64),
+        ({"tag_name": "2.330.1", "body": None}, "x64", "2.330.1 yes "),
+        ({}, "x64", " yes "),
+    ],
+)  # fmt: skip
+def test_the_runner_release_program(release: dict[str, object], arch: str, expected: str) -> None:
+    """The builder's release reader, run as the script runs it: `python3 -c PROGRAM ARCH`."""
+    done = subprocess.run(
+        [sys.executable, "-c", templating.program("runner_release.py"), arch],
+        input=json.dumps(release),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == expected + "\n"
+
+
+def _with_template_copy(tmp_path: Path, name: str, old: str, new: str) -> jinja2.Environment:
+    """Return an environment over a copy of the templates where `name` has `old` as `new`."""
+    source = Path(userdata.__file__).parent / "templates"
+    copy = tmp_path / "templates"
+    shutil.copytree(source, copy)
+    text = (copy / name).read_text()
+    assert old in text, old
+    (copy / name).write_text(text.replace(old, new, 1))
+    return templating.environment(jinja2.FileSystemLoader(copy))
+
+
+def test_a_step_without_its_function_fails_rendering_naming_it(tmp_path: Path) -> None:
+    script = userdata.user_data_script(options(proxy="p:1", script_url="https://example.com/s.sh"))
+    same = _with_template_copy(tmp_path / "same", userdata.TEMPLATE, "\n", "\n")
+    assert templating.render(script, same) == templating.render(script)
+    renamed = _with_template_copy(
+        tmp_path / "renamed", userdata.TEMPLATE, "\nstep_system() {\n", "\nsystem() {\n"
+    )
+    with pytest.raises(templating.ScriptError, match=r"user-data\.sh\.j2 lists step_system but"):
+        templating.render(script, renamed)
+
+
+def test_a_listed_step_the_template_lacks_fails_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(userdata, "STEPS", (*userdata.STEPS, "sbom"))
+    with pytest.raises(templating.ScriptError, match="lists step_sbom but defines no such"):
+        userdata.render_user_data(options())
+
+
+def test_the_shared_run_lines_need_main_and_the_trap(tmp_path: Path) -> None:
+    script = userdata.user_data_script(options())
+    renamed = _with_template_copy(tmp_path, userdata.TEMPLATE, "\nmain() {\n", "\nrun() {\n")
+    with pytest.raises(templating.ScriptError, match="lists main but"):
+        templating.render(script, renamed)
+
+
+def test_the_nonce_line_marker_reads_is_checked_when_rendering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(marker, "NONCE_VARIABLE", "GRIB_BUILD_NONCE")
+    with pytest.raises(templating.ScriptError, match="readonly GRIB_BUILD_NONCE=<nonce>"):
+        userdata.render_user_data(options())
+
+
+def test_the_console_words_come_from_the_marker_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(marker, "FACTS_WORD", "X-FACTS")
+    monkeypatch.setattr(marker, "MACHINE_ID_FACT", "mid")
+    monkeypatch.setattr(marker, "RUNNER_VERSION_FACT", "rv")
+    rendered = userdata.render_user_data(options())
+    assert "printf '%s %s %s=%s %s=%s' X-FACTS \"$GRIB_NONCE\"" in rendered
+    assert '\n            mid "${grib_machine_id:-unknown}"' in rendered
+    assert '\n            rv "${grib_runner_version:-unknown}")' in rendered
+    assert "GRIB-BUILD-FACTS" not in rendered and "machine-id=" not in rendered
+
+
 def test_user_data_larger_than_nova_accepts_is_refused() -> None:
     big = options(script_url="https://example.com/s.sh", script_secrets={"BIG": "x" * 60000})
     with pytest.raises(ValueError, match="more than the 28000 it has room for"):
         userdata.render_user_data(big)
     # The last guard, whatever the room says: Nova's own limit.
     with pytest.raises(ValueError, match="65535"):
-        userdata.check_length("x" * 49150)
+        templating.check_length("x" * 49150)
 
 
 def _filling_the_room(script_url: str, proxy: str) -> dict[str, str]:
@@ -299,7 +436,7 @@ def test_operator_values_that_fill_the_room_still_fit_in_nova(
             runner_binary_repo=repo,
         )
     )
-    userdata.check_length(text)  # rendering checked it too; said again for the reader
+    templating.check_length(text)  # rendering checked it too; said again for the reader
     one_more = userdata.UserDataOptions(
         base=base,
         arch=arch,

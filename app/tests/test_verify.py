@@ -11,7 +11,7 @@ from app.tests.test_build import NOTHING, CancellingCloud, leftovers, options, r
 from app.tests.test_userdata import shellcheck_binary
 from github_runner_image_builder import cli
 from github_runner_image_builder.cancel import Cancellation
-from github_runner_image_builder.guest import contents, marker, verification
+from github_runner_image_builder.guest import contents, marker, templating, verification
 from github_runner_image_builder.images import revisions
 from github_runner_image_builder.images.revisions import ServerRecord
 from github_runner_image_builder.pipeline import builds as build_module
@@ -339,7 +339,7 @@ def test_the_guests_secret_search_finds_values_by_digest_only(tmp_path: Path) ->
     (tmp_path / "etc" / "clean.conf").write_text(f"token: {SECRET[:-1]}\nnothing here\n")
     (tmp_path / "whole").write_text("x" * 40)
     program = tmp_path / "find.py"
-    program.write_text(verification.find_secrets_program())
+    program.write_text(templating.program("find_secrets.py"))
     done = subprocess.run(
         ["python3", str(program), salt, digests, str(tmp_path / "etc"), str(tmp_path / "whole")],
         capture_output=True,
@@ -349,3 +349,40 @@ def test_the_guests_secret_search_finds_values_by_digest_only(tmp_path: Path) ->
     found = {Path(line).name for line in done.stdout.split()}
     assert found == {"app.env", "app.yaml"}
     assert SECRET not in digests
+    # Nothing found, nothing printed: the guest's script takes any output for a leak.
+    clean = subprocess.run(
+        ["python3", str(program), salt, digests, str(tmp_path / "etc" / "clean.conf")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert clean.stdout == ""
+
+
+def test_a_listed_check_without_its_function_fails_rendering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(verification, "CHECKS", (*verification.CHECKS, "sbom"))
+    with pytest.raises(templating.ScriptError, match=r"verify\.sh\.j2 lists check_sbom but"):
+        _render()
+
+
+def test_the_verification_words_come_from_the_marker_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    words = {
+        "VERIFY_WORD": "X-RESULT",
+        "NONCE_VARIABLE": "X_BUILD_NONCE",
+        "CHECK_ROW": "x-check",
+        "SOFTWARE_ROW": "x-software",
+        "CHECK_OK": "x-ok",
+        "CHECK_FAILED": "x-failed",
+    }
+    for name, word in words.items():
+        monkeypatch.setattr(marker, name, word)
+    script = _render()
+    for word in words.values():
+        assert word in script, word
+    gone = ("GRIB-VERIFY-RESULT", 'GRIB_NONCE"=', "'check\\t", "tpass", "tfail", "result software")
+    for old in gone:
+        assert old not in script, old

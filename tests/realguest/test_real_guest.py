@@ -184,6 +184,8 @@ def test_real_verification_reports_each_check_and_names_the_failed_ones(
     # The planted leak is found, and named by where it is.
     assert not outcome["secrets"].ok
     assert "the build's canary is in /" in outcome["secrets"].detail, outcome["secrets"]
+    # The secret itself is nowhere on this disk: the digest search finds nothing, says nothing.
+    assert "script secret" not in outcome["secrets"].detail, outcome["secrets"]
     # The CLI's judge names each failed check with its detail, as the build's error would.
     with pytest.raises(verification.VerifyError) as failed:
         verification.judge(console, options)

@@ -19,6 +19,7 @@ The verification guest (a server booted from the new image) prints one line too,
     GRIB-VERIFY-RESULT <nonce> <base64 of tab-separated lines>
 
 each line `check<TAB>name<TAB>pass|fail<TAB>detail` or `software<TAB>name<TAB>version`.
+The words of these lines are defined here only: the templates receive them when rendered.
 This module is standard library only: the local cloud's scripted guest loads it by path.
 """
 
@@ -33,6 +34,14 @@ from image_builder_contract.checks import Check
 MARKER_WORD = "GRIB-BUILD-RESULT"
 FACTS_WORD = "GRIB-BUILD-FACTS"
 VERIFY_WORD = "GRIB-VERIFY-RESULT"
+# The facts a successful builder reports (the verification reads both).
+MACHINE_ID_FACT = "machine-id"
+RUNNER_VERSION_FACT = "runner-version"
+# The rows of a verification result, and a check's outcomes.
+CHECK_ROW = "check"
+SOFTWARE_ROW = "software"
+CHECK_OK = "pass"
+CHECK_FAILED = "fail"
 # The user-data script assigns the nonce to this shell variable on a line of its own
 # (`GRIB_NONCE=<hex>`), so a stand-in hypervisor can find it without running the script.
 NONCE_VARIABLE = "GRIB_NONCE"
@@ -130,10 +139,10 @@ def _field(text: str) -> str:
 def verify_line(nonce: str, report: VerifyReport) -> str:
     """Return the line a verification guest prints (the guest's script builds the same)."""
     rows = [
-        f"check\t{_field(c.name)}\t{'pass' if c.ok else 'fail'}\t{_field(c.detail)}"
+        f"{CHECK_ROW}\t{_field(c.name)}\t{CHECK_OK if c.ok else CHECK_FAILED}\t{_field(c.detail)}"
         for c in report.checks
     ]
-    rows += [f"software\t{_field(k)}\t{_field(v)}" for k, v in report.software.items()]
+    rows += [f"{SOFTWARE_ROW}\t{_field(k)}\t{_field(v)}" for k, v in report.software.items()]
     payload = base64.b64encode(("\n".join(rows) + "\n").encode()).decode()
     return f"{VERIFY_WORD} {nonce} {payload}"
 
@@ -147,10 +156,10 @@ def _decode(payload: str) -> VerifyReport | None:
     software: dict[str, str] = {}
     for row in text.splitlines():
         fields = row.split("\t")
-        if fields[0] == "check" and len(fields) >= 3 and fields[2] in ("pass", "fail"):
+        if fields[0] == CHECK_ROW and len(fields) >= 3 and fields[2] in (CHECK_OK, CHECK_FAILED):
             detail = fields[3] if len(fields) > 3 else ""
-            checks.append(Check(fields[1], fields[2] == "pass", detail.strip()))
-        elif fields[0] == "software" and len(fields) >= 3 and fields[1]:
+            checks.append(Check(fields[1], fields[2] == CHECK_OK, detail.strip()))
+        elif fields[0] == SOFTWARE_ROW and len(fields) >= 3 and fields[1]:
             software[fields[1]] = fields[2].strip()
     return VerifyReport(tuple(checks), software)
 

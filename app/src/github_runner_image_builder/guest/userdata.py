@@ -3,22 +3,16 @@
 The script prepares a fresh Ubuntu cloud image for GitHub Actions runners, wipes what must not
 survive in the image, prints the completion marker (see `marker`) on the serial console and
 powers the VM off. This module validates the options, decides every value the script needs and
-renders the template; it never talks to a cloud or runs the script.
-
-Every value reaches the script through the `shquote` filter, and the template environment
-refuses to output anything that did not pass through it, so no option or secret can inject shell.
+renders `user-data.sh.j2`; it never talks to a cloud or runs the script. How a script renders
+(the quoting guard, the shared parts, the checks after) is `templating`'s.
 """
 
-import base64
 import dataclasses
 import re
-import shlex
 from collections.abc import Mapping
 from secrets import token_hex
 
-import jinja2
-
-from github_runner_image_builder.guest import contents, marker
+from github_runner_image_builder.guest import contents, marker, templating
 from image_builder_contract import platforms, rules
 
 # The steps the script runs, in order; a failure marker names one of them. `proxy` and `script`
@@ -36,6 +30,9 @@ STEPS: tuple[str, ...] = (
 )
 # Named by the failure marker if the script dies outside any step (it should not).
 UNKNOWN_STEP = "unknown"
+# The word the script's log lines start with (`grib: step apt (at 12s)`).
+LOG_PREFIX = "grib"
+TEMPLATE = "user-data.sh.j2"
 
 HOSTNAME = "github-runner"
 
@@ -50,9 +47,6 @@ _SERIAL_CONSOLE: Mapping[str, str] = {
     "s390x": "/dev/ttysclp0",
     "ppc64el": "/dev/hvc0",
 }
-
-# Nova rejects user-data longer than 65535 bytes once base64-encoded.
-MAX_USER_DATA_BASE64 = 65535
 
 _NONCE = re.compile(r"[0-9a-f]{8,64}")
 
@@ -113,48 +107,20 @@ class UserDataOptions:
             raise ValueError(f"invalid canary {self.canary!r}: expected 8-64 lowercase hex digits")
 
 
-class _Quoted(str):
-    """A value already made safe for the shell by `shquote`."""
-
-    __slots__ = ()
-
-
-def _shquote(value: object) -> _Quoted:
-    """Quote a string for bash so it is always one inert word."""
-    if not isinstance(value, str):
-        raise TypeError(f"shquote takes strings, not {type(value).__name__}")
-    if "\0" in value:
-        raise ValueError("a NUL byte cannot be passed to the shell")
-    return _Quoted(shlex.quote(value))
-
-
-def _only_quoted(value: object) -> object:
-    """Refuse to render any `{{ }}` value that did not pass through `shquote`."""
-    if not isinstance(value, _Quoted):
-        raise TypeError(
-            f"template output {value!r} is not shell-quoted: pipe it through | shquote"
-        )
-    return value
-
-
-def template_environment() -> jinja2.Environment:
-    """Return the Jinja2 environment the user-data templates (builder, verify) render in."""
-    # A bash script, not HTML: `shquote` and `_only_quoted` do the escaping.
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("github_runner_image_builder.guest", "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        finalize=_only_quoted,
-    )
-    environment.filters["shquote"] = _shquote
-    return environment
-
-
 def render_user_data(options: UserDataOptions) -> str:
     """Return the bash script a builder VM runs as its cloud-init user-data."""
+    text = templating.render(user_data_script(options))
+    # The nonce line is the one a stand-in hypervisor reads (marker.find_nonce): it must be there.
+    if marker.find_nonce(text, marker.NONCE_VARIABLE) != options.nonce:
+        raise templating.ScriptError(
+            f"{TEMPLATE} has no `readonly {marker.NONCE_VARIABLE}=<nonce>` line that "
+            "marker.find_nonce reads"
+        )
+    return text
+
+
+def user_data_script(options: UserDataOptions) -> templating.Script:
+    """Return what the builder's script renders from; ValueError when the values cannot fit."""
     steps = [
         step
         for step in STEPS
@@ -167,10 +133,10 @@ def render_user_data(options: UserDataOptions) -> str:
     problem = rules.user_data_room_problem(options.script_secrets, options.script_url or "", proxy)
     if problem:
         raise ValueError(problem)
-    text = (
-        template_environment()
-        .get_template("user-data.sh.j2")
-        .render(
+    functions = [templating.step_function(step) for step in steps]
+    return templating.Script(
+        template=TEMPLATE,
+        values=dict(
             nonce=options.nonce,
             hostname=HOSTNAME,
             base=options.base.codename,
@@ -195,28 +161,22 @@ def render_user_data(options: UserDataOptions) -> str:
             runner_alias=contents.RUNNER_ALIAS,
             canary=options.canary,
             facts_word=marker.FACTS_WORD,
+            machine_id_fact=marker.MACHINE_ID_FACT,
+            runner_version_fact=marker.RUNNER_VERSION_FACT,
             gh_from_github=options.base.codename in _GH_FROM_GITHUB,
             console=serial_console(options.arch),
-            steps=steps,
+            step_functions=functions,
             success_line=marker.success_line(options.nonce),
             failure_lines={step: marker.failure_line(options.nonce, step) for step in steps},
             unknown_line=marker.failure_line(options.nonce, UNKNOWN_STEP),
-        )
+            release_py=templating.program("runner_release.py"),
+            log_prefix=LOG_PREFIX,
+            downloads=True,
+        ),
+        functions=functions,
     )
-    check_length(text)
-    return text
 
 
 def serial_console(arch: platforms.Arch) -> str:
     """Return the serial device a Nova console log records for this architecture."""
     return _SERIAL_CONSOLE[arch.vm_ubuntu]
-
-
-def check_length(text: str) -> None:
-    """Raise ValueError when Nova would refuse this user-data as too long."""
-    encoded = len(base64.b64encode(text.encode()))
-    if encoded > MAX_USER_DATA_BASE64:
-        raise ValueError(
-            f"the user-data is {encoded} bytes base64-encoded, more than the "
-            f"{MAX_USER_DATA_BASE64} Nova accepts; shorten the script secrets"
-        )

@@ -13,12 +13,11 @@ disk unless it leaked from the build.
 
 import dataclasses
 import hashlib
-import importlib.resources
 import re
 import secrets
 from collections.abc import Mapping
 
-from github_runner_image_builder.guest import contents, marker, userdata
+from github_runner_image_builder.guest import contents, marker, templating, userdata
 from github_runner_image_builder.images import properties as keys
 from image_builder_contract import platforms, rules
 from image_builder_contract.checks import Check
@@ -36,6 +35,9 @@ CHECKS: tuple[str, ...] = (
     "proxy",
     "script",
 )
+# The word the script's log lines start with (`grib-verify: check docker: pass`).
+LOG_PREFIX = "grib-verify"
+TEMPLATE = "verify.sh.j2"
 # Secrets shorter than this are not searched for: too many strings match by chance, and the
 # digest of so short a value would be easy to reverse.
 MIN_SECRET_LENGTH = 8
@@ -103,28 +105,38 @@ def secret_digests(script_secrets: Mapping[str, str], salt: str) -> str:
     )
 
 
-def find_secrets_program() -> str:
-    """Return the Python program the test server searches its files for secrets with."""
-    files = importlib.resources.files("github_runner_image_builder.guest") / "templates"
-    return (files / "find_secrets.py").read_text()
-
-
 def render_verify_user_data(options: VerifyOptions) -> str:
     """Return the bash script a test server runs as its cloud-init user-data."""
+    text = templating.render(verify_script(options))
+    # What a stand-in test server reads from the script (the local cloud's) must be there.
+    if marker.find_nonce(text, marker.VERIFY_NONCE_VARIABLE) != options.nonce:
+        raise templating.ScriptError(
+            f"{TEMPLATE} has no `readonly {marker.VERIFY_NONCE_VARIABLE}=<nonce>` line"
+        )
+    if marker.find_checks(text) != list(options.checks()):
+        raise templating.ScriptError(
+            f"{TEMPLATE} has no `readonly {marker.CHECKS_VARIABLE}=...` line naming its checks"
+        )
+    return text
+
+
+def verify_script(options: VerifyOptions) -> templating.Script:
+    """Return what the test server's script renders from."""
     half = len(options.canary) // 2
     salt = secrets.token_hex(16)
     checks = options.checks()
-    text = (
-        userdata.template_environment()
-        .get_template("verify.sh.j2")
-        .render(
+    functions = [templating.check_function(c) for c in checks]
+    return templating.Script(
+        template=TEMPLATE,
+        values=dict(
             nonce=options.nonce,
             checks=" ".join(checks),
-            check_functions=[f"check_{c.replace('-', '_')}" for c in checks],
+            check_functions=functions,
             console=userdata.serial_console(options.arch),
             builder_instance_id=options.builder_instance_id,
             builder_machine_id=options.builder_machine_id,
             builder_nonce=options.builder_nonce,
+            builder_nonce_variable=marker.NONCE_VARIABLE,
             runner_version=options.runner_version,
             runner_dir=contents.RUNNER_DIR,
             user=contents.USER,
@@ -144,11 +156,17 @@ def render_verify_user_data(options: VerifyOptions) -> str:
             secret_salt=salt,
             secret_digests=secret_digests(options.script_secrets, salt),
             script_url=options.script_url or "",
-            find_secrets_py=find_secrets_program(),
-        )
+            find_secrets_py=templating.program("find_secrets.py"),
+            verify_word=marker.VERIFY_WORD,
+            check_row=marker.CHECK_ROW,
+            software_row=marker.SOFTWARE_ROW,
+            check_ok=marker.CHECK_OK,
+            check_failed=marker.CHECK_FAILED,
+            log_prefix=LOG_PREFIX,
+            downloads=bool(options.script_url),
+        ),
+        functions=functions,
     )
-    userdata.check_length(text)
-    return text
 
 
 def judge(console: str | None, options: VerifyOptions) -> marker.VerifyReport:

@@ -62,4 +62,6 @@ def main(salt: bytes, digests: str, roots: Sequence[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(main(sys.argv[1].encode(), sys.argv[2], sys.argv[3:])))
+    # Nothing at all when nothing is found: the script takes any output for a path.
+    for found_path in main(sys.argv[1].encode(), sys.argv[2], sys.argv[3:]):
+        print(found_path)
