@@ -104,7 +104,7 @@ class VerifyStep:
 
     def _verify_options(self, artefacts: Artefacts, builder_id: str) -> verification.VerifyOptions:
         facts = artefacts.builder_facts
-        runner_version = facts.get("runner-version") or (
+        runner_version = facts.get(marker.RUNNER_VERSION_FACT) or (
             rules.normalize_runner_version(self.image.runner_version)
             if self.image.runner_version
             else ""
@@ -116,7 +116,7 @@ class VerifyStep:
             nonce=marker.new_nonce(),
             builder_nonce=self.target.nonce,
             builder_instance_id=builder_id,
-            builder_machine_id=facts.get("machine-id", ""),
+            builder_machine_id=facts.get(marker.MACHINE_ID_FACT, ""),
             runner_version=runner_version,
             proxy=contents.expected_proxy(rules.normalize_proxy(proxy) if proxy else ""),
             canary=self.canary,
